@@ -1,0 +1,232 @@
+// Package pgtest gives each test an isolated PostgreSQL database on a real
+// server: the one named by DATABASE_URL, or the local server at
+// 127.0.0.1:5432 (user root, then postgres, trust auth).
+//
+// Migrated databases are cloned from a template database that is built once
+// per schema revision (its name carries a hash of the embedded migrations),
+// so a new database costs one CREATE DATABASE ... TEMPLATE.
+package pgtest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	neturl "net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/quantumflow/qflow/migrations"
+)
+
+// EnvURL is the environment variable that names the test server.
+const EnvURL = "DATABASE_URL"
+
+var defaultURLs = []string{
+	"postgres://root@127.0.0.1:5432/postgres?sslmode=disable",
+	"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+}
+
+// DB is an isolated database that is dropped when the test ends.
+type DB struct {
+	Name string        // database name
+	URL  string        // connection string for this database
+	Pool *pgxpool.Pool // pool on this database, closed at cleanup
+}
+
+var (
+	adminOnce sync.Once
+	adminURL  string
+	adminErr  error
+)
+
+// AdminURL returns a working connection string for the server (the
+// maintenance database), failing the test with instructions when none works.
+func AdminURL(t testing.TB) string {
+	t.Helper()
+	adminOnce.Do(func() {
+		candidates := defaultURLs
+		if u := os.Getenv(EnvURL); u != "" {
+			candidates = []string{u}
+		}
+		var errs []string
+		for _, u := range candidates {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			conn, err := pgx.Connect(ctx, u)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %v", redact(u), err))
+				continue
+			}
+			conn.Close(context.Background())
+			adminURL = u
+			return
+		}
+		adminErr = fmt.Errorf("no PostgreSQL server reachable for tests:\n\t%s\n"+
+			"Start one (for example: pg_ctlcluster --skip-systemctl-redirect 15 main start) "+
+			"or set %s to a server where this user may CREATE DATABASE", strings.Join(errs, "\n\t"), EnvURL)
+	})
+	if adminErr != nil {
+		t.Fatal(adminErr)
+	}
+	return adminURL
+}
+
+// redact hides a password in a connection string.
+func redact(u string) string {
+	cfg, err := pgx.ParseConfig(u)
+	if err != nil || cfg.Password == "" {
+		return u
+	}
+	return strings.ReplaceAll(u, cfg.Password, "xxxxx")
+}
+
+// WithDatabase returns the connection string url with its database
+// replaced by name.
+func WithDatabase(url, name string) (string, error) {
+	if !strings.Contains(url, "://") {
+		return url + " dbname=" + name, nil // keyword/value form: the last setting wins
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: parse %s: %w", redact(url), err)
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// New returns a fresh, migrated database for this test.
+func New(t testing.TB) *DB {
+	t.Helper()
+	return create(t, templateName(t))
+}
+
+// NewEmpty returns a fresh database with nothing migrated.
+func NewEmpty(t testing.TB) *DB {
+	t.Helper()
+	return create(t, "template0")
+}
+
+func create(t testing.TB, template string) *DB {
+	t.Helper()
+	admin := AdminURL(t)
+	name := fmt.Sprintf("qflowtest_%d_%08x", os.Getpid(), rand.Uint32())
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize())); err != nil {
+		t.Fatalf("pgtest: create database from %s: %v", template, err)
+	}
+	url, err := WithDatabase(admin, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &DB{Name: name, URL: url}
+	pool, err := pgxpool.New(ctx, db.URL)
+	if err != nil {
+		t.Fatalf("pgtest: pool: %v", err)
+	}
+	db.Pool = pool
+	t.Cleanup(func() {
+		pool.Close()
+		c, err := pgx.Connect(context.Background(), admin)
+		if err != nil {
+			t.Logf("pgtest: drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{name}.Sanitize())); err != nil {
+			t.Logf("pgtest: drop %s: %v", name, err)
+		}
+	})
+	return db
+}
+
+var (
+	tplOnce sync.Once
+	tplName string
+	tplErr  error
+)
+
+// templateName builds (once per process, and once per schema revision across
+// processes) a migrated template database and returns its name.
+func templateName(t testing.TB) string {
+	t.Helper()
+	admin := AdminURL(t)
+	tplOnce.Do(func() { tplName, tplErr = buildTemplate(admin) })
+	if tplErr != nil {
+		t.Fatalf("pgtest: template: %v", tplErr)
+	}
+	return tplName
+}
+
+func buildTemplate(admin string) (string, error) {
+	h := sha256.New()
+	for _, m := range migrations.All() {
+		fmt.Fprintf(h, "%d\x00%s\x00%s\x00", m.Version, m.Name, m.SQL)
+	}
+	name := "qflowtpl_" + hex.EncodeToString(h.Sum(nil))[:12]
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	// Serialise template builds across test processes.
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(7170001)`); err != nil {
+		return "", err
+	}
+	defer conn.Exec(ctx, `SELECT pg_advisory_unlock(7170001)`)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if exists {
+		return name, nil
+	}
+	// Drop templates of older schema revisions, then build this one under a
+	// temporary name so a crash never leaves a half-migrated template.
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'qflowtpl\_%'`)
+	if err != nil {
+		return "", err
+	}
+	old, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
+	for _, o := range old {
+		_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{o}.Sanitize()))
+	}
+	building := name + "_build"
+	_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{building}.Sanitize()))
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE template0`, pgx.Identifier{building}.Sanitize())); err != nil {
+		return "", err
+	}
+	u, err := WithDatabase(admin, building)
+	if err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.New(ctx, u)
+	if err != nil {
+		return "", err
+	}
+	err = migrations.Migrate(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return "", fmt.Errorf("migrate template: %w", err)
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s RENAME TO %s`, pgx.Identifier{building}.Sanitize(), pgx.Identifier{name}.Sanitize())); err != nil {
+		return "", err
+	}
+	return name, nil
+}

@@ -1,0 +1,134 @@
+package migrations
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed *.sql
+var files embed.FS
+
+// lockKey is the advisory lock that serialises concurrent migrators
+// (the bytes of "qflowmig" as a big-endian int64).
+const lockKey int64 = 0x71666c6f776d6967
+
+// ErrNewerSchema is returned when the database was migrated by a newer
+// release of QuantumFlow than the running one.
+var ErrNewerSchema = errors.New("qflow: database schema is newer than this build")
+
+// Migration is one embedded, versioned schema change.
+type Migration struct {
+	Version int    // from the file name's numeric prefix
+	Name    string // the file name without prefix and extension
+	SQL     string // the file's contents
+}
+
+// All returns the embedded migrations in version order.
+func All() []Migration {
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		panic(err) // embedded: cannot fail
+	}
+	var out []Migration
+	for _, e := range entries {
+		name := e.Name()
+		prefix, rest, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(prefix)
+		if !ok || err != nil {
+			panic(fmt.Sprintf("migrations: file %q must be named NNNN_name.sql", name))
+		}
+		b, _ := files.ReadFile(name)
+		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(rest, ".sql"), SQL: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out
+}
+
+// Latest returns the highest embedded migration version.
+func Latest() int {
+	all := All()
+	return all[len(all)-1].Version
+}
+
+// Migrate brings the database up to date in one transaction. It is safe to
+// call from several processes at once (an advisory lock serialises them), a
+// no-op when the schema is current, and fails with ErrNewerSchema when the
+// database was migrated by a newer release.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return MigrateTx(ctx, tx) })
+}
+
+// MigrateTx is Migrate inside the caller's transaction: nothing is applied
+// unless the caller commits.
+func MigrateTx(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::bigint)`, lockKey); err != nil {
+		return fmt.Errorf("qflow migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		CREATE SCHEMA IF NOT EXISTS qflow;
+		CREATE TABLE IF NOT EXISTS qflow.schema_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+		return fmt.Errorf("qflow migrate: bootstrap: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM qflow.schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("qflow migrate: read version: %w", err)
+	}
+	if latest := Latest(); current > latest {
+		return fmt.Errorf("%w: database is at version %d, this build knows up to %d; upgrade QuantumFlow", ErrNewerSchema, current, latest)
+	}
+	for _, m := range All() {
+		if m.Version <= current {
+			continue
+		}
+		if err := apply(ctx, tx, m); err != nil {
+			return fmt.Errorf("qflow migrate: %04d_%s: %w", m.Version, m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO qflow.schema_migrations (version, name) VALUES ($1::int, $2::text)`, m.Version, m.Name); err != nil {
+			return fmt.Errorf("qflow migrate: record %d: %w", m.Version, err)
+		}
+	}
+	return nil
+}
+
+// apply runs one migration. The pgmq migration installs the real extension
+// instead of our implementation when the server offers it.
+func apply(ctx context.Context, tx pgx.Tx, m Migration) error {
+	if m.Name == "pgmq" {
+		var available bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgmq')`).Scan(&available); err != nil {
+			return err
+		}
+		if available {
+			_, err := tx.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pgmq`)
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, m.SQL)
+	return err
+}
+
+// Version reports the schema version a database is at (0 when unmigrated).
+func Version(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (int, error) {
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT to_regclass('qflow.schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var v int
+	err := db.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM qflow.schema_migrations`).Scan(&v)
+	return v, err
+}

@@ -1,0 +1,88 @@
+package migrations_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/quantumflow/qflow/internal/pgtest"
+	"github.com/quantumflow/qflow/migrations"
+)
+
+func TestMigrateFreshIdempotentConcurrent(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	if v, err := migrations.Version(ctx, db.Pool); err != nil || v != 0 {
+		t.Fatalf("fresh database: version %d, %v; want 0", v, err)
+	}
+	// Four migrators at once: the advisory lock must serialise them.
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = migrations.Migrate(ctx, db.Pool) }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("migrator %d: %v", i, err)
+		}
+	}
+	var applied int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM qflow.schema_migrations`).Scan(&applied); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(migrations.All()); applied != want {
+		t.Fatalf("applied %d migrations, want %d", applied, want)
+	}
+	if v, _ := migrations.Version(ctx, db.Pool); v != migrations.Latest() {
+		t.Fatalf("version %d, want %d", v, migrations.Latest())
+	}
+	// Up to date: a no-op.
+	if err := migrations.Migrate(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMigrateTxRolledBackLeavesNothing(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.MigrateTx(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := migrations.Version(ctx, db.Pool); err != nil || v != 0 {
+		t.Fatalf("after rollback: version %d, %v; want 0", v, err)
+	}
+}
+
+func TestMigrateRefusesNewerSchema(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO qflow.schema_migrations (version, name) VALUES ($1, 'from_the_future')`, migrations.Latest()+1); err != nil {
+		t.Fatal(err)
+	}
+	err := migrations.Migrate(ctx, db.Pool)
+	if !errors.Is(err, migrations.ErrNewerSchema) {
+		t.Fatalf("Migrate on a newer schema: %v; want ErrNewerSchema", err)
+	}
+}
+
+func TestAllOrdered(t *testing.T) {
+	all := migrations.All()
+	for i := 1; i < len(all); i++ {
+		if all[i].Version <= all[i-1].Version {
+			t.Fatalf("migrations out of order or duplicated: %d after %d", all[i].Version, all[i-1].Version)
+		}
+	}
+	if all[0].Name != "pgmq" {
+		t.Fatalf("first migration is %q, want pgmq", all[0].Name)
+	}
+}

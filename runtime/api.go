@@ -1,0 +1,147 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DB is what the runtime needs from a connection: satisfied by
+// *pgxpool.Pool, *pgx.Conn and pgx.Tx.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Task is one unit of work handed to a Handler.
+type Task struct {
+	RunID   uuid.UUID // the run the task belongs to
+	Flow    string    // flow slug
+	Step    string    // step slug
+	Index   int       // element index for a map step, 0 otherwise
+	Attempt int       // 1 for the first try
+	// Input is the task's JSON input. For a map step it is the element; for
+	// other steps an object with the flow input under "run" (when the step
+	// takes it) and each dependency's output under the dependency's slug.
+	Input json.RawMessage
+}
+
+// Handler executes one task and returns its JSON output. Returning an error
+// fails the attempt; wrap it with Permanent to skip the remaining attempts.
+type Handler func(ctx context.Context, task *Task) (json.RawMessage, error)
+
+// Permanent marks err as not worth retrying: the task fails at once.
+// Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err, or an error it wraps, was made by Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// Errors callers can test with errors.Is.
+var (
+	// ErrUnknownFlow: the flow slug is not defined in the database.
+	ErrUnknownFlow = errors.New("qflow: unknown flow")
+	// ErrBadInput: the run input cannot be used (not JSON, or not an array for a root map step).
+	ErrBadInput = errors.New("qflow: bad input")
+	// ErrRunFailed: the run failed; errors.As with *RunError gives the details.
+	ErrRunFailed = errors.New("qflow: run failed")
+	// ErrRunCancelled: the run was cancelled (by CancelRun or its timeout).
+	ErrRunCancelled = errors.New("qflow: run cancelled")
+	// ErrRunNotFound: no run has this id.
+	ErrRunNotFound = errors.New("qflow: run not found")
+	// ErrShapeMismatch: a definition differs from the stored one with the same slug and version.
+	ErrShapeMismatch = errors.New("qflow: flow shape differs from the database")
+)
+
+// RunError describes a failed or cancelled run. It matches ErrRunFailed or
+// ErrRunCancelled with errors.Is.
+type RunError struct {
+	RunID   uuid.UUID
+	Status  string // "failed" or "cancelled"
+	Step    string // the step that failed, if any
+	Message string // the step's last error, or the reason for cancellation
+}
+
+func (e *RunError) Error() string {
+	if e.Step != "" {
+		return fmt.Sprintf("qflow: run %s %s at step %q: %s", e.RunID, e.Status, e.Step, e.Message)
+	}
+	return fmt.Sprintf("qflow: run %s %s: %s", e.RunID, e.Status, e.Message)
+}
+
+// Is makes errors.Is(err, ErrRunFailed / ErrRunCancelled) work.
+func (e *RunError) Is(target error) bool {
+	return (target == ErrRunFailed && e.Status == StatusFailed) ||
+		(target == ErrRunCancelled && e.Status == StatusCancelled)
+}
+
+// Statuses of runs, steps and tasks.
+const (
+	StatusCreated   = "created"
+	StatusQueued    = "queued"
+	StatusStarted   = "started"
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
+)
+
+// StartOptions tune one run. A nil *StartOptions means all defaults.
+type StartOptions struct {
+	// Timeout cancels the whole run when it has not finished in time (0: none).
+	Timeout time.Duration
+	// MaxAttempts replaces the default attempts of steps that set none (0: keep).
+	MaxAttempts int
+	// Sequential runs at most one task of the run at a time (the seed's parallel: false).
+	Sequential bool
+}
+
+// ClientOptions configure a Client. A nil *ClientOptions means all defaults.
+type ClientOptions struct {
+	// Logger receives a structured line per transition (default slog.Default()).
+	Logger *slog.Logger
+	// DisableEvents stops the runs this client starts from publishing NOTIFY events.
+	DisableEvents bool
+}
+
+// WorkerOptions configure a Worker. A nil *WorkerOptions means all defaults.
+type WorkerOptions struct {
+	// Concurrency is the number of handlers run at once (default 8).
+	Concurrency int
+	// BatchSize caps the tasks claimed in one round trip (default 32).
+	BatchSize int
+	// PollInterval is how often an idle worker looks for work when no
+	// notification arrives (default 1s).
+	PollInterval time.Duration
+	// Lease is how long beyond its timeout a claimed task stays reserved
+	// before another worker may claim it; the worker heartbeats to extend
+	// it (default 30s).
+	Lease time.Duration
+	// ShutdownTimeout bounds how long Run waits for in-flight handlers after
+	// its context ends before releasing their tasks (default 30s).
+	ShutdownTimeout time.Duration
+	// Logger receives a structured line per task (default slog.Default()).
+	Logger *slog.Logger
+	// DisableEvents stops this worker's transitions from publishing NOTIFY events.
+	DisableEvents bool
+}
