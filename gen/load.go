@@ -1,0 +1,123 @@
+package gen
+
+import (
+	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/tools/go/packages"
+)
+
+// GeneratedFile is the name of the Go file qflowgen writes in each package.
+const GeneratedFile = "qflow_gen.go"
+
+// loadMode is what qflowgen needs from go/packages: names, file lists,
+// syntax with comments, and types for the packages named by the patterns
+// (dependencies come from export data).
+const loadMode = packages.NeedName | packages.NeedFiles | packages.NeedSyntax | packages.NeedTypes
+
+// load loads the packages matching patterns from wd. The previously
+// generated file is parsed "package clause only", so a stale or broken
+// qflow_gen.go cannot stop loading; references to what it declared become
+// type errors that only matter when they touch a flow or a step.
+func load(ctx context.Context, wd string, env []string, patterns []string, tags string) ([]*packages.Package, []Diagnostic) {
+	if env == nil {
+		env = os.Environ()
+	}
+	cfg := &packages.Config{
+		Context: ctx,
+		Mode:    loadMode,
+		Dir:     wd,
+		Env:     env,
+		ParseFile: func(fset *token.FileSet, filename string, src []byte) (*ast.File, error) {
+			mode := parser.ParseComments | parser.SkipObjectResolution | parser.AllErrors
+			if filepath.Base(filename) == GeneratedFile {
+				mode = parser.PackageClauseOnly
+			}
+			return parser.ParseFile(fset, filename, src, mode)
+		},
+	}
+	if tags != "" {
+		cfg.BuildFlags = []string{"-tags=" + tags}
+	}
+	if len(patterns) == 0 {
+		patterns = []string{"."}
+	}
+	pkgs, err := packages.Load(cfg, patterns...)
+	if err != nil {
+		return nil, []Diagnostic{{Msg: "qflowgen: load packages: " + err.Error()}}
+	}
+	var diags []Diagnostic
+	for _, p := range pkgs {
+		for _, e := range p.Errors {
+			if e.Kind == packages.TypeError {
+				continue // judged later, only where they touch an annotation
+			}
+			if e.Kind == packages.ListError && strings.Contains(e.Msg, GeneratedFile) {
+				continue // the compiler's view of a stale generated file
+			}
+			diags = append(diags, packageError(e))
+		}
+	}
+	return pkgs, diags
+}
+
+// packageError turns a go/packages error into a diagnostic.
+func packageError(e packages.Error) Diagnostic {
+	d := Diagnostic{Msg: e.Msg}
+	if e.Pos == "" || e.Pos == "-" {
+		return d
+	}
+	// Pos is file:line:col or file:line or file.
+	pos := e.Pos
+	var p token.Position
+	parts := strings.Split(pos, ":")
+	switch {
+	case len(parts) >= 3 && isNum(parts[len(parts)-1]) && isNum(parts[len(parts)-2]):
+		p.Filename = strings.Join(parts[:len(parts)-2], ":")
+		p.Line = atoi(parts[len(parts)-2])
+		p.Column = atoi(parts[len(parts)-1])
+	case len(parts) >= 2 && isNum(parts[len(parts)-1]):
+		p.Filename = strings.Join(parts[:len(parts)-1], ":")
+		p.Line = atoi(parts[len(parts)-1])
+	default:
+		p.Filename = pos
+	}
+	d.Pos = p
+	return d
+}
+
+func isNum(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// pkgDir returns the directory of a loaded package.
+func pkgDir(p *packages.Package) string {
+	if p.Dir != "" {
+		return p.Dir
+	}
+	for _, f := range append(p.GoFiles, p.CompiledGoFiles...) {
+		return filepath.Dir(f)
+	}
+	return ""
+}

@@ -1,0 +1,118 @@
+package gen
+
+import (
+	"go/ast"
+	"go/token"
+	"go/types"
+
+	"github.com/quantumflow/qflow/runtime"
+)
+
+// The model is plain data built by check.go from a loaded package and read
+// by emit.go. It holds go/types objects and token positions, nothing else.
+
+// pkgModel is one Go package that holds qflow annotations.
+type pkgModel struct {
+	Path  string // import path
+	Name  string // package name
+	Dir   string // directory, where qflow_gen.go goes
+	Types *types.Package
+	Fset  *token.FileSet
+	Flows []*flowModel // in source order
+	Steps []*stepModel // every step of every flow, in source order
+}
+
+// flowModel is one //qflow:flow.
+type flowModel struct {
+	Name    string // the slug, from //qflow:flow NAME
+	NamePos token.Pos
+	GoName  string          // exported Go name derived from Name: etl_v2 -> EtlV2
+	Input   *types.TypeName // the annotated type
+	Options runtime.StepOptions
+	Steps   []*stepModel // in source order
+}
+
+// stepModel is one //qflow:step function.
+type stepModel struct {
+	Func     *types.Func
+	Decl     *ast.FuncDecl
+	Slug     string
+	SlugPos  token.Pos // of name=VALUE, or of the function name
+	Flow     *flowModel
+	FlowName word // flow= as written
+	FlowPos  token.Pos
+	Map      bool
+	MapPos   token.Pos
+	Deps     []*depModel
+	DepsPos  token.Pos // of "depends=", or of the directive when absent
+	Options  runtime.StepOptions
+
+	// Signature analysis.
+	TakesInput bool        // the parameter after ctx is the flow input
+	Elem       types.Type  // map steps: the element type (second parameter)
+	Out        types.Type  // the first result; nil when the step returns only error
+	DirPos     token.Pos   // the //qflow:step comment
+	Params     []paramInfo // every parameter, ctx included
+}
+
+// paramInfo is one parameter of a step function.
+type paramInfo struct {
+	Name    string
+	Type    types.Type
+	TypePos token.Pos // of the parameter's type expression
+}
+
+// depModel is one entry of depends=.
+type depModel struct {
+	Name  string // Go function name as written
+	Pos   token.Pos
+	Step  *stepModel // resolved; nil when unknown
+	Param int        // index in stepModel.Params; -1 when the dependency has no output
+}
+
+// outputSeen is the type a dependent receives from s: its output, or a slice
+// of it for a map step.
+func (s *stepModel) outputSeen() types.Type {
+	if s.Out == nil {
+		return nil
+	}
+	if s.Map {
+		return types.NewSlice(s.Out)
+	}
+	return s.Out
+}
+
+// goName returns the function name.
+func (s *stepModel) goName() string { return s.Func.Name() }
+
+// def returns the runtime definition of f.
+func (f *flowModel) def() runtime.FlowDef {
+	d := runtime.FlowDef{Slug: f.Name, Options: f.Options}
+	for _, s := range f.Steps {
+		sd := runtime.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options}
+		for _, dep := range s.Deps {
+			if dep.Step != nil {
+				sd.DependsOn = append(sd.DependsOn, dep.Step.Slug)
+			}
+		}
+		d.Steps = append(d.Steps, sd)
+	}
+	return d
+}
+
+// leaves returns the steps of f no other step depends on, in source order.
+func (f *flowModel) leaves() []*stepModel {
+	used := map[*stepModel]bool{}
+	for _, s := range f.Steps {
+		for _, d := range s.Deps {
+			used[d.Step] = true
+		}
+	}
+	var out []*stepModel
+	for _, s := range f.Steps {
+		if !used[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}

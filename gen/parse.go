@@ -1,0 +1,248 @@
+package gen
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file parses one //qflow: directive line. It knows nothing about
+// go/ast or go/types: every word and every error carries a byte offset into
+// the comment text ("//qflow:..."), which the loader turns into a token.Pos
+// by adding it to Comment.Slash.
+
+// directivePrefix starts every qflowgen directive.
+const directivePrefix = "//qflow:"
+
+// word is a piece of a directive with its byte offset in the comment text.
+type word struct {
+	Text string
+	Off  int
+}
+
+// optionSpec holds the timing options a flow or a step may set. A field is
+// zero when the option is absent.
+type optionSpec struct {
+	Retries    int // MaxAttempts
+	Backoff    time.Duration
+	Timeout    time.Duration
+	Delay      time.Duration
+	RetriesSet bool
+	DelaySet   bool
+}
+
+// directive is a parsed //qflow:flow or //qflow:step line.
+type directive struct {
+	Kind word // "flow" or "step"
+
+	// //qflow:flow NAME
+	Name word
+
+	// //qflow:step
+	Depends    []word
+	DependsOff int // offset of "depends=", -1 when absent
+	Map        bool
+	MapOff     int
+	Slug       word // name=, Text empty when absent
+	Flow       word // flow=, Text empty when absent
+
+	Options optionSpec
+}
+
+// parseError is a problem found in a directive, at a byte offset of the
+// comment text.
+type parseError struct {
+	Off int
+	Msg string
+}
+
+// isDirective reports whether a comment's text is a qflowgen directive.
+func isDirective(text string) bool { return strings.HasPrefix(text, directivePrefix) }
+
+// parseDirective parses the text of a comment starting with "//qflow:". It
+// never panics; every error has an offset within text.
+func parseDirective(text string) (*directive, []parseError) {
+	var errs []parseError
+	bad := func(off int, format string, a ...any) {
+		errs = append(errs, parseError{Off: off, Msg: fmt.Sprintf(format, a...)})
+	}
+	d := &directive{DependsOff: -1, MapOff: -1}
+	if !isDirective(text) {
+		bad(0, "not a //qflow: directive")
+		return nil, errs
+	}
+	words := splitWords(text, len(directivePrefix))
+	if len(words) == 0 || words[0].Off != len(directivePrefix) {
+		bad(len(directivePrefix), "missing directive name after //qflow: (want //qflow:flow or //qflow:step)")
+		return nil, errs
+	}
+	d.Kind = words[0]
+	words = words[1:]
+	switch d.Kind.Text {
+	case "flow":
+		if len(words) == 0 || strings.Contains(words[0].Text, "=") {
+			bad(d.Kind.Off, "//qflow:flow needs a flow name: //qflow:flow NAME [options]")
+		} else {
+			d.Name = words[0]
+			words = words[1:]
+			if !validSlug(d.Name.Text) {
+				bad(d.Name.Off, "invalid flow name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 47)", d.Name.Text)
+			}
+		}
+	case "step":
+	default:
+		bad(d.Kind.Off, "unknown directive //qflow:%s (want //qflow:flow or //qflow:step)", d.Kind.Text)
+		return nil, errs
+	}
+	seen := map[string]bool{}
+	for _, w := range words {
+		key, val, hasVal := strings.Cut(w.Text, "=")
+		valOff := w.Off + len(key) + 1
+		if seen[key] {
+			bad(w.Off, "option %s given twice", key)
+			continue
+		}
+		seen[key] = true
+		if !hasVal {
+			if key == "map" && d.Kind.Text == "step" {
+				d.Map, d.MapOff = true, w.Off
+				continue
+			}
+			if knownOption(d.Kind.Text, key) {
+				bad(w.Off, "option %s needs a value: %s=...", key, key)
+			} else {
+				bad(w.Off, "unknown option %q for //qflow:%s (want %s)", w.Text, d.Kind.Text, optionList(d.Kind.Text))
+			}
+			continue
+		}
+		if !knownOption(d.Kind.Text, key) {
+			bad(w.Off, "unknown option %q for //qflow:%s (want %s)", key, d.Kind.Text, optionList(d.Kind.Text))
+			continue
+		}
+		if key == "map" {
+			bad(w.Off, "option map takes no value")
+			continue
+		}
+		if val == "" {
+			bad(w.Off, "option %s needs a value: %s=...", key, key)
+			continue
+		}
+		switch key {
+		case "depends":
+			d.DependsOff = w.Off
+			off := valOff
+			for _, name := range strings.Split(val, ",") {
+				if name == "" {
+					bad(off, "empty name in depends=%s", val)
+				} else if !isIdent(name) {
+					bad(off, "depends=%s: %q is not a Go function name", val, name)
+				} else {
+					d.Depends = append(d.Depends, word{name, off})
+				}
+				off += len(name) + 1
+			}
+		case "name":
+			d.Slug = word{val, valOff}
+			if !validSlug(val) {
+				bad(valOff, "invalid step name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 47)", val)
+			}
+		case "flow":
+			d.Flow = word{val, valOff}
+		case "retries":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > 1000 {
+				bad(valOff, "retries=%s: want a whole number of attempts from 1 to 1000", val)
+				continue
+			}
+			d.Options.Retries, d.Options.RetriesSet = n, true
+		case "backoff", "timeout", "delay":
+			dur, err := time.ParseDuration(val)
+			switch {
+			case err != nil:
+				bad(valOff, "%s=%s: want a duration such as 500ms, 30s or 5m", key, val)
+				continue
+			case dur < 0 || (dur == 0 && key != "delay"):
+				bad(valOff, "%s=%s: want a positive duration", key, val)
+				continue
+			}
+			switch key {
+			case "backoff":
+				d.Options.Backoff = dur
+			case "timeout":
+				d.Options.Timeout = dur
+			case "delay":
+				d.Options.Delay, d.Options.DelaySet = dur, true
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return d, errs
+	}
+	return d, nil
+}
+
+// splitWords splits text[from:] at spaces and tabs, keeping offsets.
+func splitWords(text string, from int) []word {
+	var out []word
+	start := -1
+	for i := from; i <= len(text); i++ {
+		if i == len(text) || text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n' {
+			if start >= 0 {
+				out = append(out, word{text[start:i], start})
+				start = -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	return out
+}
+
+func knownOption(kind, key string) bool {
+	switch key {
+	case "retries", "backoff", "timeout":
+		return true
+	case "depends", "map", "name", "flow", "delay":
+		return kind == "step"
+	}
+	return false
+}
+
+func optionList(kind string) string {
+	if kind == "flow" {
+		return "retries=N, backoff=DUR, timeout=DUR"
+	}
+	return "depends=A,B, map, name=slug, flow=NAME, retries=N, backoff=DUR, timeout=DUR, delay=DUR"
+}
+
+// validSlug mirrors runtime.ValidSlug without importing a regexp at parse
+// time; check.go confirms every slug with runtime.ValidSlug as well.
+func validSlug(s string) bool {
+	if len(s) == 0 || len(s) > 47 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// isIdent reports whether s is an ASCII Go identifier.
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
