@@ -1,0 +1,192 @@
+package pgmq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DBTX is what every function in this package runs its SQL on: a
+// *pgxpool.Pool, a *pgx.Conn or a pgx.Tx all satisfy it. Running a call on
+// a transaction makes it part of that transaction.
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// MaxQueueNameLen is the longest queue name pgmq accepts.
+const MaxQueueNameLen = 47
+
+// ErrInvalidQueueName is wrapped by the error ValidateQueueName returns, and
+// so by every function given an invalid name.
+var ErrInvalidQueueName = errors.New("invalid queue name")
+
+// ErrQueueNotFound is wrapped by the error of a call that names a queue that
+// does not exist. The underlying *pgconn.PgError (SQLSTATE 42P01) is wrapped
+// too.
+var ErrQueueNotFound = errors.New("queue does not exist")
+
+// ValidateQueueName reports whether name is a usable queue name: 1 to 47
+// ASCII letters, digits and underscores. The error wraps ErrInvalidQueueName
+// and says what is wrong. Every function in this package calls it before
+// touching the database.
+//
+// Queue table names are lower-cased (pgmq.q_<lower(name)>), so names that
+// differ only in case refer to the same tables.
+func ValidateQueueName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("pgmq: %w: must not be empty", ErrInvalidQueueName)
+	case len(name) > MaxQueueNameLen:
+		return fmt.Errorf("pgmq: %w %q: %d characters, the maximum is %d", ErrInvalidQueueName, name, len(name), MaxQueueNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return fmt.Errorf("pgmq: %w %q: only ASCII letters, digits and underscores are allowed", ErrInvalidQueueName, name)
+		}
+	}
+	return nil
+}
+
+// TableName returns the unqualified name of a queue's live table
+// (q_<name>, lower-cased); the table is in schema pgmq. It returns an error
+// for an invalid name.
+func TableName(queue string) (string, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return "", err
+	}
+	return "q_" + strings.ToLower(queue), nil
+}
+
+// ArchiveTableName returns the unqualified name of a queue's archive table
+// (a_<name>, lower-cased) in schema pgmq.
+func ArchiveTableName(queue string) (string, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return "", err
+	}
+	return "a_" + strings.ToLower(queue), nil
+}
+
+// NotifyChannel returns the channel that EnableNotifyInsert makes inserts
+// notify: "pgmq.q_<name>.INSERT". It contains dots, so quote it when you
+// LISTEN: conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()).
+func NotifyChannel(queue string) (string, error) {
+	t, err := TableName(queue)
+	if err != nil {
+		return "", err
+	}
+	return "pgmq." + t + ".INSERT", nil
+}
+
+// Message is one message as pgmq returns it (pgmq.message_record).
+type Message struct {
+	ID         int64           // msg_id, increasing within a queue
+	ReadCount  int             // read_ct: how many times read has claimed it
+	EnqueuedAt time.Time       // enqueued_at: when it was sent
+	LastReadAt *time.Time      // last_read_at: the last read, nil if never read
+	VisibleAt  time.Time       // vt: when it is (or becomes) visible to read
+	Message    json.RawMessage // message: the body; nil if it is SQL NULL
+	Headers    json.RawMessage // headers: nil when sent without headers
+}
+
+// QueueInfo describes one queue (pgmq.queue_record).
+type QueueInfo struct {
+	Name          string
+	IsPartitioned bool
+	IsUnlogged    bool
+	CreatedAt     time.Time
+}
+
+// Metrics is a snapshot of one queue (pgmq.metrics_result).
+type Metrics struct {
+	QueueName string
+	// QueueLength counts the messages in the queue, visible or not.
+	QueueLength int64
+	// NewestMsgAge and OldestMsgAge are the ages of the newest and oldest
+	// messages in whole seconds, nil when the queue is empty.
+	NewestMsgAge *int
+	OldestMsgAge *int
+	// TotalMessages counts every message ever sent to the queue.
+	TotalMessages int64
+	// ScrapeTime is when the snapshot was taken (server clock).
+	ScrapeTime time.Time
+	// VisibleLength counts the messages a read could claim right now.
+	VisibleLength int64
+}
+
+// seconds converts d to the whole seconds pgmq's integer arguments take,
+// rounding up so that nothing becomes visible earlier than asked.
+func seconds(what string, d time.Duration) (int32, error) {
+	s := math.Ceil(d.Seconds())
+	if s > math.MaxInt32 || s < math.MinInt32 {
+		return 0, fmt.Errorf("pgmq: %s %v out of range", what, d)
+	}
+	return int32(s), nil
+}
+
+// wrap adds the operation and queue to err and marks unknown queues.
+func wrap(op, queue string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+		return fmt.Errorf("pgmq: %s %q: %w: %w", op, queue, ErrQueueNotFound, err)
+	}
+	if queue == "" {
+		return fmt.Errorf("pgmq: %s: %w", op, err)
+	}
+	return fmt.Errorf("pgmq: %s %q: %w", op, queue, err)
+}
+
+// messageColumns are pgmq.message_record's columns, named so that the
+// result does not depend on column order.
+const messageColumns = `msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers`
+
+func collectMessages(rows pgx.Rows) ([]Message, error) {
+	var out []Message
+	for rows.Next() {
+		var m Message
+		if err := rows.Scan(&m.ID, &m.ReadCount, &m.EnqueuedAt, &m.LastReadAt, &m.VisibleAt, &m.Message, &m.Headers); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func collectIDs(rows pgx.Rows) ([]int64, error) {
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// jsonArray turns messages into a value pgx sends as jsonb[]. A nil element
+// becomes SQL NULL.
+func jsonArray(msgs []json.RawMessage) []*string {
+	out := make([]*string, len(msgs))
+	for i, m := range msgs {
+		if m != nil {
+			s := string(m)
+			out[i] = &s
+		}
+	}
+	return out
+}
+
+// jsonArg turns a message into a value pgx sends as jsonb; nil is SQL NULL.
+func jsonArg(m json.RawMessage) *string {
+	if m == nil {
+		return nil
+	}
+	s := string(m)
+	return &s
+}
