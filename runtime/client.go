@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/quantumflow/qflow/migrations"
@@ -22,7 +25,9 @@ type Client struct {
 	events bool
 
 	mu      sync.Mutex
-	defined map[string]int // shape hash -> version, flows this client has defined
+	defined map[string]int // "slug/shape hash" -> flow id, flows this client has defined
+
+	waiters *waitHub
 }
 
 // NewClient returns a client on pool. opts may be nil.
@@ -34,59 +39,272 @@ func NewClient(pool *pgxpool.Pool, opts *ClientOptions) *Client {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Client{pool: pool, log: log, events: !opts.DisableEvents, defined: map[string]int{}}
+	c := &Client{pool: pool, log: log, events: !opts.DisableEvents, defined: map[string]int{}}
+	c.waiters = newWaitHub(pool, log)
+	return c
 }
 
 // Pool returns the client's connection pool.
 func (c *Client) Pool() *pgxpool.Pool { return c.pool }
 
+// Close stops the client's shared event listener, if it started one. The
+// pool is the caller's and stays open.
+func (c *Client) Close() { c.waiters.close() }
+
 // Migrate brings the database schema up to date (see package migrations).
 func (c *Client) Migrate(ctx context.Context) error { return migrations.Migrate(ctx, c.pool) }
 
-var errUnimplemented = errors.New("qflow: not implemented yet")
-
-// DefineFlow stores def in the database (idempotent) and returns its version.
+// DefineFlow validates def and stores it in the database, returning the
+// flow version's id. It is idempotent: the same shape returns the same id.
+// A different shape under an existing slug is stored as the next version;
+// runs keep the version they started on, and StartRun by slug uses the
+// newest.
 func (c *Client) DefineFlow(ctx context.Context, def FlowDef) (int, error) {
-	return 0, errUnimplemented
+	return c.defineFlow(ctx, c.pool, def)
 }
 
-// StartRun starts a run of the flow with this slug and returns its id.
+func (c *Client) defineFlow(ctx context.Context, db DB, def FlowDef) (int, error) {
+	if err := def.Validate(); err != nil {
+		return 0, err
+	}
+	hash := def.ShapeHash()
+	key := def.Slug + "/" + hash
+	c.mu.Lock()
+	id, ok := c.defined[key]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	id, err := defineFlow(ctx, db, def, hash)
+	if err != nil {
+		return 0, err
+	}
+	if _, inTx := db.(pgx.Tx); !inTx { // a transaction may still roll back
+		c.mu.Lock()
+		c.defined[key] = id
+		c.mu.Unlock()
+	}
+	return id, nil
+}
+
+func defineFlow(ctx context.Context, db DB, def FlowDef, hash string) (int, error) {
+	body, err := json.Marshal(def)
+	if err != nil {
+		return 0, err
+	}
+	var id int
+	if err := db.QueryRow(ctx, sqlDefineFlow, def.Slug, hash, body).Scan(&id); err != nil {
+		return 0, mapError(fmt.Errorf("qflow: define flow %q: %w", def.Slug, err))
+	}
+	return id, nil
+}
+
+// encodeInput turns a run input into JSON. json.RawMessage and []byte are
+// taken as JSON and must be valid.
+func encodeInput(input any) ([]byte, error) {
+	switch v := input.(type) {
+	case json.RawMessage:
+		if !json.Valid(v) {
+			return nil, fmt.Errorf("%w: input is not valid JSON", ErrBadInput)
+		}
+		return v, nil
+	case []byte:
+		if !json.Valid(v) {
+			return nil, fmt.Errorf("%w: input is not valid JSON", ErrBadInput)
+		}
+		return v, nil
+	}
+	b, err := json.Marshal(input)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	return b, nil
+}
+
+func (c *Client) startOpts(opts *StartOptions) map[string]any {
+	o := map[string]any{"events": c.events}
+	if opts != nil {
+		if opts.Timeout > 0 {
+			o["timeout_ms"] = opts.Timeout.Milliseconds()
+		}
+		if opts.MaxAttempts > 0 {
+			o["max_attempts"] = opts.MaxAttempts
+		}
+		if opts.Sequential {
+			o["sequential"] = true
+		}
+	}
+	return o
+}
+
+// StartRun starts a run of the newest version of the flow with this slug
+// and returns its id. input is encoded as JSON (json.RawMessage is taken
+// as is).
 func (c *Client) StartRun(ctx context.Context, flow string, input any, opts *StartOptions) (uuid.UUID, error) {
-	return uuid.Nil, errUnimplemented
+	ids, err := c.startRuns(ctx, c.pool, flow, 0, []any{input}, opts)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	return ids[0], nil
 }
 
 // StartRunTx is StartRun inside the caller's transaction: the run exists,
 // and its first tasks become visible to workers, only if tx commits.
 func (c *Client) StartRunTx(ctx context.Context, tx pgx.Tx, flow string, input any, opts *StartOptions) (uuid.UUID, error) {
-	return uuid.Nil, errUnimplemented
+	ids, err := c.startRuns(ctx, tx, flow, 0, []any{input}, opts)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	return ids[0], nil
 }
 
-// StartRuns starts one run per input in one statement.
+// StartRuns starts one run per input in one statement and returns their
+// ids in input order. Either all runs start or none does.
 func (c *Client) StartRuns(ctx context.Context, flow string, inputs []any, opts *StartOptions) ([]uuid.UUID, error) {
-	return nil, errUnimplemented
+	return c.startRuns(ctx, c.pool, flow, 0, inputs, opts)
+}
+
+func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) ([]uuid.UUID, error) {
+	if len(inputs) == 0 {
+		return nil, nil
+	}
+	if flowID == 0 && !ValidSlug(slug) {
+		return nil, fmt.Errorf("%w %q (not a valid flow slug)", ErrUnknownFlow, slug)
+	}
+	docs := make([]string, len(inputs))
+	for i, in := range inputs {
+		b, err := encodeInput(in)
+		if err != nil {
+			return nil, err
+		}
+		docs[i] = string(b)
+	}
+	optsJSON, _ := json.Marshal(c.startOpts(opts))
+	var rows pgx.Rows
+	var err error
+	if flowID != 0 {
+		rows, err = db.Query(ctx, sqlStartRunsByID, flowID, docs, optsJSON)
+	} else {
+		rows, err = db.Query(ctx, sqlStartRunsBySlug, slug, docs, optsJSON)
+	}
+	if err != nil {
+		return nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
+	}
+	if len(ids) != len(inputs) {
+		return nil, fmt.Errorf("qflow: start %q: %d runs started for %d inputs", slug, len(ids), len(inputs))
+	}
+	for _, id := range ids {
+		c.log.Debug("qflow run started", "run_id", id, "flow", slug)
+	}
+	return ids, nil
 }
 
 // StartFlow defines def if this client has not yet done so, then starts a
-// run of it. Generated Start<Flow> functions call it.
+// run of that exact version. Generated Start<Flow> functions call it.
 func (c *Client) StartFlow(ctx context.Context, def FlowDef, input any, opts *StartOptions) (*RunHandle, error) {
-	return nil, errUnimplemented
+	id, err := c.defineFlow(ctx, c.pool, def)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := c.startRuns(ctx, c.pool, def.Slug, id, []any{input}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &RunHandle{ID: ids[0], Client: c}, nil
 }
 
 // StartFlowTx is StartFlow inside the caller's transaction.
 func (c *Client) StartFlowTx(ctx context.Context, tx pgx.Tx, def FlowDef, input any, opts *StartOptions) (*RunHandle, error) {
-	return nil, errUnimplemented
+	id, err := c.defineFlow(ctx, tx, def)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := c.startRuns(ctx, tx, def.Slug, id, []any{input}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &RunHandle{ID: ids[0], Client: c}, nil
 }
 
 // WaitRun blocks until the run ends and returns its output, or a *RunError
-// when it failed or was cancelled.
+// when it failed or was cancelled, or ctx's error. It wakes on the run's
+// terminal event and re-checks the run's state on a slow timer, so it also
+// returns for runs started with events off.
 func (c *Client) WaitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, error) {
-	return nil, errUnimplemented
+	ch := c.waiters.subscribe(id)
+	defer c.waiters.unsubscribe(id, ch)
+	delay := 5 * time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		case <-timer.C:
+		}
+		out, done, err := c.runResult(ctx, id)
+		if done || err != nil {
+			return out, err
+		}
+		if c.waiters.healthy() {
+			delay = time.Second // events do the work; this is the fallback
+		} else if delay *= 2; delay > 500*time.Millisecond {
+			delay = 500 * time.Millisecond
+		}
+		timer.Reset(delay)
+	}
 }
 
-// CancelRun cancels a run that has not finished; it is a no-op on a
-// finished run.
+// runResult reads a run's outcome: done is false while it is running.
+func (c *Client) runResult(ctx context.Context, id uuid.UUID) (json.RawMessage, bool, error) {
+	var status string
+	var output []byte
+	var errText, step *string
+	err := c.pool.QueryRow(ctx, sqlRunResult, id).Scan(&status, &output, &errText, &step)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, true, fmt.Errorf("%w: %s", ErrRunNotFound, id)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("qflow: wait for run %s: %w", id, err)
+	}
+	switch status {
+	case StatusCompleted:
+		return output, true, nil
+	case StatusFailed, StatusCancelled:
+		e := &RunError{RunID: id, Status: status}
+		if errText != nil {
+			e.Message = *errText
+		}
+		if step != nil {
+			e.Step = *step
+		}
+		return nil, true, e
+	}
+	return nil, false, nil
+}
+
+// CancelRun cancels a run that has not finished: the run and its
+// unfinished steps and tasks become cancelled, queued messages are removed,
+// and workers running its tasks cancel the handlers' contexts at their next
+// heartbeat (within about a second). It returns nil for a run that had
+// already finished and ErrRunNotFound for an unknown id.
 func (c *Client) CancelRun(ctx context.Context, id uuid.UUID) error {
-	return errUnimplemented
+	var cancelled bool
+	if err := c.pool.QueryRow(ctx, `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`, id).Scan(&cancelled); err != nil {
+		return mapError(fmt.Errorf("qflow: cancel run %s: %w", id, err))
+	}
+	if cancelled {
+		c.log.Info("qflow run cancelled", "run_id", id)
+	}
+	return nil
 }
 
 // RunHandle refers to a started run.
@@ -105,7 +323,45 @@ func (h *RunHandle) Cancel(ctx context.Context) error { return h.Client.CancelRu
 
 // RunLocal runs one flow to completion with in-process workers: it defines
 // the flow, starts a worker with handlers, starts a run with input, waits
-// for it and stops the worker. It suits a plain main() or a test.
+// for it and stops the worker. It suits a plain main() or a test. opts
+// configures the worker and may be nil.
 func (c *Client) RunLocal(ctx context.Context, def FlowDef, handlers map[string]Handler, input any, opts *WorkerOptions) (json.RawMessage, error) {
-	return nil, errUnimplemented
+	w := NewWorker(c.pool, opts)
+	if err := w.Register(def, handlers); err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlow(ctx, def, input, nil)
+	if err != nil {
+		return nil, err
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	out, err := h.Wait(ctx)
+	stop()
+	if werr := <-done; werr != nil && err == nil {
+		err = werr
+	}
+	return out, err
+}
+
+// mapError turns the engine's SQLSTATEs into the package's typed errors.
+func mapError(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code {
+	case "QF404":
+		return fmt.Errorf("%w: %s", ErrUnknownFlow, pgErr.Message)
+	case "QF400":
+		return fmt.Errorf("%w: %s", ErrBadInput, pgErr.Message)
+	case "QF410":
+		return fmt.Errorf("%w: %s", ErrRunNotFound, pgErr.Message)
+	case "22023":
+		return fmt.Errorf("%w: %s", ErrInvalidFlow, pgErr.Message)
+	case "22P02", "22P05", "22030", "22032":
+		return fmt.Errorf("%w: %s", ErrBadInput, pgErr.Message)
+	}
+	return err
 }

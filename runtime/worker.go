@@ -2,35 +2,651 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// WorkChannel is the NOTIFY channel on which the engine announces new work;
+// the payload is the queue name.
+const WorkChannel = "qflow_work"
 
 // Worker claims and executes tasks of the flows registered with it. Any
 // number of workers, in any number of processes, may share a database.
 type Worker struct {
 	pool *pgxpool.Pool
 	opts WorkerOptions
+	log  *slog.Logger
+	id   uuid.UUID
+
+	flows   []*workerFlow
+	byQueue map[string]*workerFlow
+	byID    map[int]*workerFlow
+
+	mu       sync.Mutex
+	inflight map[taskKey]*running
+	running  int // handlers executing (slots in use)
+
+	wake    chan struct{} // work may be waiting (coalesced)
+	results chan *result
+	freed   chan struct{} // a slot became free (coalesced)
+	flushed chan struct{} // the completer wrote a batch (coalesced)
+
+	abandon chan struct{} // tests: stop without touching the database
 }
+
+type workerFlow struct {
+	def      FlowDef
+	handlers map[string]Handler
+	id       int
+	queue    string
+}
+
+type taskKey struct {
+	RunID     uuid.UUID
+	StepIdx   int16
+	TaskIndex int32
+}
+
+type running struct {
+	cancel context.CancelCauseFunc
+}
+
+type result struct {
+	key       taskKey
+	flow      *workerFlow
+	task      *Task
+	output    json.RawMessage
+	err       error
+	permanent bool
+	took      time.Duration
+}
+
+var errCancelledByEngine = errors.New("qflow: task no longer belongs to this worker (run cancelled or finished, or lease lost)")
 
 // NewWorker returns a worker on pool. opts may be nil.
 func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
-	w := &Worker{pool: pool}
+	w := &Worker{
+		pool:     pool,
+		id:       uuid.New(),
+		byQueue:  map[string]*workerFlow{},
+		byID:     map[int]*workerFlow{},
+		inflight: map[taskKey]*running{},
+		wake:     make(chan struct{}, 1),
+		results:  make(chan *result, 1024),
+		freed:    make(chan struct{}, 1),
+		flushed:  make(chan struct{}, 1),
+		abandon:  make(chan struct{}),
+	}
 	if opts != nil {
 		w.opts = *opts
+	}
+	o := &w.opts
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 32
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	w.log = o.Logger
+	if w.log == nil {
+		w.log = slog.Default()
 	}
 	return w
 }
 
+// ID returns the worker's id, as stored in qflow.workers and on the tasks
+// it runs.
+func (w *Worker) ID() uuid.UUID { return w.id }
+
 // Register adds a flow and a handler for each of its steps. It must be
-// called before Run.
+// called before Run. Every step needs a handler, and every handler a step.
 func (w *Worker) Register(def FlowDef, handlers map[string]Handler) error {
-	return errUnimplemented
+	if err := def.Validate(); err != nil {
+		return err
+	}
+	var missing, extra []string
+	for _, s := range def.Steps {
+		if handlers[s.Slug] == nil {
+			missing = append(missing, s.Slug)
+		}
+	}
+	for slug := range handlers {
+		found := false
+		for _, s := range def.Steps {
+			found = found || s.Slug == slug
+		}
+		if !found {
+			extra = append(extra, slug)
+		}
+	}
+	sort.Strings(extra)
+	if len(missing) > 0 || len(extra) > 0 {
+		return fmt.Errorf("qflow: register flow %q: steps without a handler %v, handlers without a step %v", def.Slug, missing, extra)
+	}
+	for _, f := range w.flows {
+		if f.def.Slug == def.Slug {
+			return fmt.Errorf("qflow: register flow %q: already registered with this worker", def.Slug)
+		}
+	}
+	w.flows = append(w.flows, &workerFlow{def: def, handlers: handlers})
+	return nil
 }
 
 // Run claims and executes tasks until ctx ends, then shuts down gracefully:
 // it stops claiming, lets in-flight handlers finish within
-// ShutdownTimeout, and releases what is left for other workers.
+// ShutdownTimeout, records their results, and releases what is left for
+// other workers. It returns nil after a graceful shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	return errUnimplemented
+	if len(w.flows) == 0 {
+		return errors.New("qflow: worker has no registered flows")
+	}
+	var queues []string
+	for _, f := range w.flows {
+		id, err := defineFlow(ctx, w.pool, f.def, f.def.ShapeHash())
+		if err != nil {
+			return err
+		}
+		if err := w.pool.QueryRow(ctx, `SELECT queue_name FROM qflow.flows WHERE id = $1::integer`, id).Scan(&f.queue); err != nil {
+			return err
+		}
+		f.id = id
+		w.byQueue[f.queue] = f
+		w.byID[id] = f
+		queues = append(queues, f.queue)
+	}
+	host, _ := os.Hostname()
+	if _, err := w.pool.Exec(ctx, sqlRegisterWorker, w.id, queues, host, os.Getpid()); err != nil {
+		return fmt.Errorf("qflow: register worker: %w", err)
+	}
+	w.log.Info("qflow worker started", "worker_id", w.id, "queues", queues, "concurrency", w.opts.Concurrency)
+
+	bg := context.WithoutCancel(ctx)
+	stopAux, auxCancel := context.WithCancel(bg)
+	var aux sync.WaitGroup
+	aux.Add(3)
+	go func() { defer aux.Done(); w.listen(stopAux) }()
+	go func() { defer aux.Done(); w.heartbeatLoop(stopAux) }()
+	completerDone := make(chan struct{})
+	go func() { defer aux.Done(); defer close(completerDone); w.completer(stopAux) }()
+
+	w.claimLoop(ctx)
+
+	select {
+	case <-w.abandon:
+		auxCancel()
+		aux.Wait()
+		return errors.New("qflow: worker abandoned")
+	default:
+	}
+
+	// Graceful shutdown: wait for handlers, then release the rest.
+	deadline := time.NewTimer(w.opts.ShutdownTimeout)
+	defer deadline.Stop()
+	for w.busy() > 0 {
+		select {
+		case <-deadline.C:
+			w.cancelAll(errors.New("qflow: worker shutting down"))
+			goto release
+		case <-w.freed:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+release:
+	// Let the completer write what finished, then release what did not.
+	w.waitFlushed(2 * time.Second)
+	if keys := w.heldKeys(); len(keys) > 0 {
+		var n int
+		if err := w.pool.QueryRow(bg, sqlRelease, keyArgs(w.id, keys)...).Scan(&n); err != nil {
+			w.log.Error("qflow: release tasks on shutdown", "worker_id", w.id, "error", err)
+		} else if n > 0 {
+			w.log.Info("qflow worker released tasks", "worker_id", w.id, "tasks", n)
+		}
+	}
+	auxCancel()
+	aux.Wait()
+	if _, err := w.pool.Exec(bg, sqlStopWorker, w.id); err != nil {
+		w.log.Warn("qflow: mark worker stopped", "worker_id", w.id, "error", err)
+	}
+	w.log.Info("qflow worker stopped", "worker_id", w.id)
+	return nil
+}
+
+func (w *Worker) busy() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.running
+}
+
+// waitFlushed waits until every finished task's result is written (or d passes).
+func (w *Worker) waitFlushed(d time.Duration) {
+	limit := time.After(d)
+	for {
+		w.mu.Lock()
+		pending := len(w.inflight) - w.running
+		w.mu.Unlock()
+		if pending <= 0 && len(w.results) == 0 {
+			return
+		}
+		select {
+		case <-w.flushed:
+		case <-limit:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (w *Worker) heldKeys() []taskKey {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]taskKey, 0, len(w.inflight))
+	for k := range w.inflight {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func (w *Worker) cancelAll(cause error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.inflight {
+		r.cancel(cause)
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// claimLoop claims work whenever slots are free, until ctx ends.
+func (w *Worker) claimLoop(ctx context.Context) {
+	poll := time.NewTimer(w.opts.PollInterval)
+	defer poll.Stop()
+	next := 0 // round-robin start over flows
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.abandon:
+			return
+		default:
+		}
+		free := w.opts.Concurrency - w.busy()
+		more := false // some claim came back full: more may be ready
+		for i := 0; i < len(w.flows) && free > 0; i++ {
+			f := w.flows[(next+i)%len(w.flows)]
+			want := min(free, w.opts.BatchSize)
+			n, err := w.claim(ctx, f, want)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Error("qflow: claim", "worker_id", w.id, "queue", f.queue, "error", err)
+				}
+				break
+			}
+			free -= n
+			more = more || n == want
+		}
+		next++
+		if more && free > 0 {
+			continue
+		}
+		if !poll.Stop() {
+			select {
+			case <-poll.C:
+			default:
+			}
+		}
+		poll.Reset(w.opts.PollInterval)
+		if free > 0 {
+			// Idle: wait for a notification or the fallback poll.
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.abandon:
+				return
+			case <-w.wake:
+			case <-poll.C:
+			}
+			continue
+		}
+		// Every slot busy: wait for one to free up.
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.abandon:
+			return
+		case <-w.freed:
+		}
+	}
+}
+
+// claim fetches up to n tasks of flow f in one round trip and starts them.
+func (w *Worker) claim(ctx context.Context, f *workerFlow, n int) (int, error) {
+	lease := w.opts.Lease.Milliseconds()
+	rows, err := w.pool.Query(ctx, sqlClaim, f.id, w.id, n, lease)
+	if err != nil {
+		return 0, err
+	}
+	type claimed struct {
+		msgID     int64
+		runID     uuid.UUID
+		stepIdx   int16
+		taskIndex int32
+		attempt   int
+		step      string
+		timeoutMS int64
+		input     []byte
+	}
+	var list []claimed
+	for rows.Next() {
+		var c claimed
+		if err := rows.Scan(&c.msgID, &c.runID, &c.stepIdx, &c.taskIndex, &c.attempt, &c.step, &c.timeoutMS, &c.input); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		list = append(list, c)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, c := range list {
+		t := &Task{RunID: c.runID, Flow: f.def.Slug, Step: c.step, Index: int(c.taskIndex), Attempt: c.attempt, Input: c.input}
+		key := taskKey{c.runID, c.stepIdx, c.taskIndex}
+		w.start(f, key, t, time.Duration(c.timeoutMS)*time.Millisecond)
+	}
+	return len(list), nil
+}
+
+// start runs one task's handler in its own goroutine with the step's
+// timeout; the result goes to the completer.
+func (w *Worker) start(f *workerFlow, key taskKey, t *Task, timeout time.Duration) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	w.mu.Lock()
+	if _, dup := w.inflight[key]; dup {
+		// Already running here (lease extended but redelivered): skip.
+		w.mu.Unlock()
+		cancel(nil)
+		return
+	}
+	w.inflight[key] = &running{cancel: cancel}
+	w.running++
+	w.mu.Unlock()
+	w.log.Debug("qflow task started", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt)
+
+	go func() {
+		began := time.Now()
+		tctx, tcancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step %q timed out after %s", t.Step, timeout))
+		type outcome struct {
+			output json.RawMessage
+			err    error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			var o outcome
+			defer func() {
+				if p := recover(); p != nil {
+					o.err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+				}
+				done <- o
+			}()
+			o.output, o.err = f.handlers[t.Step](tctx, t)
+		}()
+		var o outcome
+		select {
+		case o = <-done:
+		case <-tctx.Done():
+			// Give the handler a moment to notice; then stop waiting for it.
+			select {
+			case o = <-done:
+			case <-time.After(time.Second):
+				o = outcome{err: context.Cause(tctx)}
+				w.log.Warn("qflow handler ignored its context; abandoning it", "run_id", t.RunID, "step", t.Step, "task_index", t.Index)
+			}
+		}
+		res := &result{key: key, flow: f, task: t, output: o.output, err: o.err, took: time.Since(began)}
+		if cause := context.Cause(tctx); tctx.Err() != nil && ctx.Err() == nil {
+			// The step's deadline passed: the attempt timed out, whatever the handler returned.
+			if res.err == nil || !errors.Is(res.err, cause) {
+				res.err = cause
+			}
+		} else if ctx.Err() != nil && res.err == nil {
+			res.err = context.Cause(ctx)
+		}
+		tcancel()
+		if res.err != nil {
+			res.permanent = IsPermanent(res.err)
+		} else if len(res.output) == 0 {
+			res.output = json.RawMessage("null")
+		} else if !json.Valid(res.output) {
+			res.err = Permanent(fmt.Errorf("step %q returned invalid JSON", t.Step))
+			res.permanent = true
+		}
+		w.mu.Lock()
+		w.running--
+		w.mu.Unlock()
+		signal(w.freed)
+		w.results <- res
+	}()
+}
+
+// completer writes finished tasks in batches: everything that finished
+// since its last round trip goes in one transaction.
+func (w *Worker) completer(ctx context.Context) {
+	for {
+		var batch []*result
+		select {
+		case <-ctx.Done():
+			// Drain what is left before stopping.
+			for {
+				select {
+				case r := <-w.results:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				w.flush(context.WithoutCancel(ctx), batch)
+			}
+			return
+		case r := <-w.results:
+			batch = append(batch, r)
+		}
+	more:
+		for len(batch) < 256 {
+			select {
+			case r := <-w.results:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		w.flush(ctx, batch)
+	}
+}
+
+func (w *Worker) flush(ctx context.Context, batch []*result) {
+	var okKeys, failKeys []taskKey
+	var outputs []string
+	var errs []string
+	var perms []bool
+	for _, r := range batch {
+		if r.err == nil {
+			okKeys = append(okKeys, r.key)
+			outputs = append(outputs, string(r.output))
+		} else {
+			failKeys = append(failKeys, r.key)
+			errs = append(errs, errorText(r.err))
+			perms = append(perms, r.permanent)
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+			b := &pgx.Batch{}
+			if len(okKeys) > 0 {
+				b.Queue(sqlComplete, keyArgs(w.id, okKeys, outputs)...)
+			}
+			if len(failKeys) > 0 {
+				b.Queue(sqlFail, keyArgs(w.id, failKeys, errs, perms)...)
+			}
+			return tx.SendBatch(ctx, b).Close()
+		})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || attempt >= 5 {
+			w.log.Error("qflow: record task results; leases will expire and the tasks run again", "worker_id", w.id, "tasks", len(batch), "error", err)
+			break
+		}
+		w.log.Warn("qflow: record task results; retrying", "worker_id", w.id, "attempt", attempt, "error", err)
+		time.Sleep(time.Duration(attempt*attempt) * 20 * time.Millisecond)
+	}
+	for _, r := range batch {
+		t := r.task
+		if r.err == nil {
+			w.log.Info("qflow task completed", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
+		} else {
+			w.log.Warn("qflow task failed", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds(), "permanent", r.permanent, "error", r.err)
+		}
+	}
+	w.mu.Lock()
+	for _, r := range batch {
+		delete(w.inflight, r.key)
+	}
+	w.mu.Unlock()
+	signal(w.flushed)
+}
+
+// errorText is what is stored for a failed attempt.
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > 64<<10 {
+		s = s[:64<<10] + " …[truncated]"
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "?")
+}
+
+// heartbeatLoop extends the leases of tasks this worker holds, notices
+// tasks it must stop (cancelled runs, lost leases), and expires runs past
+// their deadline.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	interval := min(time.Second, w.opts.Lease/3)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	lastExpire := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.abandon:
+			return
+		case <-t.C:
+		}
+		keys := w.heldKeys()
+		rows, err := w.pool.Query(ctx, sqlHeartbeat, keyArgs(w.id, keys, w.opts.Lease.Milliseconds())...)
+		if err == nil {
+			var stop []taskKey
+			stop, err = pgx.CollectRows(rows, pgx.RowToStructByPos[taskKey])
+			if err == nil && len(stop) > 0 {
+				w.mu.Lock()
+				for _, k := range stop {
+					if r := w.inflight[k]; r != nil {
+						r.cancel(errCancelledByEngine)
+					}
+				}
+				w.mu.Unlock()
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("qflow: heartbeat", "worker_id", w.id, "error", err)
+		}
+		if time.Since(lastExpire) >= w.opts.PollInterval {
+			lastExpire = time.Now()
+			var n int
+			if err := w.pool.QueryRow(ctx, sqlExpireRuns).Scan(&n); err == nil && n > 0 {
+				w.log.Info("qflow runs timed out", "worker_id", w.id, "runs", n)
+			}
+		}
+	}
+}
+
+// listen wakes the claim loop when the engine announces work on one of
+// this worker's queues. It reconnects with backoff; polling covers gaps.
+func (w *Worker) listen(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn("qflow: worker listener lost its connection; reconnecting", "worker_id", w.id, "error", err)
+		signal(w.wake)
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.abandon:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (w *Worker) listenOnce(ctx context.Context) error {
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	c := conn.Hijack()
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "LISTEN "+WorkChannel); err != nil {
+		return err
+	}
+	signal(w.wake)
+	for {
+		n, err := c.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if w.byQueue[n.Payload] != nil {
+			signal(w.wake)
+		}
+	}
+}
+
+// keyArgs lays out statement arguments as the engine's SQL expects task
+// keys: the worker id, then the keys as three parallel arrays, then rest.
+func keyArgs(worker uuid.UUID, keys []taskKey, rest ...any) []any {
+	runs := make([]uuid.UUID, len(keys))
+	steps := make([]int16, len(keys))
+	tasks := make([]int32, len(keys))
+	for i, k := range keys {
+		runs[i], steps[i], tasks[i] = k.RunID, k.StepIdx, k.TaskIndex
+	}
+	return append([]any{worker, runs, steps, tasks}, rest...)
 }

@@ -1,0 +1,203 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Run is a run's state with its steps and their tasks.
+type Run struct {
+	ID          uuid.UUID       `json:"id"`
+	Flow        string          `json:"flow"`
+	FlowVersion int             `json:"flow_version"`
+	Status      string          `json:"status"`
+	Input       json.RawMessage `json:"input"`
+	Output      json.RawMessage `json:"output,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	FailedStep  string          `json:"failed_step,omitempty"`
+	StartedAt   time.Time       `json:"started_at"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+	Steps       []StepState     `json:"steps,omitempty"`
+}
+
+// StepState is one step of a run.
+type StepState struct {
+	Step       string          `json:"step"`
+	Status     string          `json:"status"`
+	TaskCount  *int            `json:"task_count,omitempty"` // nil until the step starts
+	Output     json.RawMessage `json:"output,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	Tasks      []TaskState     `json:"tasks,omitempty"`
+}
+
+// TaskState is one task of a step.
+type TaskState struct {
+	Index      int             `json:"index"`
+	Status     string          `json:"status"`
+	Attempts   int             `json:"attempts"`
+	Output     json.RawMessage `json:"output,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	WorkerID   *uuid.UUID      `json:"worker_id,omitempty"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+}
+
+// GetRun returns a run with its steps and tasks, or ErrRunNotFound.
+func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
+	r := &Run{ID: id}
+	var errText, failed *string
+	err := c.pool.QueryRow(ctx, `
+		SELECT r.flow_slug, f.version, r.status, r.input, r.output, r.error, r.failed_step, r.started_at, r.finished_at
+		FROM qflow.runs r JOIN qflow.flows f ON f.id = r.flow_id WHERE r.id = $1::uuid`, id).
+		Scan(&r.Flow, &r.FlowVersion, &r.Status, &r.Input, &r.Output, &errText, &failed, &r.StartedAt, &r.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", ErrRunNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
+	}
+	r.Error, r.FailedStep = deref(errText), deref(failed)
+	rows, err := c.pool.Query(ctx, `
+		SELECT ss.step_idx, st.slug, ss.status, ss.task_count, ss.output, ss.error, ss.started_at, ss.finished_at
+		FROM qflow.step_states ss JOIN qflow.steps st ON st.flow_id = ss.flow_id AND st.idx = ss.step_idx
+		WHERE ss.run_id = $1::uuid ORDER BY ss.step_idx`, id)
+	if err != nil {
+		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
+	}
+	idx := map[int16]int{}
+	for rows.Next() {
+		var s StepState
+		var i int16
+		var e *string
+		if err := rows.Scan(&i, &s.Step, &s.Status, &s.TaskCount, &s.Output, &e, &s.StartedAt, &s.FinishedAt); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		s.Error = deref(e)
+		idx[i] = len(r.Steps)
+		r.Steps = append(r.Steps, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = c.pool.Query(ctx, `
+		SELECT step_idx, task_index, status, attempts, output, error, worker_id, started_at, finished_at
+		FROM qflow.step_tasks WHERE run_id = $1::uuid ORDER BY step_idx, task_index`, id)
+	if err != nil {
+		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
+	}
+	for rows.Next() {
+		var t TaskState
+		var i int16
+		var e *string
+		if err := rows.Scan(&i, &t.Index, &t.Status, &t.Attempts, &t.Output, &e, &t.WorkerID, &t.StartedAt, &t.FinishedAt); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		t.Error = deref(e)
+		s := &r.Steps[idx[i]]
+		s.Tasks = append(s.Tasks, t)
+	}
+	return r, rows.Err()
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// ListRunsParams filter and page ListRuns. Zero fields do not filter.
+type ListRunsParams struct {
+	Flow   string // flow slug
+	Status string // one of the run statuses
+	Limit  int    // page size (default 100, at most 1000)
+	// After continues a listing after this run (the last ID of the
+	// previous page); runs are listed newest first.
+	After uuid.UUID
+}
+
+// RunSummary is a run without its steps, as ListRuns returns it.
+type RunSummary struct {
+	ID         uuid.UUID  `json:"id"`
+	Flow       string     `json:"flow"`
+	Status     string     `json:"status"`
+	Error      string     `json:"error,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}
+
+// ListRuns lists runs newest first, filtered by flow and status.
+func (c *Client) ListRuns(ctx context.Context, p ListRunsParams) ([]RunSummary, error) {
+	if p.Limit <= 0 {
+		p.Limit = 100
+	}
+	p.Limit = min(p.Limit, 1000)
+	switch p.Status {
+	case "", StatusStarted, StatusCompleted, StatusFailed, StatusCancelled:
+	default:
+		return nil, fmt.Errorf("qflow: list runs: unknown status %q", p.Status)
+	}
+	var after *uuid.UUID
+	if p.After != uuid.Nil {
+		after = &p.After
+	}
+	rows, err := c.pool.Query(ctx, `
+		SELECT r.id, r.flow_slug, r.status, coalesce(r.error, ''), r.started_at, r.finished_at
+		FROM qflow.runs r
+		WHERE ($1::text = '' OR r.flow_slug = $1::text)
+		  AND ($2::text = '' OR r.status = $2::text)
+		  AND ($3::uuid IS NULL OR (r.started_at, r.id) < (SELECT a.started_at, a.id FROM qflow.runs a WHERE a.id = $3::uuid))
+		ORDER BY r.started_at DESC, r.id DESC
+		LIMIT $4::integer`, p.Flow, p.Status, after, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("qflow: list runs: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[RunSummary])
+}
+
+// GetFlow returns the newest stored definition of a flow, or ErrUnknownFlow.
+func (c *Client) GetFlow(ctx context.Context, slug string) (*FlowDef, error) {
+	var raw []byte
+	err := c.pool.QueryRow(ctx, `SELECT definition FROM qflow.flows WHERE slug = $1::text ORDER BY version DESC LIMIT 1`, slug).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("qflow: get flow %q: %w", slug, err)
+	}
+	var def FlowDef
+	if err := json.Unmarshal(raw, &def); err != nil {
+		return nil, fmt.Errorf("qflow: get flow %q: stored definition: %w", slug, err)
+	}
+	return &def, nil
+}
+
+// FlowInfo describes one stored flow version.
+type FlowInfo struct {
+	Slug      string    `json:"slug"`
+	Version   int       `json:"version"`
+	ShapeHash string    `json:"shape_hash"`
+	Queue     string    `json:"queue"`
+	Steps     int       `json:"steps"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ListFlows lists every stored flow version, by slug then version.
+func (c *Client) ListFlows(ctx context.Context) ([]FlowInfo, error) {
+	rows, err := c.pool.Query(ctx, `SELECT slug, version, shape_hash, queue_name, step_count, created_at
+		FROM qflow.flows ORDER BY slug, version`)
+	if err != nil {
+		return nil, fmt.Errorf("qflow: list flows: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[FlowInfo])
+}
