@@ -59,6 +59,9 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 		c.cycles(f)
 	}
 	for _, s := range m.Steps {
+		c.results(s)
+	}
+	for _, s := range m.Steps {
 		c.signature(s)
 	}
 	c.typeErrors(m)
@@ -148,7 +151,7 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 			continue
 		}
 		seenSpec[a.spec] = true
-		if a.d.Name.Text == "" {
+		if !validSlug(a.d.Name.Text) {
 			continue // reported by the parser
 		}
 		tn, _ := c.pkg.Types.Scope().Lookup(a.spec.Name.Name).(*types.TypeName)
@@ -408,27 +411,20 @@ func (c *checker) reportCycle(steps []*stepModel, edges []*depModel, done map[*s
 	}
 }
 
-// signature checks a step's parameters and results against its
-// dependencies and flow, and records what emission needs.
-func (c *checker) signature(s *stepModel) {
+// results checks a step's results, (T, error) or error, and records its
+// output type. It runs for every step before any parameter is checked.
+func (c *checker) results(s *stepModel) {
 	sig := s.Func.Type().(*types.Signature)
-	name := s.goName()
 	fn := s.Decl
 	for _, field := range fn.Type.Params.List {
-		n := max(len(field.Names), 1)
-		for i := range n {
-			pi := paramInfo{TypePos: field.Type.Pos()}
-			if len(field.Names) > 0 {
-				pi.Name = field.Names[i].Name
-			}
-			s.Params = append(s.Params, pi)
+		for range max(len(field.Names), 1) {
+			s.Params = append(s.Params, paramInfo{TypePos: field.Type.Pos()})
 		}
 	}
 	for i := range s.Params {
 		s.Params[i].Type = sig.Params().At(i).Type()
+		s.Params[i].Name = sig.Params().At(i).Name()
 	}
-
-	// Results: (T, error) or error.
 	res := sig.Results()
 	resPos := fn.Name.Pos()
 	if fn.Type.Results != nil {
@@ -438,12 +434,22 @@ func (c *checker) signature(s *stepModel) {
 	case res.Len() == 1 && isError(res.At(0).Type()):
 	case res.Len() == 2 && isError(res.At(1).Type()) && !isError(res.At(0).Type()):
 		s.Out = res.At(0).Type()
-		outPos := fn.Type.Results.List[0].Type.Pos()
-		c.jsonCheck(outPos, fmt.Sprintf("output type %s of step %s", typeString(s.Out, c.pkg.Types), name), s.Out)
+		c.jsonCheck(s.outPos(), fmt.Sprintf("output type %s of step %s", typeString(s.Out, c.pkg.Types), s.goName()), s.Out)
 	default:
-		c.errorf(resPos, "step %s must return (T, error) or error, not %s", name, resultString(res, c.pkg.Types))
+		s.BadResults = true
+		c.errorf(resPos, "step %s must return (T, error) or error, not %s", s.goName(), resultString(res, c.pkg.Types))
 	}
+}
 
+// outPos is the position of the output type in s's results.
+func (s *stepModel) outPos() token.Pos { return s.Decl.Type.Results.List[0].Type.Pos() }
+
+// signature checks a step's parameters against its dependencies and flow,
+// and records what emission needs.
+func (c *checker) signature(s *stepModel) {
+	sig := s.Func.Type().(*types.Signature)
+	name := s.goName()
+	fn := s.Decl
 	if sig.Variadic() {
 		c.errorf(s.Params[len(s.Params)-1].TypePos, "step %s is variadic; a step takes ctx, optionally the flow input, then one parameter per dependency", name)
 		return
@@ -460,7 +466,7 @@ func (c *checker) signature(s *stepModel) {
 		return
 	}
 	for _, d := range s.Deps {
-		if d.Step == nil {
+		if d.Step == nil || d.Step.BadResults {
 			return // reported; counting parameters would only add noise
 		}
 	}
@@ -514,7 +520,7 @@ func (c *checker) signature(s *stepModel) {
 			}
 			d := c.errorf(p.TypePos, "parameter %s of step %s has type %s, but dependency %s produces %s%s",
 				paramName(p, i), name, typeString(p.Type, c.pkg.Types), dep.Name, typeString(t, c.pkg.Types), how)
-			c.note(d, dep.Step.Decl.Type.Results.List[0].Type.Pos(), "%s returns %s", dep.Name, typeString(dep.Step.Out, c.pkg.Types))
+			c.note(d, dep.Step.outPos(), "%s returns %s", dep.Name, typeString(dep.Step.Out, c.pkg.Types))
 		}
 		i++
 	}
@@ -531,6 +537,7 @@ func (c *checker) mapSignature(s *stepModel) {
 	var src types.Type
 	var what string
 	var srcPos token.Pos
+	var srcNote string
 	if len(s.Deps) == 1 {
 		p := s.Deps[0].Step
 		src = p.outputSeen()
@@ -539,20 +546,22 @@ func (c *checker) mapSignature(s *stepModel) {
 			c.errorf(s.Deps[0].Pos, "map step %s maps over %s, which returns only error", name, p.goName())
 			return
 		}
-		srcPos = p.Decl.Type.Results.List[0].Type.Pos()
+		srcPos = p.outPos()
+		srcNote = fmt.Sprintf("%s returns %s", p.goName(), typeString(p.Out, c.pkg.Types))
 	} else {
 		src = s.Flow.Input.Type()
 		what = "the input of flow " + s.Flow.Name
 		srcPos = s.Flow.Input.Pos()
+		srcNote = fmt.Sprintf("flow %s input type %s declared here", s.Flow.Name, s.Flow.Input.Name())
 	}
 	sl, ok := src.Underlying().(*types.Slice)
 	if !ok || isByte(sl.Elem()) {
-		why := "not a slice"
+		why := "which is not a slice"
 		if ok {
-			why = "a byte slice, which JSON encodes as a string"
+			why = "which JSON encodes as a string, not an array"
 		}
-		d := c.errorf(s.MapPos, "map step %s maps over %s, %s, which is %s", name, what, typeString(src, c.pkg.Types), why)
-		c.note(d, srcPos, "%s declared here", typeString(src, c.pkg.Types))
+		d := c.errorf(s.MapPos, "map step %s maps over %s, %s, %s", name, what, typeString(src, c.pkg.Types), why)
+		c.note(d, srcPos, "%s", srcNote)
 		return
 	}
 	s.Elem = sl.Elem()
@@ -565,7 +574,7 @@ func (c *checker) mapSignature(s *stepModel) {
 	if !types.Identical(p.Type, s.Elem) {
 		d := c.errorf(p.TypePos, "parameter %s of map step %s has type %s, but the step maps over %s, %s: want %s",
 			paramName(p, 1), name, typeString(p.Type, c.pkg.Types), what, typeString(src, c.pkg.Types), typeString(s.Elem, c.pkg.Types))
-		c.note(d, srcPos, "%s declared here", typeString(src, c.pkg.Types))
+		c.note(d, srcPos, "%s", srcNote)
 	}
 	if len(s.Deps) == 1 {
 		s.Deps[0].Param = 1

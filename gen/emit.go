@@ -59,13 +59,13 @@ func inputStructName(s *stepModel) string { return "qflow" + exportName(s.goName
 type emitter struct {
 	m     *pkgModel
 	f     *jen.File
-	paths map[string]bool // import paths referenced by user types
+	paths map[string]string // import path -> package name, for packages user types name
 }
 
 // emit renders the files of a checked package: qflow_gen.go, and, as opts
 // ask, one Mermaid diagram and one SQL migration per flow.
 func emit(m *pkgModel, opts Options) ([]File, error) {
-	e := &emitter{m: m, f: jen.NewFilePathName(m.Path, m.Name), paths: map[string]bool{}}
+	e := &emitter{m: m, f: jen.NewFilePathName(m.Path, m.Name), paths: map[string]string{}}
 	e.f.HeaderComment(Header)
 	e.f.ImportName(runtimePath, "runtime")
 	e.f.ImportName(pgxPath, "pgx")
@@ -117,14 +117,14 @@ func (e *emitter) notePaths(t types.Type, seen map[types.Type]bool) {
 	switch t := t.(type) {
 	case *types.Named:
 		if p := t.Obj().Pkg(); p != nil && p != e.m.Types {
-			e.paths[p.Path()] = true
+			e.paths[p.Path()] = p.Name()
 		}
 		for i := range t.TypeArgs().Len() {
 			e.notePaths(t.TypeArgs().At(i), seen)
 		}
 	case *types.Alias:
 		if p := t.Obj().Pkg(); p != nil && p != e.m.Types {
-			e.paths[p.Path()] = true
+			e.paths[p.Path()] = p.Name()
 		}
 	case interface{ Elem() types.Type }:
 		e.notePaths(t.Elem(), seen)
@@ -138,17 +138,14 @@ func (e *emitter) notePaths(t types.Type, seen map[types.Type]bool) {
 // name of the user's package, which would not compile.
 func (e *emitter) aliasImports() {
 	std := map[string]string{"context": "context", "encoding/json": "json", "fmt": "fmt", "time": "time", runtimePath: "runtime", pgxPath: "pgx"}
-	for p := range e.paths {
-		std[p] = p[strings.LastIndex(p, "/")+1:]
-	}
-	for _, p := range e.m.Types.Imports() {
-		if _, ok := std[p.Path()]; ok {
-			std[p.Path()] = p.Name()
-		}
+	for p, name := range e.paths {
+		std[p] = name
 	}
 	for path, name := range std {
 		if e.m.Types.Scope().Lookup(name) != nil {
 			e.f.ImportAlias(path, "qflow"+name)
+		} else {
+			e.f.ImportName(path, name)
 		}
 	}
 }
@@ -182,8 +179,7 @@ func (e *emitter) guards() {
 	if len(vars) == 0 {
 		return
 	}
-	e.f.Comment("Compile-time guards: each step must keep the signature this file was")
-	e.f.Comment("generated for. If the build fails here, a step changed: rerun go generate.")
+	e.doc("Compile-time guards: each step must keep the signature this file was generated for. If the build fails here, a step changed: rerun go generate.")
 	e.f.Type().Defs(typesGroup...)
 	e.f.Line()
 	e.f.Var().Defs(vars...)
@@ -197,8 +193,7 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	slug := jen.Id(g + "Flow").Dot("Slug")
 
 	// The definition.
-	e.f.Commentf("%sFlow defines flow %q for the runtime, as the annotations of this", g, f.Name)
-	e.f.Comment("package declare it:")
+	e.doc("%sFlow defines flow %q for the runtime, as declared by the annotations in this package:", g, f.Name)
 	e.f.Comment("")
 	for _, line := range strings.Split(diagram, "\n") {
 		e.f.Comment("//\t" + line)
@@ -230,16 +225,15 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 		fields = append(fields, jen.Line().Id("Options").Op(":").Add(o))
 	}
 	fields = append(fields, jen.Line().Id("Steps").Op(":").Index().Qual(runtimePath, "StepDef").Values(steps...), jen.Line())
-	e.f.Var().Id(g + "Flow").Op("=").Qual(runtimePath, "FlowDef").Values(fields...)
+	e.f.Var().Id(g+"Flow").Op("=").Qual(runtimePath, "FlowDef").Values(fields...)
 	e.f.Line()
 
-	e.f.Commentf("%sShapeHash is %sFlow.ShapeHash(), computed when qflowgen ran.", g, g)
+	e.doc("%sShapeHash is %sFlow.ShapeHash(), computed when qflowgen ran.", g, g)
 	e.f.Const().Id(g + "ShapeHash").Op("=").Lit(def.ShapeHash())
 	e.f.Line()
 
 	// The output.
-	e.f.Commentf("%sOutput is the output of a run of flow %q: the outputs of its leaf", g, f.Name)
-	e.f.Comment("steps.")
+	e.doc("%sOutput is the output of a run of flow %q: the outputs of its leaf steps.", g, f.Name)
 	var outFields []jen.Code
 	used := map[string]bool{}
 	for _, s := range f.leaves() {
@@ -267,7 +261,7 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 			}
 			fs = append(fs, jen.Id(fieldName(d.Step.Slug, used)).Add(e.typ(d.Step.outputSeen())).Tag(map[string]string{"json": d.Step.Slug}))
 		}
-		e.f.Commentf("%s is the JSON input of a task of step %q.", inputStructName(s), s.Slug)
+		e.doc("%s is the JSON input of a task of step %q.", inputStructName(s), s.Slug)
 		e.f.Type().Id(inputStructName(s)).Struct(fs...)
 		e.f.Line()
 	}
@@ -278,7 +272,7 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 		handlers = append(handlers, jen.Line().Lit(s.Slug).Op(":").Add(e.handler(s)))
 	}
 	handlers = append(handlers, jen.Line())
-	e.f.Commentf("qflow%sHandlers adapts the steps of flow %q to runtime.Handler.", g, f.Name)
+	e.doc("qflow%sHandlers adapts the steps of flow %q to runtime.Handler.", g, f.Name)
 	e.f.Func().Id("qflow"+g+"Handlers").Params().Map(jen.String()).Qual(runtimePath, "Handler").Block(
 		jen.Return(jen.Map(jen.String()).Qual(runtimePath, "Handler").Values(handlers...)),
 	)
@@ -288,18 +282,17 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	client := jen.Id("c").Op("*").Qual(runtimePath, "Client")
 	run := g + "Run"
 
-	e.f.Commentf("Register%s registers the steps of flow %q with w.", g, f.Name)
-	e.f.Func().Id("Register"+g).Params(jen.Id("w").Op("*").Qual(runtimePath, "Worker")).Error().Block(
+	e.doc("Register%s registers the steps of flow %q with w.", g, f.Name)
+	e.f.Func().Id("Register" + g).Params(jen.Id("w").Op("*").Qual(runtimePath, "Worker")).Error().Block(
 		jen.Return(jen.Id("w").Dot("Register").Call(jen.Id(g+"Flow"), jen.Id("qflow"+g+"Handlers").Call())),
 	)
 	e.f.Line()
 
-	e.f.Commentf("%s is a started run of flow %q.", run, f.Name)
+	e.doc("%s is a started run of flow %q.", run, f.Name)
 	e.f.Type().Id(run).Struct(jen.Op("*").Qual(runtimePath, "RunHandle"))
 	e.f.Line()
 
-	e.f.Comment("Wait waits for the run to end and returns its output, or a *runtime.RunError")
-	e.f.Comment("when it failed or was cancelled.")
+	e.doc("Wait waits for the run to end and returns its output, or a *runtime.RunError when it failed or was cancelled.")
 	e.f.Func().Params(jen.Id("r").Op("*").Id(run)).Id("Wait").Params(ctx).Params(jen.Id(g+"Output"), jen.Error()).Block(
 		jen.List(jen.Id("raw"), jen.Err()).Op(":=").Id("r").Dot("RunHandle").Dot("Wait").Call(jen.Id("ctx")),
 		jen.Return(jen.Id("qflowOutput").Types(jen.Id(g+"Output")).Call(slug, jen.Id("raw"), jen.Err())),
@@ -313,22 +306,19 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 			jen.Return(jen.Op("&").Id(run).Values(jen.Id("h")), jen.Nil()),
 		}
 	}
-	e.f.Commentf("Start%s starts a run of flow %q with input in, defining the flow first if", g, f.Name)
-	e.f.Comment("c has not done so yet.")
+	e.doc("Start%s starts a run of flow %q with input in, defining the flow first if c has not done so yet.", g, f.Name)
 	e.f.Func().Id("Start"+g).Params(ctx, client, jen.Id("in").Add(in)).Params(jen.Op("*").Id(run), jen.Error()).Block(
 		startBody(jen.Id("c").Dot("StartFlow").Call(jen.Id("ctx"), jen.Id(g+"Flow"), jen.Id("in"), jen.Nil()))...,
 	)
 	e.f.Line()
 
-	e.f.Commentf("Start%sTx is Start%s inside the caller's transaction: the run exists, and", g, g)
-	e.f.Comment("its first tasks become visible to workers, only if tx commits.")
+	e.doc("Start%sTx is Start%s inside the caller's transaction: the run exists, and its first tasks become visible to workers, only if tx commits.", g, g)
 	e.f.Func().Id("Start"+g+"Tx").Params(ctx, client, jen.Id("tx").Qual(pgxPath, "Tx"), jen.Id("in").Add(in)).Params(jen.Op("*").Id(run), jen.Error()).Block(
 		startBody(jen.Id("c").Dot("StartFlowTx").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id(g+"Flow"), jen.Id("in"), jen.Nil()))...,
 	)
 	e.f.Line()
 
-	e.f.Commentf("Run%s starts a run of flow %q and waits for its output. Workers that", g, f.Name)
-	e.f.Commentf("registered the flow (see Register%s) execute it.", g)
+	e.doc("Run%s starts a run of flow %q and waits for its output. Workers that registered the flow (see Register%s) execute it.", g, f.Name, g)
 	e.f.Func().Id("Run"+g).Params(ctx, client, jen.Id("in").Add(in)).Params(jen.Id(g+"Output"), jen.Error()).Block(
 		jen.List(jen.Id("r"), jen.Err()).Op(":=").Id("Start"+g).Call(jen.Id("ctx"), jen.Id("c"), jen.Id("in")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id(g+"Output").Values(), jen.Err())),
@@ -336,8 +326,7 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	)
 	e.f.Line()
 
-	e.f.Commentf("Run%sLocal runs flow %q to completion with in-process workers (see", g, f.Name)
-	e.f.Comment("runtime.Client.RunLocal) and returns its output.")
+	e.doc("Run%sLocal runs flow %q to completion with in-process workers (see runtime.Client.RunLocal) and returns its output.", g, f.Name)
 	e.f.Func().Id("Run"+g+"Local").Params(ctx, client, jen.Id("in").Add(in)).Params(jen.Id(g+"Output"), jen.Error()).Block(
 		jen.List(jen.Id("raw"), jen.Err()).Op(":=").Id("c").Dot("RunLocal").Call(jen.Id("ctx"), jen.Id(g+"Flow"), jen.Id("qflow"+g+"Handlers").Call(), jen.Id("in"), jen.Nil()),
 		jen.Return(jen.Id("qflowOutput").Types(jen.Id(g+"Output")).Call(slug.Clone(), jen.Id("raw"), jen.Err())),
@@ -391,8 +380,7 @@ func (e *emitter) handler(s *stepModel) jen.Code {
 // helpers declares the functions every handler shares.
 func (e *emitter) helpers() {
 	task := jen.Id("t").Op("*").Qual(runtimePath, "Task")
-	e.f.Comment("qflowDecode decodes a task's input into v. An input that does not decode")
-	e.f.Comment("will not decode on a retry either, so it fails the task permanently.")
+	e.doc("qflowDecode decodes a task's input into v. An input that does not decode will not decode on a retry either, so it fails the task permanently.")
 	e.f.Func().Id("qflowDecode").Params(task, jen.Id("v").Any()).Error().Block(
 		jen.If(jen.Err().Op(":=").Qual("encoding/json", "Unmarshal").Call(jen.Id("t").Dot("Input"), jen.Id("v")), jen.Err().Op("!=").Nil()).Block(
 			jen.Return(jen.Qual(runtimePath, "Permanent").Call(jen.Qual("fmt", "Errorf").Call(
@@ -401,8 +389,7 @@ func (e *emitter) helpers() {
 		jen.Return(jen.Nil()),
 	)
 	e.f.Line()
-	e.f.Comment("qflowEncode encodes a step's output; an output that cannot be encoded fails")
-	e.f.Comment("the task permanently.")
+	e.doc("qflowEncode encodes a step's output; an output that cannot be encoded fails the task permanently.")
 	e.f.Func().Id("qflowEncode").Params(task.Clone(), jen.Id("v").Any()).Params(jen.Qual("encoding/json", "RawMessage"), jen.Error()).Block(
 		jen.List(jen.Id("b"), jen.Err()).Op(":=").Qual("encoding/json", "Marshal").Call(jen.Id("v")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(
@@ -412,7 +399,7 @@ func (e *emitter) helpers() {
 		jen.Return(jen.Id("b"), jen.Nil()),
 	)
 	e.f.Line()
-	e.f.Comment("qflowOutput decodes a run's output.")
+	e.doc("qflowOutput decodes a run's output.")
 	e.f.Func().Id("qflowOutput").Types(jen.Id("T").Any()).Params(jen.Id("flow").String(), jen.Id("raw").Qual("encoding/json", "RawMessage"), jen.Err().Error()).Params(jen.Id("T"), jen.Error()).Block(
 		jen.Var().Id("out").Id("T"),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("out"), jen.Err())),
@@ -455,7 +442,7 @@ func durationCode(d time.Duration) jen.Code {
 			if d == u.d {
 				return jen.Qual("time", u.name)
 			}
-			return jen.Lit(int(d / u.d)).Op("*").Qual("time", u.name)
+			return jen.Lit(int(d/u.d)).Op("*").Qual("time", u.name)
 		}
 	}
 	return jen.Qual("time", "Duration").Call(jen.Lit(int(d)))
@@ -469,4 +456,22 @@ func fieldName(slug string, used map[string]bool) string {
 	}
 	used[name] = true
 	return name
+}
+
+// doc adds a comment, wrapped at 80 columns.
+func (e *emitter) doc(format string, a ...any) {
+	line := ""
+	for _, w := range strings.Fields(fmt.Sprintf(format, a...)) {
+		if line != "" && len(line)+1+len(w) > 77 {
+			e.f.Comment(line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	if line != "" {
+		e.f.Comment(line)
+	}
 }

@@ -51,6 +51,7 @@ type stepModel struct {
 	TakesInput bool        // the parameter after ctx is the flow input
 	Elem       types.Type  // map steps: the element type (second parameter)
 	Out        types.Type  // the first result; nil when the step returns only error
+	BadResults bool        // the results are neither (T, error) nor error
 	DirPos     token.Pos   // the //qflow:step comment
 	Params     []paramInfo // every parameter, ctx included
 }

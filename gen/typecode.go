@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"go/types"
 	"strconv"
+	"strings"
 
 	"github.com/dave/jennifer/jen"
 )
@@ -51,7 +52,11 @@ func typeCode(t types.Type, pkg *types.Package) jen.Code {
 				fc = jen.Id(f.Name()).Add(typeCode(f.Type(), pkg))
 			}
 			if tag := t.Tag(i); tag != "" {
-				fc = fc.Op(strconv.Quote(tag))
+				if strings.Contains(tag, "`") {
+					fc = fc.Op(strconv.Quote(tag))
+				} else {
+					fc = fc.Op("`" + tag + "`")
+				}
 			}
 			fields = append(fields, fc)
 		}

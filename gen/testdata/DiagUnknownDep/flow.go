@@ -1,0 +1,15 @@
+package p
+
+import "context"
+
+//qflow:flow f
+type In struct{ N int }
+
+//qflow:step
+func Extract(ctx context.Context, in In) (int, error) { return in.N, nil }
+
+//qflow:step depends=Extract,Transfrom
+func Load(ctx context.Context, a int, b int) (int, error) { return a + b, nil }
+
+//qflow:step depends=extract
+func Audit(ctx context.Context, n int) error { return nil }
