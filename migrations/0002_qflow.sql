@@ -609,6 +609,12 @@ BEGIN
         RETURN;
     END IF;
 
+    -- Sequential runs (at most one task at a time): lock them, then admit
+    -- one task per run, and only when none of its other tasks is running.
+    PERFORM 1 FROM qflow.runs ru
+    WHERE ru.id IN (SELECT k.run_id FROM unnest(v_keys) k) AND ru.sequential
+    ORDER BY ru.id FOR UPDATE;
+
     WITH k AS (
         SELECT * FROM unnest(v_msgs, v_keys) AS k(msg_id, run_id, step_idx, task_index)
     ), c AS (
@@ -620,22 +626,33 @@ BEGIN
           AND ru.id = t.run_id AND ru.status = 'started'
           AND (t.status = 'queued'
                OR (t.status = 'started' AND t.attempts < coalesce(ru.max_attempts, st.max_attempts)))
+          AND (NOT ru.sequential OR (
+                k.msg_id = (SELECT min(k2.msg_id) FROM k k2 WHERE k2.run_id = k.run_id)
+                AND NOT EXISTS (SELECT 1 FROM qflow.step_tasks o
+                                WHERE o.run_id = t.run_id AND o.status = 'started'
+                                  AND (o.step_idx, o.task_index) <> (t.step_idx, t.task_index))))
         RETURNING k.msg_id
     )
     SELECT array_agg(c.msg_id) INTO v_got FROM c;
 
     -- Messages not claimed: stale ones are deleted; a task whose worker
-    -- vanished with no attempts left fails.
-    FOR r IN SELECT k.msg_id, k.run_id AS run_id, k.step_idx AS step_idx,
-                    k.task_index AS task_index, t.status
+    -- vanished with no attempts left fails; a task of a sequential run that
+    -- must wait for its turn is looked at again shortly.
+    FOR r IN SELECT k.msg_id, k.run_id, k.step_idx, k.task_index, t.status, t.attempts,
+                    coalesce(ru.max_attempts, st.max_attempts) AS max_attempts, ru.status AS run_status
              FROM unnest(v_msgs, v_keys) AS k(msg_id, run_id, step_idx, task_index)
              LEFT JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx
                                           AND t.task_index = k.task_index
+             LEFT JOIN qflow.runs ru ON ru.id = t.run_id
+             LEFT JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
              WHERE v_got IS NULL OR NOT (k.msg_id = ANY (v_got)) LOOP
-        IF r.status = 'started' THEN
+        IF r.run_status = 'started' AND r.status = 'started' AND r.attempts >= r.max_attempts THEN
             PERFORM qflow.fail_tasks(NULL, ARRAY[(r.run_id, r.step_idx, r.task_index)::qflow.task_key],
                 ARRAY['lease expired: the worker running this task stopped heart-beating, and no attempts are left'],
                 ARRAY[true]);
+        ELSIF r.run_status = 'started' AND r.status IN ('queued', 'started') THEN
+            EXECUTE format('UPDATE pgmq.%I SET vt = clock_timestamp() + interval ''100 milliseconds'', read_ct = read_ct - 1 WHERE msg_id = $1',
+                           'q_' || v_queue) USING r.msg_id;
         ELSE
             EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = $1', 'q_' || v_queue) USING r.msg_id;
         END IF;

@@ -110,7 +110,7 @@ const (
 type StartOptions struct {
 	// Timeout cancels the whole run when it has not finished in time (0: none).
 	Timeout time.Duration
-	// MaxAttempts replaces the default attempts of steps that set none (0: keep).
+	// MaxAttempts overrides the attempts of every step of this run (0: keep each step's own).
 	MaxAttempts int
 	// Sequential runs at most one task of the run at a time (the seed's parallel: false).
 	Sequential bool

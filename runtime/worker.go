@@ -460,6 +460,11 @@ func (w *Worker) completer(ctx context.Context) {
 		var batch []*result
 		select {
 		case <-ctx.Done():
+			select {
+			case <-w.abandon:
+				return // a dead worker records nothing
+			default:
+			}
 			// Drain what is left before stopping.
 			for {
 				select {
