@@ -1,0 +1,118 @@
+package gen
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var directiveSeeds = []string{
+	"//qflow:flow etl retries=3 backoff=1s timeout=60s",
+	"//qflow:step",
+	"//qflow:step depends=Clean,Count retries=5 timeout=30s",
+	"//qflow:step depends=Extract map name=clean_rows flow=etl delay=1500ms",
+	"//qflow:step retries=lots timeout=soon",
+	"//qflow:step depends= name=Bad-Name bogus retries=3 retries=4 map=yes",
+	"//qflow:step depends=A,,9lives flow=",
+	"//qflow:flow",
+	"//qflow:flow retries=2",
+	"//qflow:",
+	"//qflow: step",
+	"//qflow:stpe x",
+	"//qflow:step\tmap\t depends=A",
+	"//qflow:step backoff=-1s delay=0s timeout=0s",
+	"//qflow:flow é retries=99999999999999999999",
+	"//qflow:step name=ünïcode depends=Ä",
+}
+
+func TestParseDirective(t *testing.T) {
+	d, errs := parseDirective("//qflow:step depends=Clean,Count map name=load flow=etl retries=5 backoff=2s timeout=30s delay=1m")
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	got := struct {
+		Kind, Slug, Flow string
+		Depends          []word
+		Map              bool
+		Opts             optionSpec
+	}{d.Kind.Text, d.Slug.Text, d.Flow.Text, d.Depends, d.Map, d.Options}
+	want := got
+	want.Kind, want.Slug, want.Flow, want.Map = "step", "load", "etl", true
+	want.Depends = []word{{"Clean", 21}, {"Count", 27}}
+	want.Opts = optionSpec{Retries: 5, Backoff: 2 * time.Second, Timeout: 30 * time.Second, Delay: time.Minute, RetriesSet: true, DelaySet: true}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+
+	_, errs = parseDirective("//qflow:step retries=lots timeout=soon")
+	wantErrs := []parseError{
+		{21, "retries=lots: want a whole number of attempts from 1 to 1000"},
+		{34, "timeout=soon: want a duration such as 500ms, 30s or 5m"},
+	}
+	if diff := cmp.Diff(wantErrs, errs); diff != "" {
+		t.Errorf("errors (-want +got)\n%s", diff)
+	}
+}
+
+func TestSnakeCase(t *testing.T) {
+	for in, want := range map[string]string{
+		"Extract": "extract", "LoadRows": "load_rows", "HTTPFetch": "http_fetch", "ParseJSON": "parse_json",
+		"loadRows": "load_rows", "Step2": "step2", "V2Load": "v2_load", "resize": "resize", "ID": "id",
+	} {
+		if got := snakeCase(in); got != want {
+			t.Errorf("snakeCase(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzParseDirective: the parser never panics, every error points inside
+// the comment, and the words it returns are where it says they are.
+func FuzzParseDirective(f *testing.F) {
+	for _, s := range directiveSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		if !strings.HasPrefix(text, directivePrefix) {
+			text = directivePrefix + text
+		}
+		if strings.ContainsAny(text, "\n") || !utf8.ValidString(text) {
+			return // a // comment is one line of source
+		}
+		d, errs := parseDirective(text)
+		for _, e := range errs {
+			if e.Off < 0 || e.Off > len(text) {
+				t.Fatalf("error %q at offset %d outside %q", e.Msg, e.Off, text)
+			}
+			if e.Msg == "" {
+				t.Fatalf("empty error message at %d", e.Off)
+			}
+		}
+		if d == nil {
+			if len(errs) == 0 {
+				t.Fatal("no directive and no error")
+			}
+			return
+		}
+		check := func(w word) {
+			if w.Text == "" {
+				return
+			}
+			if w.Off < 0 || w.Off+len(w.Text) > len(text) || text[w.Off:w.Off+len(w.Text)] != w.Text {
+				t.Fatalf("word %q at %d does not match %q", w.Text, w.Off, text)
+			}
+		}
+		check(d.Kind)
+		check(d.Name)
+		check(d.Slug)
+		check(d.Flow)
+		for _, w := range d.Depends {
+			check(w)
+		}
+		if len(errs) == 0 && d.Kind.Text == "flow" && !validSlug(d.Name.Text) {
+			t.Fatalf("flow name %q accepted", d.Name.Text)
+		}
+	})
+}
