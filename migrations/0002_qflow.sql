@@ -890,3 +890,24 @@ BEGIN
     END LOOP;
     RETURN v_n;
 END $$;
+
+-- settle records a worker's finished tasks and claims new ones in the same
+-- transaction (one round trip): completions and failures first, so the
+-- steps they make ready can be claimed at once, without a wake-up.
+CREATE FUNCTION qflow.settle(p_worker uuid, p_done qflow.task_key[], p_outputs jsonb[],
+                             p_failed qflow.task_key[], p_errors text[], p_permanent boolean[],
+                             p_flow_id integer, p_qty integer, p_lease_ms bigint)
+RETURNS TABLE (msg_id bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer,
+               step_slug text, timeout_ms bigint, input jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(p_done) > 0 THEN
+        PERFORM qflow.complete_tasks(p_worker, p_done, p_outputs);
+    END IF;
+    IF cardinality(p_failed) > 0 THEN
+        PERFORM qflow.fail_tasks(p_worker, p_failed, p_errors, p_permanent);
+    END IF;
+    IF p_qty > 0 THEN
+        RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
+    END IF;
+END $$;

@@ -27,12 +27,12 @@ func quiet() *slog.Logger {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	db     *pgtest.DB
 	client *qflow.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	db := pgtest.New(t)
 	c := qflow.NewClient(db.Pool, &qflow.ClientOptions{Logger: quiet()})

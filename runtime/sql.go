@@ -24,6 +24,13 @@ const (
 		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
 		$5::text[], $6::boolean[])`
 
+	sqlSettle = `SELECT msg_id, run_id, step_idx, task_index, attempt, step_slug, timeout_ms, input
+		FROM qflow.settle($1::uuid,
+		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
+		$5::jsonb[],
+		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($6::uuid[], $7::smallint[], $8::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
+		$9::text[], $10::boolean[], $11::integer, $12::integer, $13::bigint)`
+
 	sqlHeartbeat = `SELECT run_id, step_idx, task_index FROM qflow.heartbeat($1::uuid,
 		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
 		$5::bigint)`

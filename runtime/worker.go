@@ -295,21 +295,25 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			return
 		default:
 		}
-		free := w.opts.Concurrency - w.busy()
 		more := false // some claim came back full: more may be ready
-		for i := 0; i < len(w.flows) && free > 0; i++ {
+		free := 0
+		for i := 0; i < len(w.flows); i++ {
+			want := w.reserve(w.opts.BatchSize)
+			if want == 0 {
+				break
+			}
 			f := w.flows[(next+i)%len(w.flows)]
-			want := min(free, w.opts.BatchSize)
-			n, err := w.claim(ctx, f, want)
+			list, err := w.claim(ctx, w.pool, f, want)
+			w.startAll(f, list, want)
 			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Error("qflow: claim", "worker_id", w.id, "queue", f.queue, "error", err)
 				}
 				break
 			}
-			free -= n
-			more = more || n == want
+			more = more || len(list) == want
 		}
+		free = w.opts.Concurrency - w.busy()
 		next++
 		if more && free > 0 {
 			continue
@@ -344,41 +348,73 @@ func (w *Worker) claimLoop(ctx context.Context) {
 	}
 }
 
-// claim fetches up to n tasks of flow f in one round trip and starts them.
-func (w *Worker) claim(ctx context.Context, f *workerFlow, n int) (int, error) {
-	lease := w.opts.Lease.Milliseconds()
-	rows, err := w.pool.Query(ctx, sqlClaim, f.id, w.id, n, lease)
+// reserve takes up to n free slots and returns how many it took.
+func (w *Worker) reserve(n int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n = min(n, w.opts.Concurrency-w.running)
+	if n < 0 {
+		n = 0
+	}
+	w.running += n
+	return n
+}
+
+// unreserve gives back n reserved slots that found no task.
+func (w *Worker) unreserve(n int) {
+	if n <= 0 {
+		return
+	}
+	w.mu.Lock()
+	w.running -= n
+	w.mu.Unlock()
+	signal(w.freed)
+}
+
+// claimedTask is one row of a claim.
+type claimedTask struct {
+	key       taskKey
+	attempt   int
+	step      string
+	timeoutMS int64
+	input     []byte
+}
+
+// claim fetches up to n tasks of flow f in one statement on db.
+func (w *Worker) claim(ctx context.Context, db DB, f *workerFlow, n int) ([]claimedTask, error) {
+	rows, err := db.Query(ctx, sqlClaim, f.id, w.id, n, w.opts.Lease.Milliseconds())
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	type claimed struct {
-		msgID     int64
-		runID     uuid.UUID
-		stepIdx   int16
-		taskIndex int32
-		attempt   int
-		step      string
-		timeoutMS int64
-		input     []byte
-	}
-	var list []claimed
+	return collectClaims(rows)
+}
+
+// collectClaims reads the rows of a claim.
+func collectClaims(rows pgx.Rows) ([]claimedTask, error) {
+	var list []claimedTask
 	for rows.Next() {
-		var c claimed
-		if err := rows.Scan(&c.msgID, &c.runID, &c.stepIdx, &c.taskIndex, &c.attempt, &c.step, &c.timeoutMS, &c.input); err != nil {
+		var c claimedTask
+		var msgID int64
+		if err := rows.Scan(&msgID, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.step, &c.timeoutMS, &c.input); err != nil {
 			rows.Close()
-			return 0, err
+			return nil, err
 		}
 		list = append(list, c)
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
+	return list, nil
+}
+
+// startAll starts claimed tasks in the slots reserved for them and gives
+// back the slots left over.
+func (w *Worker) startAll(f *workerFlow, list []claimedTask, reserved int) {
 	for _, c := range list {
-		t := &Task{RunID: c.runID, Flow: f.def.Slug, Step: c.step, Index: int(c.taskIndex), Attempt: c.attempt, Input: c.input}
-		key := taskKey{c.runID, c.stepIdx, c.taskIndex}
-		w.start(f, key, t, time.Duration(c.timeoutMS)*time.Millisecond)
+		t := &Task{RunID: c.key.RunID, Flow: f.def.Slug, Step: c.step, Index: int(c.key.TaskIndex), Attempt: c.attempt, Input: c.input}
+		w.start(f, c.key, t, time.Duration(c.timeoutMS)*time.Millisecond)
 	}
-	return len(list), nil
+	w.unreserve(reserved - len(list))
 }
 
 // start runs one task's handler in its own goroutine with the step's
@@ -390,10 +426,10 @@ func (w *Worker) start(f *workerFlow, key taskKey, t *Task, timeout time.Duratio
 		// Already running here (lease extended but redelivered): skip.
 		w.mu.Unlock()
 		cancel(nil)
+		w.unreserve(1)
 		return
 	}
 	w.inflight[key] = &running{cancel: cancel}
-	w.running++
 	w.mu.Unlock()
 	w.log.Debug("qflow task started", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt)
 
@@ -510,17 +546,25 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 			perms = append(perms, r.permanent)
 		}
 	}
+	// Claim for the flow of the first result: its next steps are likely
+	// ready now, made so by this very transaction.
+	f := batch[0].flow
+	want := 0
+	select {
+	case <-ctx.Done():
+	case <-w.abandon:
+	default:
+		want = w.reserve(w.opts.BatchSize)
+	}
+	var claimed []claimedTask
 	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-			b := &pgx.Batch{}
-			if len(okKeys) > 0 {
-				b.Queue(sqlComplete, keyArgs(w.id, okKeys, outputs)...)
-			}
-			if len(failKeys) > 0 {
-				b.Queue(sqlFail, keyArgs(w.id, failKeys, errs, perms)...)
-			}
-			return tx.SendBatch(ctx, b).Close()
-		})
+		args := keyArgs(w.id, okKeys, outputs)
+		args = append(args, keyArgs(w.id, failKeys, errs, perms)[1:]...)
+		args = append(args, f.id, want, w.opts.Lease.Milliseconds())
+		rows, err := w.pool.Query(ctx, sqlSettle, args...)
+		if err == nil {
+			claimed, err = collectClaims(rows)
+		}
 		if err == nil {
 			break
 		}
@@ -531,6 +575,14 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 		w.log.Warn("qflow: record task results; retrying", "worker_id", w.id, "attempt", attempt, "error", err)
 		time.Sleep(time.Duration(attempt*attempt) * 20 * time.Millisecond)
 	}
+	// The batch is settled: forget it before starting what was claimed (a
+	// retried task may come straight back).
+	w.mu.Lock()
+	for _, r := range batch {
+		delete(w.inflight, r.key)
+	}
+	w.mu.Unlock()
+	w.startAll(f, claimed, want)
 	for _, r := range batch {
 		t := r.task
 		if r.err == nil {
@@ -539,11 +591,6 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 			w.log.Warn("qflow task failed", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds(), "permanent", r.permanent, "error", r.err)
 		}
 	}
-	w.mu.Lock()
-	for _, r := range batch {
-		delete(w.inflight, r.key)
-	}
-	w.mu.Unlock()
 	signal(w.flushed)
 }
 
