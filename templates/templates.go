@@ -40,9 +40,10 @@ var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 // flow input to the steps that take it.
 func Mermaid(f Flow) (string, error) { return render("flow.mmd.tmpl", f) }
 
-// SQL renders a migration that registers f's shape in the engine's tables.
-// It is idempotent: applying it twice, or after a worker has registered the
-// same shape, changes nothing.
+// SQL renders a migration that registers f's shape by calling
+// qflow.define_flow, the engine's own idempotent definition function:
+// applying it twice, or after a client or worker has defined the same shape,
+// changes nothing.
 func SQL(f Flow) (string, error) { return render("flow.sql.tmpl", f) }
 
 func render(name string, data any) (string, error) {

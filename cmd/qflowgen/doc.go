@@ -125,7 +125,7 @@
 //		also write qflow_<flow>.mmd, a Mermaid flowchart of each flow
 //	-sql
 //		also write qflow_<flow>.sql, an idempotent SQL migration that registers
-//		each flow's shape in the engine's tables
+//		each flow's shape (SELECT qflow.define_flow(slug, shape_hash, definition))
 //	-tags list
 //		comma-separated build tags to apply when loading the packages
 //	-v

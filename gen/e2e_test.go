@@ -1,0 +1,160 @@
+package gen_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/quantumflow/qflow/gen"
+	"github.com/quantumflow/qflow/gen/internal/e2eflow"
+	"github.com/quantumflow/qflow/internal/pgtest"
+	"github.com/quantumflow/qflow/runtime"
+)
+
+// quiet drops the runtime's logs; the tests check outcomes.
+var quiet = slog.New(slog.DiscardHandler)
+
+// TestE2EGeneratedIsCurrent keeps the committed generated code of
+// internal/e2eflow in step with the generator (go generate ./gen/... fixes it).
+func TestE2EGeneratedIsCurrent(t *testing.T) {
+	results, diags := gen.Generate(context.Background(), ".", nil, []string{"./internal/e2eflow"}, gen.Options{SQL: true})
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	for _, r := range results {
+		stale, err := r.Stale()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range stale {
+			t.Errorf("%s is stale: run go generate ./gen/...", f.Path)
+		}
+	}
+}
+
+// TestE2E runs the generated flow (a map step inside a diamond) on
+// PostgreSQL through the generated Run, Start, StartTx and RunLocal
+// functions.
+func TestE2E(t *testing.T) {
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
+	w := runtime.NewWorker(db.Pool, &runtime.WorkerOptions{PollInterval: 50 * time.Millisecond, Logger: quiet})
+	if err := e2eflow.RegisterE2eDiamond(w); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+
+	want := e2eflow.E2eDiamondOutput{Join: e2eflow.Summary{Words: []string{"A", "B", "C"}, Count: 3}}
+	out, err := e2eflow.RunE2eDiamond(ctx, c, e2eflow.Input{Text: "a b c"})
+	if err != nil {
+		t.Fatalf("RunE2eDiamond: %v", err)
+	}
+	if diff := cmp.Diff(want, out); diff != "" {
+		t.Errorf("RunE2eDiamond output (-want +got):\n%s", diff)
+	}
+
+	// An empty map completes at once with [].
+	out, err = e2eflow.RunE2eDiamond(ctx, c, e2eflow.Input{Text: ""})
+	if err != nil {
+		t.Fatalf("RunE2eDiamond(empty): %v", err)
+	}
+	if out.Join.Count != 0 || len(out.Join.Words) != 0 {
+		t.Errorf("RunE2eDiamond(empty) = %+v", out)
+	}
+
+	// Start inside a transaction: the run exists only once tx commits.
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := e2eflow.StartE2eDiamondTx(ctx, c, tx, e2eflow.Input{Text: "x y"})
+	if err != nil {
+		t.Fatalf("StartE2eDiamondTx: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run.Wait(ctx)
+	if err != nil || out.Join.Count != 2 {
+		t.Errorf("StartE2eDiamondTx run: %+v, %v", out, err)
+	}
+
+	// A permanent error fails the run with a *runtime.RunError.
+	_, err = e2eflow.RunE2eDiamond(ctx, c, e2eflow.Input{Text: "a", Fail: true})
+	var re *runtime.RunError
+	if !errors.Is(err, runtime.ErrRunFailed) || !errors.As(err, &re) || re.Step != "join" {
+		t.Errorf("failing run: err = %v, want a RunError at step join", err)
+	}
+
+	// The stored shape is the one computed at generate time.
+	var hash string
+	if err := db.Pool.QueryRow(ctx, `SELECT shape_hash FROM qflow.flows WHERE slug = $1`, e2eflow.E2eDiamondFlow.Slug).Scan(&hash); err != nil {
+		t.Fatal(err)
+	}
+	if hash != e2eflow.E2eDiamondShapeHash {
+		t.Errorf("stored shape hash %s, generated %s", hash, e2eflow.E2eDiamondShapeHash)
+	}
+}
+
+// TestE2ELocal runs the flow with RunE2eDiamondLocal (in-process workers).
+func TestE2ELocal(t *testing.T) {
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
+	out, err := e2eflow.RunE2eDiamondLocal(ctx, c, e2eflow.Input{Text: "one two"})
+	if err != nil {
+		t.Fatalf("RunE2eDiamondLocal: %v", err)
+	}
+	if diff := cmp.Diff(e2eflow.Summary{Words: []string{"ONE", "TWO"}, Count: 2}, out.Join); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestE2EMigration applies the migration written by -sql and checks that
+// the engine then finds the flow already defined with the same shape.
+func TestE2EMigration(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	sql, err := os.ReadFile(filepath.Join("internal", "e2eflow", "qflow_e2e_diamond.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // idempotent
+		if _, err := db.Pool.Exec(ctx, string(sql)); err != nil {
+			t.Fatalf("apply migration: %v", err)
+		}
+	}
+	var n int
+	var hash string
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*), min(shape_hash) FROM qflow.flows WHERE slug = $1`, e2eflow.E2eDiamondFlow.Slug).Scan(&n, &hash); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || hash != e2eflow.E2eDiamondShapeHash {
+		t.Fatalf("after migration: %d rows, hash %s; want 1, %s", n, hash, e2eflow.E2eDiamondShapeHash)
+	}
+	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
+	v, err := c.DefineFlow(ctx, e2eflow.E2eDiamondFlow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != 1 {
+		t.Errorf("DefineFlow after the migration: version %d, want 1 (the migrated one)", v)
+	}
+}
