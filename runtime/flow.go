@@ -34,7 +34,7 @@ const (
 // StepDef describes one step of a flow.
 type StepDef struct {
 	// Slug names the step within its flow: lowercase letters, digits and
-	// underscores, starting with a letter, at most 63 characters.
+	// underscores, starting with a letter, at most 40 characters.
 	Slug string `json:"slug"`
 	// DependsOn lists the slugs of the steps whose outputs this step takes,
 	// in parameter order.
@@ -60,11 +60,11 @@ type FlowDef struct {
 	Steps []StepDef `json:"steps"`
 }
 
-var slugRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,46}$`)
+var slugRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
 // ValidSlug reports whether s may name a flow or a step: a lowercase letter,
-// then lowercase letters, digits or underscores, at most 47 characters in all
-// (the flow slug names a pgmq queue, which caps the length).
+// then lowercase letters, digits or underscores, at most 40 characters in all
+// (a flow's queue is named <slug>_<version>, and pgmq caps queue names at 47).
 func ValidSlug(s string) bool { return slugRE.MatchString(s) }
 
 // ErrInvalidFlow wraps every error Validate returns.
