@@ -632,9 +632,6 @@ func (c *checker) names(m *pkgModel) {
 			claim(inputStructName(s), "step "+s.goName(), s.Decl.Name.Pos())
 		}
 	}
-	for _, n := range helperNames {
-		claim(n, "qflowgen's helpers", token.NoPos)
-	}
 }
 
 // jsonCheck reports t when encoding/json cannot round-trip it.

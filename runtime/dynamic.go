@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 )
 
 // FlowBuilder builds a flow definition at run time (a dynamic flow). It is
@@ -60,17 +59,13 @@ func (b *FlowBuilder) Build() (FlowDef, error) {
 func HandlerFunc[In, Out any](fn func(ctx context.Context, in In) (Out, error)) Handler {
 	return func(ctx context.Context, task *Task) (json.RawMessage, error) {
 		var in In
-		if err := json.Unmarshal(task.Input, &in); err != nil {
-			return nil, Permanent(fmt.Errorf("step %q: decode input: %w", task.Step, err))
+		if err := DecodeTaskInput(task, &in); err != nil {
+			return nil, err
 		}
 		out, err := fn(ctx, in)
 		if err != nil {
 			return nil, err
 		}
-		b, err := json.Marshal(out)
-		if err != nil {
-			return nil, Permanent(fmt.Errorf("step %q: encode output: %w", task.Step, err))
-		}
-		return b, nil
+		return EncodeTaskOutput(task, out)
 	}
 }

@@ -5,7 +5,6 @@ package e2eflow
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 	"time"
@@ -86,47 +85,47 @@ func qflowE2eDiamondHandlers() map[string]runtime.Handler {
 	return map[string]runtime.Handler{
 		"split": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowSplitInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Split(ctx, in.Run)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"upper": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in string
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Upper(ctx, in)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"count": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowCountInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Count(ctx, in.Split)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"join": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowJoinInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Join(ctx, in.Run, in.Upper, in.Count)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 	}
 }
@@ -145,7 +144,7 @@ type E2eDiamondRun struct {
 // when it failed or was cancelled.
 func (r *E2eDiamondRun) Wait(ctx context.Context) (E2eDiamondOutput, error) {
 	raw, err := r.RunHandle.Wait(ctx)
-	return qflowOutput[E2eDiamondOutput](E2eDiamondFlow.Slug, raw, err)
+	return runtime.DecodeRunOutput[E2eDiamondOutput](E2eDiamondFlow.Slug, raw, err)
 }
 
 // StartE2eDiamond starts a run of flow "e2e_diamond" with input in, defining
@@ -182,36 +181,5 @@ func RunE2eDiamond(ctx context.Context, c *runtime.Client, in Input) (E2eDiamond
 // workers (see runtime.Client.RunLocal) and returns its output.
 func RunE2eDiamondLocal(ctx context.Context, c *runtime.Client, in Input) (E2eDiamondOutput, error) {
 	raw, err := c.RunLocal(ctx, E2eDiamondFlow, qflowE2eDiamondHandlers(), in, nil)
-	return qflowOutput[E2eDiamondOutput](E2eDiamondFlow.Slug, raw, err)
-}
-
-// qflowDecode decodes a task's input into v. An input that does not decode will
-// not decode on a retry either, so it fails the task permanently.
-func qflowDecode(t *runtime.Task, v any) error {
-	if err := json.Unmarshal(t.Input, v); err != nil {
-		return runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: decode input: %w", t.Flow, t.Step, err))
-	}
-	return nil
-}
-
-// qflowEncode encodes a step's output; an output that cannot be encoded fails
-// the task permanently.
-func qflowEncode(t *runtime.Task, v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: encode output: %w", t.Flow, t.Step, err))
-	}
-	return b, nil
-}
-
-// qflowOutput decodes a run's output.
-func qflowOutput[T any](flow string, raw json.RawMessage, err error) (T, error) {
-	var out T
-	if err != nil {
-		return out, err
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return out, fmt.Errorf("qflow: flow %q: decode run output: %w", flow, err)
-	}
-	return out, nil
+	return runtime.DecodeRunOutput[E2eDiamondOutput](E2eDiamondFlow.Slug, raw, err)
 }

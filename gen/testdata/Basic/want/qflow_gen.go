@@ -5,7 +5,6 @@ package etl
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 	"time"
@@ -84,47 +83,47 @@ func qflowEtlHandlers() map[string]runtime.Handler {
 	return map[string]runtime.Handler{
 		"extract": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowExtractInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Extract(ctx, in.Run)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"clean": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in Record
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Clean(ctx, in)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"count": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowCountInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Count(ctx, in.Extract)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"load": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowLoadInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Load(ctx, in.Run, in.Clean, in.Count)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 	}
 }
@@ -143,7 +142,7 @@ type EtlRun struct {
 // when it failed or was cancelled.
 func (r *EtlRun) Wait(ctx context.Context) (EtlOutput, error) {
 	raw, err := r.RunHandle.Wait(ctx)
-	return qflowOutput[EtlOutput](EtlFlow.Slug, raw, err)
+	return runtime.DecodeRunOutput[EtlOutput](EtlFlow.Slug, raw, err)
 }
 
 // StartEtl starts a run of flow "etl" with input in, defining the flow first if
@@ -180,36 +179,5 @@ func RunEtl(ctx context.Context, c *runtime.Client, in Input) (EtlOutput, error)
 // runtime.Client.RunLocal) and returns its output.
 func RunEtlLocal(ctx context.Context, c *runtime.Client, in Input) (EtlOutput, error) {
 	raw, err := c.RunLocal(ctx, EtlFlow, qflowEtlHandlers(), in, nil)
-	return qflowOutput[EtlOutput](EtlFlow.Slug, raw, err)
-}
-
-// qflowDecode decodes a task's input into v. An input that does not decode will
-// not decode on a retry either, so it fails the task permanently.
-func qflowDecode(t *runtime.Task, v any) error {
-	if err := json.Unmarshal(t.Input, v); err != nil {
-		return runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: decode input: %w", t.Flow, t.Step, err))
-	}
-	return nil
-}
-
-// qflowEncode encodes a step's output; an output that cannot be encoded fails
-// the task permanently.
-func qflowEncode(t *runtime.Task, v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: encode output: %w", t.Flow, t.Step, err))
-	}
-	return b, nil
-}
-
-// qflowOutput decodes a run's output.
-func qflowOutput[T any](flow string, raw json.RawMessage, err error) (T, error) {
-	var out T
-	if err != nil {
-		return out, err
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return out, fmt.Errorf("qflow: flow %q: decode run output: %w", flow, err)
-	}
-	return out, nil
+	return runtime.DecodeRunOutput[EtlOutput](EtlFlow.Slug, raw, err)
 }

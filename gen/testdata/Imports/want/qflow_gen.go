@@ -5,7 +5,6 @@ package imports
 import (
 	"context"
 	qflowjson "encoding/json"
-	qflowfmt "fmt"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
@@ -94,47 +93,47 @@ func qflowSyncHandlers() map[string]runtime.Handler {
 	return map[string]runtime.Handler{
 		"fetch": func(ctx context.Context, t *runtime.Task) (qflowjson.RawMessage, error) {
 			var in qflowFetchInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Fetch(ctx, in.Run)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"addrs": func(ctx context.Context, t *runtime.Task) (qflowjson.RawMessage, error) {
 			var in qflowAddrsInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Addrs(ctx, in.Fetch)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"latest": func(ctx context.Context, t *runtime.Task) (qflowjson.RawMessage, error) {
 			var in qflowLatestInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Latest(ctx, in.Addrs)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"report": func(ctx context.Context, t *runtime.Task) (qflowjson.RawMessage, error) {
 			var in qflowReportInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Report(ctx, in.Run, in.Fetch, in.Latest)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 	}
 }
@@ -153,7 +152,7 @@ type SyncRun struct {
 // when it failed or was cancelled.
 func (r *SyncRun) Wait(ctx context.Context) (SyncOutput, error) {
 	raw, err := r.RunHandle.Wait(ctx)
-	return qflowOutput[SyncOutput](SyncFlow.Slug, raw, err)
+	return runtime.DecodeRunOutput[SyncOutput](SyncFlow.Slug, raw, err)
 }
 
 // StartSync starts a run of flow "sync" with input in, defining the flow first
@@ -190,36 +189,5 @@ func RunSync(ctx context.Context, c *runtime.Client, in Job) (SyncOutput, error)
 // runtime.Client.RunLocal) and returns its output.
 func RunSyncLocal(ctx context.Context, c *runtime.Client, in Job) (SyncOutput, error) {
 	raw, err := c.RunLocal(ctx, SyncFlow, qflowSyncHandlers(), in, nil)
-	return qflowOutput[SyncOutput](SyncFlow.Slug, raw, err)
-}
-
-// qflowDecode decodes a task's input into v. An input that does not decode will
-// not decode on a retry either, so it fails the task permanently.
-func qflowDecode(t *runtime.Task, v any) error {
-	if err := qflowjson.Unmarshal(t.Input, v); err != nil {
-		return runtime.Permanent(qflowfmt.Errorf("qflow: flow %q step %q: decode input: %w", t.Flow, t.Step, err))
-	}
-	return nil
-}
-
-// qflowEncode encodes a step's output; an output that cannot be encoded fails
-// the task permanently.
-func qflowEncode(t *runtime.Task, v any) (qflowjson.RawMessage, error) {
-	b, err := qflowjson.Marshal(v)
-	if err != nil {
-		return nil, runtime.Permanent(qflowfmt.Errorf("qflow: flow %q step %q: encode output: %w", t.Flow, t.Step, err))
-	}
-	return b, nil
-}
-
-// qflowOutput decodes a run's output.
-func qflowOutput[T any](flow string, raw qflowjson.RawMessage, err error) (T, error) {
-	var out T
-	if err != nil {
-		return out, err
-	}
-	if err := qflowjson.Unmarshal(raw, &out); err != nil {
-		return out, qflowfmt.Errorf("qflow: flow %q: decode run output: %w", flow, err)
-	}
-	return out, nil
+	return runtime.DecodeRunOutput[SyncOutput](SyncFlow.Slug, raw, err)
 }

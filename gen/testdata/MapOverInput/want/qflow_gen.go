@@ -5,7 +5,6 @@ package batch
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 	"time"
@@ -81,46 +80,46 @@ func qflowResizeImagesHandlers() map[string]runtime.Handler {
 	return map[string]runtime.Handler{
 		"resize": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in Image
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := resize(ctx, in)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"notify": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowNotifyInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			if err := notify(ctx, in.Resize); err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, nil)
+			return runtime.EncodeTaskOutput(t, nil)
 		},
 		"publish": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowPublishInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Publish(ctx, in.Run, in.Resize)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"verify": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in Thumb
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Verify(ctx, in)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 	}
 }
@@ -139,7 +138,7 @@ type ResizeImagesRun struct {
 // when it failed or was cancelled.
 func (r *ResizeImagesRun) Wait(ctx context.Context) (ResizeImagesOutput, error) {
 	raw, err := r.RunHandle.Wait(ctx)
-	return qflowOutput[ResizeImagesOutput](ResizeImagesFlow.Slug, raw, err)
+	return runtime.DecodeRunOutput[ResizeImagesOutput](ResizeImagesFlow.Slug, raw, err)
 }
 
 // StartResizeImages starts a run of flow "resize_images" with input in,
@@ -178,36 +177,5 @@ func RunResizeImages(ctx context.Context, c *runtime.Client, in Images) (ResizeI
 // workers (see runtime.Client.RunLocal) and returns its output.
 func RunResizeImagesLocal(ctx context.Context, c *runtime.Client, in Images) (ResizeImagesOutput, error) {
 	raw, err := c.RunLocal(ctx, ResizeImagesFlow, qflowResizeImagesHandlers(), in, nil)
-	return qflowOutput[ResizeImagesOutput](ResizeImagesFlow.Slug, raw, err)
-}
-
-// qflowDecode decodes a task's input into v. An input that does not decode will
-// not decode on a retry either, so it fails the task permanently.
-func qflowDecode(t *runtime.Task, v any) error {
-	if err := json.Unmarshal(t.Input, v); err != nil {
-		return runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: decode input: %w", t.Flow, t.Step, err))
-	}
-	return nil
-}
-
-// qflowEncode encodes a step's output; an output that cannot be encoded fails
-// the task permanently.
-func qflowEncode(t *runtime.Task, v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: encode output: %w", t.Flow, t.Step, err))
-	}
-	return b, nil
-}
-
-// qflowOutput decodes a run's output.
-func qflowOutput[T any](flow string, raw json.RawMessage, err error) (T, error) {
-	var out T
-	if err != nil {
-		return out, err
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return out, fmt.Errorf("qflow: flow %q: decode run output: %w", flow, err)
-	}
-	return out, nil
+	return runtime.DecodeRunOutput[ResizeImagesOutput](ResizeImagesFlow.Slug, raw, err)
 }

@@ -5,7 +5,6 @@ package shop
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 )
@@ -78,36 +77,36 @@ func qflowCheckoutHandlers() map[string]runtime.Handler {
 	return map[string]runtime.Handler{
 		"reserve": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowReserveInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Reserve(ctx, in.Run)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"charge": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowChargeInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Charge(ctx, in.Run, in.Reserve)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 		"ship": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowShipInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := Ship(ctx, in.Reserve)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 	}
 }
@@ -126,7 +125,7 @@ type CheckoutRun struct {
 // when it failed or was cancelled.
 func (r *CheckoutRun) Wait(ctx context.Context) (CheckoutOutput, error) {
 	raw, err := r.RunHandle.Wait(ctx)
-	return qflowOutput[CheckoutOutput](CheckoutFlow.Slug, raw, err)
+	return runtime.DecodeRunOutput[CheckoutOutput](CheckoutFlow.Slug, raw, err)
 }
 
 // StartCheckout starts a run of flow "checkout" with input in, defining the
@@ -163,7 +162,7 @@ func RunCheckout(ctx context.Context, c *runtime.Client, in Order) (CheckoutOutp
 // (see runtime.Client.RunLocal) and returns its output.
 func RunCheckoutLocal(ctx context.Context, c *runtime.Client, in Order) (CheckoutOutput, error) {
 	raw, err := c.RunLocal(ctx, CheckoutFlow, qflowCheckoutHandlers(), in, nil)
-	return qflowOutput[CheckoutOutput](CheckoutFlow.Slug, raw, err)
+	return runtime.DecodeRunOutput[CheckoutOutput](CheckoutFlow.Slug, raw, err)
 }
 
 // RefundV2Flow defines flow "refund_v2" for the runtime, as declared by the
@@ -201,14 +200,14 @@ func qflowRefundV2Handlers() map[string]runtime.Handler {
 	return map[string]runtime.Handler{
 		"pay_back": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
 			var in qflowPayBackInput
-			if err := qflowDecode(t, &in); err != nil {
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
 				return nil, err
 			}
 			out, err := PayBack(ctx, in.Run)
 			if err != nil {
 				return nil, err
 			}
-			return qflowEncode(t, out)
+			return runtime.EncodeTaskOutput(t, out)
 		},
 	}
 }
@@ -227,7 +226,7 @@ type RefundV2Run struct {
 // when it failed or was cancelled.
 func (r *RefundV2Run) Wait(ctx context.Context) (RefundV2Output, error) {
 	raw, err := r.RunHandle.Wait(ctx)
-	return qflowOutput[RefundV2Output](RefundV2Flow.Slug, raw, err)
+	return runtime.DecodeRunOutput[RefundV2Output](RefundV2Flow.Slug, raw, err)
 }
 
 // StartRefundV2 starts a run of flow "refund_v2" with input in, defining the
@@ -264,36 +263,5 @@ func RunRefundV2(ctx context.Context, c *runtime.Client, in Refund) (RefundV2Out
 // (see runtime.Client.RunLocal) and returns its output.
 func RunRefundV2Local(ctx context.Context, c *runtime.Client, in Refund) (RefundV2Output, error) {
 	raw, err := c.RunLocal(ctx, RefundV2Flow, qflowRefundV2Handlers(), in, nil)
-	return qflowOutput[RefundV2Output](RefundV2Flow.Slug, raw, err)
-}
-
-// qflowDecode decodes a task's input into v. An input that does not decode will
-// not decode on a retry either, so it fails the task permanently.
-func qflowDecode(t *runtime.Task, v any) error {
-	if err := json.Unmarshal(t.Input, v); err != nil {
-		return runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: decode input: %w", t.Flow, t.Step, err))
-	}
-	return nil
-}
-
-// qflowEncode encodes a step's output; an output that cannot be encoded fails
-// the task permanently.
-func qflowEncode(t *runtime.Task, v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, runtime.Permanent(fmt.Errorf("qflow: flow %q step %q: encode output: %w", t.Flow, t.Step, err))
-	}
-	return b, nil
-}
-
-// qflowOutput decodes a run's output.
-func qflowOutput[T any](flow string, raw json.RawMessage, err error) (T, error) {
-	var out T
-	if err != nil {
-		return out, err
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return out, fmt.Errorf("qflow: flow %q: decode run output: %w", flow, err)
-	}
-	return out, nil
+	return runtime.DecodeRunOutput[RefundV2Output](RefundV2Flow.Slug, raw, err)
 }
