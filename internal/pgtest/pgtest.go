@@ -1,6 +1,15 @@
 // Package pgtest gives each test an isolated PostgreSQL database on a real
-// server: the one named by DATABASE_URL, or the local server at
-// 127.0.0.1:5432 (user root, then postgres, trust auth).
+// server, found by localpg.Find: the one named by DATABASE_URL; else the
+// local server at 127.0.0.1:5432 (QFLOW_PGPORT changes the port) as the
+// current user, root or postgres with trust authentication; else a
+// throwaway cluster started from the locally installed PostgreSQL binaries.
+//
+// The throwaway cluster is started once per test process, on first use, and
+// lives as long as the process: its watchdog stops it and removes its
+// directory when the process exits, however it exits, so packages need no
+// TestMain. When no server answers and no binaries are installed, tests
+// fail with a message saying what to install or set; they never pass
+// silently.
 //
 // Migrated databases are cloned from a template database that is built once
 // per schema revision (its name carries a hash of the embedded migrations),
@@ -23,16 +32,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/quantumflow/qflow/internal/localpg"
 	"github.com/quantumflow/qflow/migrations"
 )
 
 // EnvURL is the environment variable that names the test server.
-const EnvURL = "DATABASE_URL"
-
-var defaultURLs = []string{
-	"postgres://root@127.0.0.1:5432/postgres?sslmode=disable",
-	"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-}
+const EnvURL = localpg.EnvURL
 
 // DB is an isolated database that is dropped when the test ends.
 type DB struct {
@@ -45,33 +50,27 @@ var (
 	adminOnce sync.Once
 	adminURL  string
 	adminErr  error
+	cluster   *localpg.Cluster // the throwaway cluster, if one was started
 )
 
 // AdminURL returns a working connection string for the server (the
-// maintenance database), failing the test with instructions when none works.
+// maintenance database), failing the test with instructions when there is
+// none. The first call may start a throwaway cluster (see the package
+// documentation).
 func AdminURL(t testing.TB) string {
 	t.Helper()
 	adminOnce.Do(func() {
-		candidates := defaultURLs
-		if u := os.Getenv(EnvURL); u != "" {
-			candidates = []string{u}
-		}
-		var errs []string
-		for _, u := range candidates {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			conn, err := pgx.Connect(ctx, u)
-			cancel()
-			if err != nil {
-				errs = append(errs, fmt.Sprintf("%s: %v", redact(u), err))
-				continue
-			}
-			conn.Close(context.Background())
-			adminURL = u
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		adminURL, cluster, adminErr = localpg.Find(ctx)
+		if adminErr != nil {
+			adminErr = fmt.Errorf("pgtest: no PostgreSQL for tests: %w", adminErr)
 			return
 		}
-		adminErr = fmt.Errorf("no PostgreSQL server reachable for tests:\n\t%s\n"+
-			"Start one (for example: pg_ctlcluster --skip-systemctl-redirect 15 main start) "+
-			"or set %s to a server where this user may CREATE DATABASE", strings.Join(errs, "\n\t"), EnvURL)
+		if cluster != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: %s; using a throwaway cluster in %s (removed when this process exits)\n",
+				cluster.Reason, cluster.Dir())
+		}
 	})
 	if adminErr != nil {
 		t.Fatal(adminErr)
