@@ -122,6 +122,8 @@ type ClientOptions struct {
 	Logger *slog.Logger
 	// DisableEvents stops the runs this client starts from publishing NOTIFY events.
 	DisableEvents bool
+	// Limits bound flow inputs (size, nesting); zero means the defaults.
+	Limits Limits
 }
 
 // WorkerOptions configure a Worker. A nil *WorkerOptions means all defaults.
@@ -144,4 +146,6 @@ type WorkerOptions struct {
 	Logger *slog.Logger
 	// DisableEvents stops this worker's transitions from publishing NOTIFY events.
 	DisableEvents bool
+	// Limits bound handler outputs (size, nesting); zero means the defaults.
+	Limits Limits
 }

@@ -23,6 +23,7 @@ type Client struct {
 	pool   *pgxpool.Pool
 	log    *slog.Logger
 	events bool
+	limits Limits
 
 	mu      sync.Mutex
 	defined map[string]int // "slug/shape hash" -> flow id, flows this client has defined
@@ -39,7 +40,7 @@ func NewClient(pool *pgxpool.Pool, opts *ClientOptions) *Client {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Client{pool: pool, log: log, events: !opts.DisableEvents, defined: map[string]int{}}
+	c := &Client{pool: pool, log: log, events: !opts.DisableEvents, limits: opts.Limits, defined: map[string]int{}}
 	c.waiters = newWaitHub(pool, log)
 	return c
 }
@@ -173,7 +174,7 @@ func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, 
 	}
 	docs := make([]string, len(inputs))
 	for i, in := range inputs {
-		b, err := encodeInput(in)
+		b, err := c.limits.encodeInput(in)
 		if err != nil {
 			return nil, err
 		}

@@ -84,6 +84,9 @@ func (f FlowDef) Validate() error {
 	if len(f.Steps) == 0 {
 		bad("no steps")
 	}
+	if len(f.Steps) > MaxFlowSteps {
+		bad("%d steps; a flow may have at most %d (MaxFlowSteps)", len(f.Steps), MaxFlowSteps)
+	}
 	checkOpts := func(where string, o StepOptions) {
 		if o.MaxAttempts < 0 || o.BaseDelay < 0 || o.Timeout < 0 || o.StartDelay < 0 {
 			bad("%s: options must not be negative", where)

@@ -480,6 +480,8 @@ func (w *Worker) start(f *workerFlow, key taskKey, t *Task, timeout time.Duratio
 		} else if !json.Valid(res.output) {
 			res.err = Permanent(fmt.Errorf("step %q returned invalid JSON", t.Step))
 			res.permanent = true
+		} else if err := w.opts.Limits.checkOutput(t.Step, res.output); err != nil {
+			res.err, res.permanent = err, true // see limits.go
 		}
 		w.mu.Lock()
 		w.running--
