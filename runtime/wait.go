@@ -2,23 +2,26 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/quantumflow/qflow/runtime/notify"
 )
 
 // EventsChannel is the NOTIFY channel on which the engine publishes run,
-// step and task events.
-const EventsChannel = "qflow_events"
+// step and task events (see package runtime/notify for the payload).
+const EventsChannel = notify.EventsChannel
 
 // waitHub lets any number of WaitRun calls share one listening connection:
-// it LISTENs on EventsChannel and wakes the waiters of a run when a
-// terminal event for it arrives.
+// a notify.Listener on EventsChannel, started by the first waiter, that
+// wakes the waiters of a run when its terminal event arrives and every
+// waiter after a gap (a reconnect, or events dropped), so each re-checks
+// its run. Waiters also re-check on a slow timer, so a missed event or a
+// run started with events off cannot hang them.
 type waitHub struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
@@ -28,7 +31,7 @@ type waitHub struct {
 	started bool
 	cancel  context.CancelFunc
 	done    chan struct{}
-	ok      atomic.Bool // listening right now
+	lis     *notify.Listener // nil while not listening
 }
 
 func newWaitHub(pool *pgxpool.Pool, log *slog.Logger) *waitHub {
@@ -67,12 +70,19 @@ func (h *waitHub) unsubscribe(id uuid.UUID, ch chan struct{}) {
 	}
 }
 
-func (h *waitHub) healthy() bool { return h.ok.Load() }
+// healthy reports whether terminal events are being received right now.
+func (h *waitHub) healthy() bool {
+	h.mu.Lock()
+	l := h.lis
+	h.mu.Unlock()
+	return l != nil && l.Connected()
+}
 
 func (h *waitHub) close() {
 	h.mu.Lock()
 	cancel, done := h.cancel, h.done
 	h.started = false
+	h.cancel, h.done = nil, nil
 	h.mu.Unlock()
 	if cancel != nil {
 		cancel()
@@ -80,80 +90,65 @@ func (h *waitHub) close() {
 	}
 }
 
-// wakeAll wakes every waiter, so each re-checks its run after a gap in
-// the event stream.
-func (h *waitHub) wakeAll() {
+// wake wakes the waiters of run id, or every waiter when all is true.
+func (h *waitHub) wake(id uuid.UUID, all bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !all {
+		signalAll(h.subs[id])
+		return
+	}
 	for _, list := range h.subs {
-		for _, ch := range list {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
+		signalAll(list)
+	}
+}
+
+func signalAll(list []chan struct{}) {
+	for _, ch := range list {
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	}
 }
 
+// listen keeps a listener open until ctx ends. The listener reconnects by
+// itself; listen only retries when it cannot connect at all.
 func (h *waitHub) listen(ctx context.Context) {
 	defer close(h.done)
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		err := h.listenOnce(ctx)
-		h.ok.Store(false)
-		if ctx.Err() != nil {
-			return
-		}
-		h.log.Warn("qflow: event listener lost its connection; reconnecting", "error", err, "backoff", backoff)
-		h.wakeAll()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		if backoff *= 2; backoff > 5*time.Second {
-			backoff = 5 * time.Second
-		}
-	}
-}
-
-func (h *waitHub) listenOnce(ctx context.Context) error {
-	conn, err := h.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	// The connection carries LISTEN state: never return it to the pool.
-	c := conn.Hijack()
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, "LISTEN "+EventsChannel); err != nil {
-		return err
-	}
-	h.ok.Store(true)
-	h.wakeAll() // anything that ended before we listened
-	for {
-		n, err := c.WaitForNotification(ctx)
+		l, err := notify.Listen(ctx, h.pool, &notify.ListenOptions{Logger: h.log}, EventsChannel)
 		if err != nil {
-			return err
-		}
-		var ev struct {
-			Type  string    `json:"type"`
-			RunID uuid.UUID `json:"run_id"`
-		}
-		if json.Unmarshal([]byte(n.Payload), &ev) != nil {
-			continue
-		}
-		switch ev.Type {
-		case "workflow_completed", "workflow_failed", "workflow_cancelled":
-		default:
-			continue
-		}
-		h.mu.Lock()
-		for _, ch := range h.subs[ev.RunID] {
+			if ctx.Err() != nil {
+				return
+			}
+			h.log.Warn("qflow: event listener cannot connect; waiters poll meanwhile", "error", err, "retry_in", backoff)
 			select {
-			case ch <- struct{}{}:
-			default:
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		h.mu.Lock()
+		h.lis = l
+		h.mu.Unlock()
+		h.wake(uuid.Nil, true) // anything that ended before we listened
+		for m := range l.C() {
+			switch {
+			case m.Gap:
+				h.wake(uuid.Nil, true)
+			case m.Event != nil && m.Event.Type.Terminal():
+				h.wake(m.Event.RunID, false)
 			}
 		}
+		// C closed: ctx ended.
+		h.mu.Lock()
+		h.lis = nil
 		h.mu.Unlock()
+		l.Close()
 	}
 }

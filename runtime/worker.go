@@ -65,6 +65,7 @@ type running struct {
 
 type result struct {
 	key       taskKey
+	msgID     int64
 	flow      *workerFlow
 	task      *Task
 	output    json.RawMessage
@@ -160,6 +161,15 @@ func (w *Worker) Register(def FlowDef, handlers map[string]Handler) error {
 func (w *Worker) Run(ctx context.Context) error {
 	if len(w.flows) == 0 {
 		return errors.New("qflow: worker has no registered flows")
+	}
+	if w.opts.DisableEvents {
+		p, err := eventsOffPool(ctx, w.pool)
+		if err != nil {
+			return err
+		}
+		orig := w.pool
+		w.pool = p
+		defer func() { w.pool = orig; p.Close() }()
 	}
 	var queues []string
 	for _, f := range w.flows {
@@ -295,6 +305,19 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			return
 		default:
 		}
+		if w.unsettled() > 0 {
+			// Results are on their way to the database: the completer claims
+			// with them, in the same round trip, so wait for it rather than
+			// claiming a few tasks at a time here (a round trip per handler).
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.abandon:
+				return
+			case <-w.flushed:
+			case <-poll.C:
+			}
+		}
 		more := false // some claim came back full: more may be ready
 		free := 0
 		for i := 0; i < len(w.flows); i++ {
@@ -348,6 +371,14 @@ func (w *Worker) claimLoop(ctx context.Context) {
 	}
 }
 
+// unsettled is the number of finished tasks whose results the completer
+// has not yet written.
+func (w *Worker) unsettled() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inflight) - w.running
+}
+
 // reserve takes up to n free slots and returns how many it took.
 func (w *Worker) reserve(n int) int {
 	w.mu.Lock()
@@ -373,6 +404,7 @@ func (w *Worker) unreserve(n int) {
 
 // claimedTask is one row of a claim.
 type claimedTask struct {
+	msgID     int64
 	key       taskKey
 	attempt   int
 	step      string
@@ -394,8 +426,7 @@ func collectClaims(rows pgx.Rows) ([]claimedTask, error) {
 	var list []claimedTask
 	for rows.Next() {
 		var c claimedTask
-		var msgID int64
-		if err := rows.Scan(&msgID, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.step, &c.timeoutMS, &c.input); err != nil {
+		if err := rows.Scan(&c.msgID, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.step, &c.timeoutMS, &c.input); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -412,14 +443,14 @@ func collectClaims(rows pgx.Rows) ([]claimedTask, error) {
 func (w *Worker) startAll(f *workerFlow, list []claimedTask, reserved int) {
 	for _, c := range list {
 		t := &Task{RunID: c.key.RunID, Flow: f.def.Slug, Step: c.step, Index: int(c.key.TaskIndex), Attempt: c.attempt, Input: c.input}
-		w.start(f, c.key, t, time.Duration(c.timeoutMS)*time.Millisecond)
+		w.start(f, c.key, c.msgID, t, time.Duration(c.timeoutMS)*time.Millisecond)
 	}
 	w.unreserve(reserved - len(list))
 }
 
 // start runs one task's handler in its own goroutine with the step's
 // timeout; the result goes to the completer.
-func (w *Worker) start(f *workerFlow, key taskKey, t *Task, timeout time.Duration) {
+func (w *Worker) start(f *workerFlow, key taskKey, msgID int64, t *Task, timeout time.Duration) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	w.mu.Lock()
 	if _, dup := w.inflight[key]; dup {
@@ -431,7 +462,7 @@ func (w *Worker) start(f *workerFlow, key taskKey, t *Task, timeout time.Duratio
 	}
 	w.inflight[key] = &running{cancel: cancel}
 	w.mu.Unlock()
-	w.log.Debug("qflow task started", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt)
+	w.log.Debug("qflow task started", "type", "task_started", "worker_id", w.id, "queue", f.queue, "msg_id", msgID, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt)
 
 	go func() {
 		began := time.Now()
@@ -463,7 +494,7 @@ func (w *Worker) start(f *workerFlow, key taskKey, t *Task, timeout time.Duratio
 				w.log.Warn("qflow handler ignored its context; abandoning it", "run_id", t.RunID, "step", t.Step, "task_index", t.Index)
 			}
 		}
-		res := &result{key: key, flow: f, task: t, output: o.output, err: o.err, took: time.Since(began)}
+		res := &result{key: key, msgID: msgID, flow: f, task: t, output: o.output, err: o.err, took: time.Since(began)}
 		if cause := context.Cause(tctx); tctx.Err() != nil && ctx.Err() == nil {
 			// The step's deadline passed: the attempt timed out, whatever the handler returned.
 			if res.err == nil || !errors.Is(res.err, cause) {
@@ -588,9 +619,9 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 	for _, r := range batch {
 		t := r.task
 		if r.err == nil {
-			w.log.Info("qflow task completed", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
+			w.log.Info("qflow task completed", "type", "task_completed", "worker_id", w.id, "queue", r.flow.queue, "msg_id", r.msgID, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
 		} else {
-			w.log.Warn("qflow task failed", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds(), "permanent", r.permanent, "error", r.err)
+			w.log.Warn("qflow task failed", "type", "task_failed", "worker_id", w.id, "queue", r.flow.queue, "msg_id", r.msgID, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds(), "permanent", r.permanent, "error", r.err)
 		}
 	}
 	signal(w.flushed)

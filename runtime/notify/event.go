@@ -1,0 +1,147 @@
+package notify
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// EventsChannel is the channel on which the engine publishes events.
+const EventsChannel = "qflow_events"
+
+// WorkChannel is the channel on which the engine announces new work; the
+// payload is the name of the queue that received tasks. It is sent once
+// per queue per transaction.
+const WorkChannel = "qflow_work"
+
+// EventType names a transition. See the package documentation for the
+// fields each type carries.
+type EventType string
+
+// The event types the engine publishes.
+const (
+	WorkflowStarted   EventType = "workflow_started"
+	WorkflowCompleted EventType = "workflow_completed"
+	WorkflowFailed    EventType = "workflow_failed"
+	WorkflowCancelled EventType = "workflow_cancelled"
+	StepStarted       EventType = "step_started"
+	StepCompleted     EventType = "step_completed"
+	StepFailed        EventType = "step_failed"
+	TaskStarted       EventType = "task_started"
+	TaskCompleted     EventType = "task_completed"
+	TaskFailed        EventType = "task_failed"
+)
+
+// Terminal reports whether t ends a run: workflow_completed,
+// workflow_failed or workflow_cancelled. A run publishes exactly one
+// terminal event (when events are on).
+func (t EventType) Terminal() bool {
+	return t == WorkflowCompleted || t == WorkflowFailed || t == WorkflowCancelled
+}
+
+// Event is one engine transition, decoded from a qflow_events payload.
+// Fields that do not apply to the type are zero (and absent from the JSON).
+type Event struct {
+	// Type is the transition.
+	Type EventType `json:"type"`
+	// RunID is the run the transition belongs to.
+	RunID uuid.UUID `json:"run_id"`
+	// Flow is the flow's slug.
+	Flow string `json:"flow"`
+	// Step is the step's slug for step_* and task_* events, and the failed
+	// step for workflow_failed; empty otherwise.
+	Step string `json:"step,omitempty"`
+	// TaskIndex is the task's index (the element index of a map step, 0
+	// otherwise) for task_* events; nil otherwise.
+	TaskIndex *int `json:"task_index,omitempty"`
+	// Status is the status the run, step or task has after the transition.
+	// For a task_failed that will be retried it is "queued".
+	Status string `json:"status,omitempty"`
+	// Attempt is the task's attempt, 1 for the first try (task_* events).
+	Attempt int `json:"attempt,omitempty"`
+	// WillRetry reports, for task_failed, whether the task is queued again.
+	WillRetry bool `json:"will_retry,omitempty"`
+	// DurationMS is how long the attempt (task_completed, task_failed), the
+	// step (step_completed) or the run (workflow_completed, workflow_failed,
+	// workflow_cancelled) took, in milliseconds; 0 for the other types.
+	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Error is the error of task_failed, step_failed and workflow_failed,
+	// and the reason of workflow_cancelled. Long errors are cut (see
+	// ErrorTruncated); the full text stays on the task and the step.
+	Error string `json:"error,omitempty"`
+	// ErrorTruncated reports that Error was cut to fit the payload limit; it
+	// then ends with " …[truncated]".
+	ErrorTruncated bool `json:"error_truncated,omitempty"`
+	// Time is when the transition happened (server clock, UTC).
+	Time time.Time `json:"ts"`
+}
+
+// TaskIdx returns the task index, or -1 when the event is not about a task.
+func (e Event) TaskIdx() int {
+	if e.TaskIndex == nil {
+		return -1
+	}
+	return *e.TaskIndex
+}
+
+// String is a short human-readable form, such as
+// "task_failed etl/load[0] attempt 2 (will retry)".
+func (e Event) String() string {
+	s := string(e.Type) + " " + e.Flow
+	if e.Step != "" {
+		s += "/" + e.Step
+	}
+	if e.TaskIndex != nil {
+		s += fmt.Sprintf("[%d]", *e.TaskIndex)
+	}
+	if e.Attempt > 0 {
+		s += fmt.Sprintf(" attempt %d", e.Attempt)
+	}
+	if e.Type == TaskFailed && e.WillRetry {
+		s += " (will retry)"
+	}
+	return s
+}
+
+// ErrNotEvent is wrapped by ParseEvent's error for a payload that is not an
+// engine event.
+var ErrNotEvent = errors.New("notify: not a qflow event")
+
+// ParseEvent decodes a qflow_events payload. Unknown fields are ignored, so
+// payloads from a newer engine still decode.
+func ParseEvent(payload string) (Event, error) {
+	var e Event
+	if err := json.Unmarshal([]byte(payload), &e); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrNotEvent, err)
+	}
+	if e.Type == "" || e.RunID == uuid.Nil {
+		return Event{}, fmt.Errorf("%w: no type or run_id", ErrNotEvent)
+	}
+	return e, nil
+}
+
+// ForRun returns a predicate for Filter that keeps the events of one run.
+func ForRun(id uuid.UUID) func(Event) bool {
+	return func(e Event) bool { return e.RunID == id }
+}
+
+// ForFlow returns a predicate for Filter that keeps the events of the runs
+// of one flow (by slug, every version).
+func ForFlow(slug string) func(Event) bool {
+	return func(e Event) bool { return e.Flow == slug }
+}
+
+// OfType returns a predicate for Filter that keeps events of the given types.
+func OfType(types ...EventType) func(Event) bool {
+	return func(e Event) bool {
+		for _, t := range types {
+			if e.Type == t {
+				return true
+			}
+		}
+		return false
+	}
+}
