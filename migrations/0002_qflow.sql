@@ -15,6 +15,9 @@ CREATE TABLE qflow.flows (
     queue_name text NOT NULL UNIQUE,
     step_count integer NOT NULL CHECK (step_count > 0),
     definition jsonb NOT NULL,
+    -- prioritized: some step has a non-zero priority, so claims of this
+    -- version prefer higher-priority tasks (see set_step_priorities).
+    prioritized boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (slug, version),
     UNIQUE (slug, shape_hash)
@@ -32,6 +35,7 @@ CREATE TABLE qflow.steps (
     start_delay_ms bigint NOT NULL CHECK (start_delay_ms >= 0),
     dep_count      integer NOT NULL CHECK (dep_count >= 0),
     is_leaf        boolean NOT NULL,
+    priority       integer NOT NULL DEFAULT 0,
     PRIMARY KEY (flow_id, idx),
     UNIQUE (flow_id, slug),
     CHECK (kind = 'single' OR dep_count <= 1)
@@ -136,7 +140,8 @@ CREATE TYPE qflow.done_task AS (
 );
 CREATE TYPE qflow.ready_step AS (
     run_id uuid, step_idx smallint, flow_id integer, kind text, queue_name text,
-    start_delay_ms bigint, arr jsonb, n integer, step_slug text, flow_slug text, events boolean
+    start_delay_ms bigint, arr jsonb, n integer, step_slug text, flow_slug text, events boolean,
+    priority integer -- NULL unless the flow is prioritized
 );
 
 -- Events ----------------------------------------------------------------------
@@ -318,85 +323,98 @@ DECLARE
     v_ready qflow.ready_step[];
     v_empty qflow.step_key[];
     v_queue text;
+    v_seq   regclass;
+    v_ids   bigint[];
+    v_vts   timestamptz[];
+    v_msgs  jsonb[];
+    v_hdrs  jsonb[];
     r       record;
 BEGIN
-    LOOP
-        SELECT array_agg(x) INTO v_ready FROM (
-            SELECT ROW(ss.run_id, ss.step_idx, ss.flow_id, st.kind, f.queue_name, st.start_delay_ms, src.arr,
-                   CASE WHEN st.kind = 'single' THEN 1
-                        WHEN jsonb_typeof(src.arr) = 'array' THEN jsonb_array_length(src.arr)
-                        ELSE -1 END,
-                   st.slug, f.slug, ru.events)::qflow.ready_step AS x
-            FROM qflow.step_states ss
-            JOIN qflow.runs ru ON ru.id = ss.run_id AND ru.status = 'started'
-            JOIN qflow.steps st ON st.flow_id = ss.flow_id AND st.idx = ss.step_idx
-            JOIN qflow.flows f ON f.id = ss.flow_id
-            CROSS JOIN LATERAL (
-                SELECT CASE WHEN st.kind = 'single' THEN NULL
-                            WHEN st.dep_count = 0 THEN ru.input
-                            ELSE (SELECT ds.output FROM qflow.deps d
-                                  JOIN qflow.step_states ds ON ds.run_id = ss.run_id AND ds.step_idx = d.dep_idx
-                                  WHERE d.flow_id = ss.flow_id AND d.step_idx = ss.step_idx)
-                       END AS arr
-            ) src
-            WHERE ss.run_id = ANY (p_run_ids) AND ss.status = 'created' AND ss.remaining_deps = 0
-            ORDER BY ss.run_id, ss.step_idx
-            FOR UPDATE OF ss
-        ) sub;
-        EXIT WHEN v_ready IS NULL;
+    -- One pass is enough: steps that an empty map makes ready are started by
+    -- the steps_completed call that cascades it.
+    SELECT array_agg(x) INTO v_ready FROM (
+        SELECT ROW(ss.run_id, ss.step_idx, ss.flow_id, st.kind, f.queue_name, st.start_delay_ms, src.arr,
+               CASE WHEN st.kind = 'single' THEN 1
+                    WHEN jsonb_typeof(src.arr) = 'array' THEN jsonb_array_length(src.arr)
+                    ELSE -1 END,
+               st.slug, f.slug, ru.events,
+               CASE WHEN f.prioritized THEN st.priority END)::qflow.ready_step AS x
+        FROM qflow.step_states ss
+        JOIN qflow.runs ru ON ru.id = ss.run_id AND ru.status = 'started'
+        JOIN qflow.steps st ON st.flow_id = ss.flow_id AND st.idx = ss.step_idx
+        JOIN qflow.flows f ON f.id = ss.flow_id
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN st.kind = 'single' THEN NULL
+                        WHEN st.dep_count = 0 THEN ru.input
+                        ELSE (SELECT ds.output FROM qflow.deps d
+                              JOIN qflow.step_states ds ON ds.run_id = ss.run_id AND ds.step_idx = d.dep_idx
+                              WHERE d.flow_id = ss.flow_id AND d.step_idx = ss.step_idx)
+                   END AS arr
+        ) src
+        WHERE ss.run_id = ANY (p_run_ids) AND ss.status = 'created' AND ss.remaining_deps = 0
+        ORDER BY ss.run_id, ss.step_idx
+        FOR UPDATE OF ss
+    ) sub;
+    IF v_ready IS NULL THEN
+        RETURN;
+    END IF;
 
-        -- A map over something that is not an array fails its run.
-        FOR r IN SELECT q.*, (SELECT st.slug FROM qflow.deps d
-                              JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.dep_idx
-                              WHERE d.flow_id = q.flow_id AND d.step_idx = q.step_idx) AS dep_slug
-                 FROM unnest(v_ready) q WHERE q.n < 0 LOOP
-            PERFORM qflow.fail_run(r.run_id, r.step_idx,
-                format('map step "%s" needs a JSON array from %s, got a JSON %s', r.step_slug,
-                       coalesce('step "' || r.dep_slug || '"', 'the flow input'), coalesce(jsonb_typeof(r.arr), 'null')));
-        END LOOP;
+    -- A map over something that is not an array fails its run.
+    FOR r IN SELECT q.*, (SELECT st.slug FROM qflow.deps d
+                          JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.dep_idx
+                          WHERE d.flow_id = q.flow_id AND d.step_idx = q.step_idx) AS dep_slug
+             FROM unnest(v_ready) q WHERE q.n < 0 LOOP
+        PERFORM qflow.fail_run(r.run_id, r.step_idx,
+            format('map step "%s" needs a JSON array from %s, got a JSON %s', r.step_slug,
+                   coalesce('step "' || r.dep_slug || '"', 'the flow input'), coalesce(jsonb_typeof(r.arr), 'null')));
+    END LOOP;
 
-        -- Steps with tasks: start them, create the tasks, send the messages.
-        UPDATE qflow.step_states ss
-        SET status = 'started', task_count = q.n, remaining_tasks = q.n, started_at = now()
-        FROM unnest(v_ready) q
-        WHERE ss.run_id = q.run_id AND ss.step_idx = q.step_idx AND q.n > 0;
+    -- Steps with tasks: start them, create the tasks, send the messages.
+    UPDATE qflow.step_states ss
+    SET status = 'started', task_count = q.n, remaining_tasks = q.n, started_at = now()
+    FROM unnest(v_ready) q
+    WHERE ss.run_id = q.run_id AND ss.step_idx = q.step_idx AND q.n > 0;
 
-        FOR v_queue IN SELECT DISTINCT q.queue_name FROM unnest(v_ready) q WHERE q.n > 0 LOOP
-            EXECUTE format($q$
-                WITH t AS (
-                    SELECT q.run_id, q.step_idx, q.flow_id, q.start_delay_ms,
-                           (e.o - 1)::integer AS task_index,
-                           e.v AS input
-                    FROM unnest($2::qflow.ready_step[]) q
-                    CROSS JOIN LATERAL (
-                        SELECT x.v, x.o FROM jsonb_array_elements(q.arr) WITH ORDINALITY AS x(v, o)
-                        WHERE q.kind = 'map'
-                        UNION ALL
-                        SELECT NULL::jsonb, 1::bigint WHERE q.kind = 'single'
-                    ) e
-                    WHERE q.queue_name = $1 AND q.n > 0
-                ), m AS (
-                    INSERT INTO pgmq.%I (vt, message)
-                    SELECT clock_timestamp() + make_interval(secs => t.start_delay_ms / 1000.0),
-                           jsonb_build_object('run_id', t.run_id, 'step_idx', t.step_idx, 'task_index', t.task_index)
-                    FROM t ORDER BY t.run_id, t.step_idx, t.task_index
-                    RETURNING msg_id, message
-                )
-                INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, message_id, input)
-                SELECT t.run_id, t.step_idx, t.task_index, t.flow_id, m.msg_id, t.input
-                FROM m JOIN t ON t.run_id = (m.message->>'run_id')::uuid
-                             AND t.step_idx = (m.message->>'step_idx')::smallint
-                             AND t.task_index = (m.message->>'task_index')::integer
-            $q$, 'q_' || v_queue) USING v_queue, v_ready;
-            -- Wake idle workers; identical notifications in one transaction
-            -- are delivered once, so a batch costs one.
-            PERFORM pg_notify('qflow_work', v_queue);
-        END LOOP;
+    FOR v_queue IN SELECT DISTINCT q.queue_name FROM unnest(v_ready) q WHERE q.n > 0 LOOP
+        -- Message ids come from the queue's own identity sequence, so the
+        -- tasks are written by a static (plan-cached) statement and the
+        -- dynamic one, planned on every call, is a trivial INSERT.
+        v_seq := pg_get_serial_sequence(format('pgmq.%I', 'q_' || v_queue), 'msg_id')::regclass;
+        WITH t AS MATERIALIZED (
+            SELECT nextval(v_seq) AS msg_id, o.*
+            FROM (SELECT q.run_id, q.step_idx, q.flow_id, (e.o - 1)::integer AS task_index, e.v AS input,
+                         clock_timestamp() + make_interval(secs => q.start_delay_ms / 1000.0) AS vt,
+                         CASE WHEN q.priority IS NOT NULL THEN jsonb_build_object('priority', q.priority) END AS headers
+                  FROM unnest(v_ready) q
+                  CROSS JOIN LATERAL (
+                      SELECT x.v, x.o FROM jsonb_array_elements(q.arr) WITH ORDINALITY AS x(v, o)
+                      WHERE q.kind = 'map'
+                      UNION ALL
+                      SELECT NULL::jsonb, 1::bigint WHERE q.kind = 'single'
+                  ) e
+                  WHERE q.queue_name = v_queue AND q.n > 0
+                  ORDER BY q.run_id, q.step_idx, e.o) o
+        ), ins AS (
+            INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, message_id, input)
+            SELECT t.run_id, t.step_idx, t.task_index, t.flow_id, t.msg_id, t.input FROM t
+        )
+        SELECT array_agg(t.msg_id), array_agg(t.vt),
+               array_agg(jsonb_build_object('run_id', t.run_id, 'step_idx', t.step_idx, 'task_index', t.task_index)),
+               array_agg(t.headers)
+        INTO v_ids, v_vts, v_msgs, v_hdrs FROM t;
+        EXECUTE format('INSERT INTO pgmq.%I (msg_id, vt, message, headers) OVERRIDING SYSTEM VALUE
+                        SELECT * FROM unnest($1, $2, $3, $4)', 'q_' || v_queue)
+        USING v_ids, v_vts, v_msgs, v_hdrs;
+        -- Wake idle workers; identical notifications in one transaction
+        -- are delivered once, so a batch costs one.
+        PERFORM pg_notify('qflow_work', v_queue);
+    END LOOP;
 
-        PERFORM qflow.emit('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL)
-        FROM unnest(v_ready) q WHERE q.n > 0 AND q.events;
+    PERFORM qflow.emit('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL)
+    FROM unnest(v_ready) q WHERE q.n > 0 AND q.events;
 
-        -- Empty maps complete at once with [] and cascade.
+    -- Empty maps complete at once with [] and cascade.
+    IF EXISTS (SELECT 1 FROM unnest(v_ready) q WHERE q.n = 0) THEN
         WITH e AS (
             UPDATE qflow.step_states ss
             SET status = 'completed', task_count = 0, remaining_tasks = 0, output = '[]',
@@ -411,7 +429,7 @@ BEGIN
         IF v_empty IS NOT NULL THEN
             PERFORM qflow.steps_completed(v_empty);
         END IF;
-    END LOOP;
+    END IF;
 END $$;
 
 -- steps_completed propagates completed steps: dependents lose a pending
@@ -578,12 +596,13 @@ RETURNS TABLE (msg_id bigint, run_id uuid, step_idx smallint, task_index integer
 LANGUAGE plpgsql AS $$
 DECLARE
     v_queue text;
+    v_prio  boolean;
     v_keys  qflow.task_key[];
     v_msgs  bigint[];
     v_got   bigint[];
     r       record;
 BEGIN
-    SELECT f.queue_name INTO v_queue FROM qflow.flows f WHERE f.id = p_flow_id;
+    SELECT f.queue_name, f.prioritized INTO v_queue, v_prio FROM qflow.flows f WHERE f.id = p_flow_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'qflow: unknown flow id %', p_flow_id USING ERRCODE = 'QF404';
     END IF;
@@ -591,7 +610,7 @@ BEGIN
         WITH m AS (
             SELECT q.msg_id FROM pgmq.%1$I q
             WHERE q.vt <= clock_timestamp()
-            ORDER BY q.msg_id LIMIT $1
+            ORDER BY %2$s q.msg_id LIMIT $1
             FOR UPDATE SKIP LOCKED
         ), u AS (
             UPDATE pgmq.%1$I q
@@ -604,7 +623,11 @@ BEGIN
                array_agg(((u.message->>'run_id')::uuid, (u.message->>'step_idx')::smallint,
                           (u.message->>'task_index')::integer)::qflow.task_key ORDER BY u.msg_id)
         FROM u
-    $q$, 'q_' || v_queue) USING p_qty, p_lease_ms INTO v_msgs, v_keys;
+    $q$, 'q_' || v_queue,
+        -- Prioritized flows: higher priority first (served by the expression
+        -- index set_step_priorities creates); others: plain FIFO.
+        CASE WHEN v_prio THEN 'coalesce((q.headers->>''priority'')::integer, 0) DESC,' ELSE '' END)
+    USING p_qty, p_lease_ms INTO v_msgs, v_keys;
     IF v_msgs IS NULL THEN
         RETURN;
     END IF;
@@ -645,7 +668,8 @@ BEGIN
                                           AND t.task_index = k.task_index
              LEFT JOIN qflow.runs ru ON ru.id = t.run_id
              LEFT JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
-             WHERE v_got IS NULL OR NOT (k.msg_id = ANY (v_got)) LOOP
+             WHERE (v_got IS NULL OR NOT (k.msg_id = ANY (v_got)))
+               AND cardinality(v_got) IS DISTINCT FROM cardinality(v_msgs) LOOP
         IF r.run_status = 'started' AND r.status = 'started' AND r.attempts >= r.max_attempts THEN
             PERFORM qflow.fail_tasks(NULL, ARRAY[(r.run_id, r.step_idx, r.task_index)::qflow.task_key],
                 ARRAY['lease expired: the worker running this task stopped heart-beating, and no attempts are left'],
@@ -911,3 +935,60 @@ BEGIN
         RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
     END IF;
 END $$;
+
+-- Priorities ----------------------------------------------------------------------
+
+-- set_step_priorities sets the priorities of the named steps of flow version
+-- p_flow_id (steps not named keep theirs; the default is 0). When any step
+-- of the version has a non-zero priority, its tasks carry their step's
+-- priority in the message headers ({"priority": n}) from then on, and claims
+-- of that version take ready tasks with the highest priority first (FIFO
+-- among equals). The queue gets an expression index on that order the first
+-- time; flows without priorities keep the plain FIFO claim. Tasks already
+-- queued keep the priority they were sent with.
+CREATE FUNCTION qflow.set_step_priorities(p_flow_id integer, p_slugs text[], p_priorities integer[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_queue text;
+    v_bad   text;
+    v_prio  boolean;
+BEGIN
+    IF cardinality(p_slugs) IS DISTINCT FROM cardinality(p_priorities) THEN
+        RAISE EXCEPTION 'qflow: set_step_priorities: % slugs but % priorities',
+            coalesce(cardinality(p_slugs), 0), coalesce(cardinality(p_priorities), 0) USING ERRCODE = '22023';
+    END IF;
+    SELECT queue_name INTO v_queue FROM qflow.flows WHERE id = p_flow_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'qflow: unknown flow id %', p_flow_id USING ERRCODE = 'QF404';
+    END IF;
+    SELECT string_agg(format('"%s"', x.slug), ', ') INTO v_bad
+    FROM unnest(p_slugs, p_priorities) AS x(slug, prio)
+    WHERE x.prio IS NULL
+       OR NOT EXISTS (SELECT 1 FROM qflow.steps st WHERE st.flow_id = p_flow_id AND st.slug = x.slug);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'qflow: set_step_priorities: flow id % has no step % (or its priority is null)', p_flow_id, v_bad
+            USING ERRCODE = '22023';
+    END IF;
+    UPDATE qflow.steps st SET priority = x.prio
+    FROM unnest(p_slugs, p_priorities) AS x(slug, prio)
+    WHERE st.flow_id = p_flow_id AND st.slug = x.slug;
+    v_prio := EXISTS (SELECT 1 FROM qflow.steps WHERE flow_id = p_flow_id AND priority <> 0);
+    UPDATE qflow.flows SET prioritized = v_prio WHERE id = p_flow_id;
+    IF v_prio THEN
+        -- The claim's order for prioritized flows. Not partial: every message
+        -- takes part in the order (those sent before priorities were set count as 0).
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgmq.%I ((coalesce((headers->>''priority'')::integer, 0)) DESC, msg_id)',
+                       'q_' || v_queue || '_prio_idx', 'q_' || v_queue);
+    END IF;
+END $$;
+
+-- Plans: every transition runs the same few statements over small sets of
+-- keys; generic plans (built once per session) probe indexes and skip
+-- re-planning on every call.
+ALTER FUNCTION qflow.start_runs(integer, jsonb[], jsonb) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION qflow.start_ready_steps(uuid[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION qflow.steps_completed(qflow.step_key[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION qflow.complete_tasks(uuid, qflow.task_key[], jsonb[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION qflow.settle(uuid, qflow.task_key[], jsonb[], qflow.task_key[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
