@@ -429,6 +429,9 @@ func TestAdvancedLevelClaimsCriticalPathFirst(t *testing.T) {
 	run(goals.LevelOff)
 	run(goals.LevelOff)
 	adv := run(goals.LevelAdvanced)
+	if len(adv) == 6 {
+		sort.Strings(adv[3:]) // the sides' learned priorities differ by noise
+	}
 	if diff := cmp.Diff([]string{"c1", "c2", "c3", "side1", "side2", "side3"}, adv); diff != "" {
 		t.Fatalf("advanced start order (-want +got):\n%s", diff)
 	}
