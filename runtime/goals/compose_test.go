@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -391,6 +392,7 @@ func TestAdvancedLevelClaimsCriticalPathFirst(t *testing.T) {
 	}
 	dec := table{"cp": {
 		{ID: "side1", Kind: "short"}, {ID: "side2", Kind: "short"}, {ID: "side3", Kind: "short"},
+		{ID: "side4", Kind: "short"}, {ID: "side5", Kind: "short"},
 		{ID: "c1", Kind: "long"},
 		{ID: "c2", Kind: "long", DependsOn: []string{"c1"}},
 		{ID: "c3", Kind: "long", DependsOn: []string{"c2"}},
@@ -423,16 +425,16 @@ func TestAdvancedLevelClaimsCriticalPathFirst(t *testing.T) {
 		return append([]string(nil), order...)
 	}
 	off := run(goals.LevelOff)
-	if diff := cmp.Diff([]string{"side1", "side2", "side3", "c1", "c2", "c3"}, off); diff != "" {
+	if diff := cmp.Diff([]string{"side1", "side2", "side3", "side4", "side5", "c1", "c2", "c3"}, off); diff != "" {
 		t.Fatalf("level off start order (-want +got):\n%s", diff)
 	}
 	run(goals.LevelOff)
 	run(goals.LevelOff)
 	adv := run(goals.LevelAdvanced)
-	if len(adv) == 6 {
-		sort.Strings(adv[3:]) // the sides' learned priorities differ by noise
-	}
-	if diff := cmp.Diff([]string{"c1", "c2", "c3", "side1", "side2", "side3"}, adv); diff != "" {
-		t.Fatalf("advanced start order (-want +got):\n%s", diff)
+	// c1 is claimed first. A chain task becomes ready when its predecessor
+	// is settled; the worker may refill the freed slot a moment before
+	// that, so at most one side task can slip in before each of c2 and c3.
+	if len(adv) != 8 || adv[0] != "c1" || slices.Index(adv, "c3") > 4 {
+		t.Fatalf("advanced start order %v: want c1 first and c3 among the first five", adv)
 	}
 }
