@@ -438,3 +438,20 @@ func TestAdvancedLevelClaimsCriticalPathFirst(t *testing.T) {
 		t.Fatalf("advanced start order %v: want c1 first and c3 among the first five", adv)
 	}
 }
+
+func TestWholeRunTimeoutCancelsTheRun(t *testing.T) {
+	c := newClient(t)
+	hang := goals.Handlers{"work": func(ctx context.Context, _ *goals.TaskRun) (json.RawMessage, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	began := time.Now()
+	res, err := goals.ComposeFromGoal(ctxT(t, 20*time.Second), c, goals.Goal{ID: "slow"}, table{"slow": {{ID: "wait", Kind: "work"}}}, hang,
+		&goals.Options{Logger: quiet(), Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, runtime.ErrRunCancelled) || res.RunID == [16]byte{} {
+		t.Fatalf("error %v, result %+v", err, res)
+	}
+	if d := time.Since(began); d > 10*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}
