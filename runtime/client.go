@@ -252,10 +252,13 @@ func (c *Client) WaitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, er
 		case <-timer.C:
 		}
 		out, done, err := c.runResult(ctx, id)
-		if done || err != nil {
+		if done || (err != nil && !transient(err)) {
 			return out, err
 		}
-		if c.waiters.healthy() {
+		if err != nil { // connection lost: keep waiting, with backoff (transient.go)
+			c.log.Warn("qflow: wait for run: retrying", "run_id", id, "error", err)
+			delay = max(delay, 100*time.Millisecond)
+		} else if c.waiters.healthy() {
 			delay = time.Second // events do the work; this is the fallback
 		} else if delay *= 2; delay > 500*time.Millisecond {
 			delay = 500 * time.Millisecond
