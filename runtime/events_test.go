@@ -527,3 +527,49 @@ func startAndWait(ctx context.Context, c *qflow.Client, def qflow.FlowDef) (json
 	}
 	return h.Wait(ctx)
 }
+
+// BenchmarkChainEvents is W1 (runs of a 3-step chain started in one batch,
+// one worker with 8 slots) with events on, off for the runs (client), and
+// off for the worker's transitions. Run it with -benchtime=2000x.
+func BenchmarkChainEvents(b *testing.B) {
+	for _, mode := range []string{"on", "client_off", "worker_off"} {
+		b.Run(mode, func(b *testing.B) {
+			e := newEnv(b)
+			client := e.client
+			if mode == "client_off" {
+				client = qflow.NewClient(e.db.Pool, &qflow.ClientOptions{Logger: quiet(), DisableEvents: true})
+				defer client.Close()
+			}
+			def, _ := qflow.NewFlow("bench_events").
+				Step("a", qflow.StepDef{TakesInput: true}).
+				Step("b", qflow.StepDef{DependsOn: []string{"a"}}).
+				Step("c", qflow.StepDef{DependsOn: []string{"b"}}).
+				Build()
+			w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Concurrency: 8, BatchSize: 32, Logger: quiet(), DisableEvents: mode == "worker_off"})
+			_ = w.Register(def, map[string]qflow.Handler{"a": echo, "b": echo, "c": echo})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- w.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			if _, err := client.DefineFlow(ctx, def); err != nil {
+				b.Fatal(err)
+			}
+			inputs := make([]any, b.N)
+			for i := range inputs {
+				inputs[i] = i
+			}
+			b.ResetTimer()
+			began := time.Now()
+			ids, err := client.StartRuns(ctx, "bench_events", inputs, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, id := range ids {
+				if _, err := client.WaitRun(ctx, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(3*b.N)/time.Since(began).Seconds(), "tasks/s")
+		})
+	}
+}
