@@ -7,7 +7,8 @@
 // It uses the server named by DATABASE_URL, else the local server at
 // 127.0.0.1:5432, else a throwaway cluster started from the locally
 // installed PostgreSQL binaries and removed on exit (see internal/localpg).
-// It migrates the database, creates the example's tables, loads the CSV
+// It migrates the database, listens to the run's events (runtime/notify)
+// to show steps and map tasks as they complete, loads the CSV
 // shipped with the example (or the one named by -source) and replaces what
 // an earlier run loaded from the same source, so it can run any number of
 // times.
@@ -39,6 +40,7 @@ import (
 	"github.com/quantumflow/qflow/examples/etl/etl"
 	"github.com/quantumflow/qflow/internal/localpg"
 	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/runtime/notify"
 )
 
 func main() {
@@ -106,21 +108,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		<-workerDone
 	}()
 
+	// Listen before starting the run, so that no event of it is missed.
+	l, err := notify.Listen(ctx, pool, &notify.ListenOptions{Buffer: 1 << 15, Logger: logger}, notify.EventsChannel)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
 	began := time.Now()
 	h, err := etl.StartEtl(ctx, client, etl.Input{Source: *source})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Run %s of flow %q started: loading %s\n", h.ID, etl.EtlFlow.Slug, *source)
-	p := &progress{out: stdout, began: began, seen: map[string]stepSeen{}}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() { defer close(watched); p.watch(watchCtx, client, h.ID) }()
+	p := newProgress(stdout, began)
+	followed := make(chan struct{})
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	go func() { defer close(followed); p.follow(followCtx, client, l, h.ID) }()
 	out, err := h.Wait(ctx)
-	stopWatch()
-	<-watched
+	select { // the run's last events are on their way
+	case <-followed:
+	case <-time.After(2 * time.Second):
+		stopFollow()
+		<-followed
+	}
 	if r, gerr := client.GetRun(context.WithoutCancel(ctx), h.ID); gerr == nil {
-		p.show(r) // the final state, in case the last poll missed it
+		p.sync(r) // in case events were lost
 	}
 	if err != nil {
 		return err
@@ -129,58 +143,139 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return printTables(ctx, stdout, pool, out.Load.Source)
 }
 
-// progress prints what changed in a run since the last look: steps that
-// started or finished, and how many tasks of a map step are done.
+// progress prints a run's progress from its events: steps as they start
+// and finish, and, every 200ms, how many tasks of a map step are done.
 type progress struct {
 	out   io.Writer
 	began time.Time
-	seen  map[string]stepSeen
+	steps map[string]*stepProgress
+	order []string // steps in the order they were first seen
 }
 
-type stepSeen struct {
-	status string
-	done   int
+type stepProgress struct {
+	status    string
+	done      map[int]bool // indexes of the completed tasks
+	total     int          // tasks in all (0 until known)
+	shownDone int
+	err       string
 }
 
-// watch polls the run every 200ms until ctx ends.
-// TODO(notify): use runtime/notify.Listen events instead of polling once
-// that package lands.
-func (p *progress) watch(ctx context.Context, c *runtime.Client, id uuid.UUID) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
+func newProgress(out io.Writer, began time.Time) *progress {
+	return &progress{out: out, began: began, steps: map[string]*stepProgress{}}
+}
+
+func (p *progress) step(slug string) *stepProgress {
+	s := p.steps[slug]
+	if s == nil {
+		s = &stepProgress{done: map[int]bool{}}
+		p.steps[slug] = s
+		p.order = append(p.order, slug)
+	}
+	return s
+}
+
+// rank orders statuses so that a late event never moves a step back.
+func rank(status string) int {
+	switch status {
+	case "", runtime.StatusCreated:
+		return 0
+	case runtime.StatusStarted:
+		return 1
+	}
+	return 2
+}
+
+// setStatus records a step's status and prints it if it moved forward.
+func (p *progress) setStatus(slug, status, errText string) {
+	s := p.step(slug)
+	if rank(status) <= rank(s.status) {
+		return
+	}
+	s.status, s.err = status, errText
+	p.print(slug)
+}
+
+func (p *progress) print(slug string) {
+	s := p.steps[slug]
+	line := fmt.Sprintf("%7.2fs  %-9s %-10s", time.Since(p.began).Seconds(), slug, s.status)
+	if s.total > 1 {
+		line += fmt.Sprintf(" %d/%d tasks", len(s.done), s.total)
+	}
+	if s.err != "" {
+		line += "  " + s.err
+	}
+	s.shownDone = len(s.done)
+	fmt.Fprintln(p.out, strings.TrimRight(line, " "))
+}
+
+// follow reads the run's events from l until the run ends or ctx does.
+func (p *progress) follow(ctx context.Context, c *runtime.Client, l *notify.Listener, id uuid.UUID) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	mine := notify.ForRun(id)
 	for {
-		if r, err := c.GetRun(ctx, id); err == nil {
-			p.show(r)
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick.C:
+			for _, slug := range p.order {
+				if s := p.steps[slug]; s.status == runtime.StatusStarted && len(s.done) != s.shownDone {
+					p.print(slug)
+				}
+			}
+		case m, ok := <-l.C():
+			if !ok {
+				return
+			}
+			if m.Gap { // events were missed: read the run's state instead
+				if r, err := c.GetRun(ctx, id); err == nil {
+					p.sync(r)
+				}
+				continue
+			}
+			if m.Event == nil || !mine(*m.Event) {
+				continue
+			}
+			e := *m.Event
+			switch e.Type {
+			case notify.StepStarted:
+				if p.step(e.Step).total == 0 {
+					if r, err := c.GetRun(ctx, id); err == nil { // learn the step's task count
+						p.sync(r)
+					}
+				}
+				p.setStatus(e.Step, runtime.StatusStarted, "")
+			case notify.TaskCompleted:
+				p.step(e.Step).done[e.TaskIdx()] = true
+			case notify.StepCompleted:
+				p.setStatus(e.Step, runtime.StatusCompleted, "")
+			case notify.StepFailed:
+				p.setStatus(e.Step, runtime.StatusFailed, e.Error)
+			default:
+				if e.Type.Terminal() {
+					return
+				}
+			}
 		}
 	}
 }
 
-func (p *progress) show(r *runtime.Run) {
-	for _, s := range r.Steps {
-		done := 0
-		for _, t := range s.Tasks {
-			if t.Status == runtime.StatusCompleted {
-				done++
-			}
-		}
-		old, ok := p.seen[s.Step]
-		if ok && old.status == s.Status && old.done == done || s.Status == runtime.StatusCreated {
+// sync takes the state of the run's steps from r.
+func (p *progress) sync(r *runtime.Run) {
+	for _, st := range r.Steps {
+		if st.Status == runtime.StatusCreated {
 			continue
 		}
-		p.seen[s.Step] = stepSeen{status: s.Status, done: done}
-		line := fmt.Sprintf("%7.2fs  %-9s %-10s", time.Since(p.began).Seconds(), s.Step, s.Status)
-		if s.TaskCount != nil && *s.TaskCount != 1 {
-			line += fmt.Sprintf(" %d/%d tasks", done, *s.TaskCount)
+		s := p.step(st.Step)
+		for _, t := range st.Tasks {
+			if t.Status == runtime.StatusCompleted {
+				s.done[t.Index] = true
+			}
 		}
-		if s.Error != "" {
-			line += "  " + s.Error
+		if st.TaskCount != nil {
+			s.total = *st.TaskCount
 		}
-		fmt.Fprintln(p.out, strings.TrimRight(line, " "))
+		p.setStatus(st.Step, st.Status, st.Error)
 	}
 }
 
