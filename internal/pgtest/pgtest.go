@@ -193,9 +193,16 @@ func buildTemplate(admin string) (string, error) {
 	if exists {
 		return name, nil
 	}
-	// Drop templates of older schema revisions, then build this one under a
-	// temporary name so a crash never leaves a half-migrated template.
-	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'qflowtpl\_%'`)
+	// Drop templates of other schema revisions built more than an hour ago
+	// (each template's comment holds its build time), so processes testing
+	// different revisions at once never pull a template from under each
+	// other; then build this one under a temporary name so a crash never
+	// leaves a half-migrated template.
+	rows, err := conn.Query(ctx, `
+		SELECT datname FROM pg_database
+		WHERE datname LIKE 'qflowtpl\_%' AND datname NOT LIKE '%\_build'
+		  AND coalesce(substring(shobj_description(oid, 'pg_database') FROM '^built (\d+)$')::bigint, 0)
+		      < extract(epoch FROM now()) - 3600`)
 	if err != nil {
 		return "", err
 	}
@@ -204,7 +211,7 @@ func buildTemplate(admin string) (string, error) {
 		return "", err
 	}
 	for _, o := range old {
-		_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{o}.Sanitize()))
+		_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s`, pgx.Identifier{o}.Sanitize()))
 	}
 	building := name + "_build"
 	_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{building}.Sanitize()))
@@ -223,6 +230,9 @@ func buildTemplate(admin string) (string, error) {
 	pool.Close()
 	if err != nil {
 		return "", fmt.Errorf("migrate template: %w", err)
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`COMMENT ON DATABASE %s IS 'built %d'`, pgx.Identifier{building}.Sanitize(), time.Now().Unix())); err != nil {
+		return "", err
 	}
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s RENAME TO %s`, pgx.Identifier{building}.Sanitize(), pgx.Identifier{name}.Sanitize())); err != nil {
 		return "", err
