@@ -4,9 +4,10 @@
 //
 //	go run ./examples/etl
 //
-// It uses the server named by DATABASE_URL, else the local server at
-// 127.0.0.1:5432, else a throwaway cluster started from the locally
-// installed PostgreSQL binaries and removed on exit (see internal/localpg).
+// It uses the database named by DATABASE_URL, else database qflow_example
+// (created when missing) on the local server at 127.0.0.1:5432, else on a
+// throwaway cluster started from the locally installed PostgreSQL binaries
+// and removed on exit (see internal/localpg).
 // It migrates the database, listens to the run's events (runtime/notify)
 // to show steps and map tasks as they complete, loads the CSV
 // shipped with the example (or the one named by -source) and replaces what
@@ -42,6 +43,10 @@ import (
 	"github.com/quantumflow/qflow/runtime"
 	"github.com/quantumflow/qflow/runtime/notify"
 )
+
+// exampleDatabase is the database the example uses on a server it found
+// (with DATABASE_URL set, it uses the database that names).
+const exampleDatabase = "qflow_example"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -81,6 +86,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cluster.Stop()
 	if cluster != nil {
 		fmt.Fprintf(stdout, "%s.\nStarted a throwaway PostgreSQL cluster in %s (removed on exit).\n", cluster.Reason, cluster.Dir())
+	}
+	if os.Getenv(localpg.EnvURL) == "" {
+		// Found, not named: keep the example's tables out of the server's
+		// maintenance database.
+		if url, err = localpg.EnsureDatabase(ctx, url, exampleDatabase); err != nil {
+			return err
+		}
 	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {

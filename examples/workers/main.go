@@ -4,9 +4,9 @@
 //
 //	go run ./examples/workers -n 3 -items 300
 //
-// The database is found as for examples/etl: DATABASE_URL, else the local
-// server at 127.0.0.1:5432, else a throwaway cluster (internal/localpg),
-// whose URL the worker processes inherit. Worker processes run until their
+// The database is found as for examples/etl: DATABASE_URL, else database
+// qflow_example on the local server at 127.0.0.1:5432, else on a throwaway
+// cluster (internal/localpg); the worker processes inherit its URL. Worker processes run until their
 // standard input closes, so they never outlive the parent. Any process on
 // any machine that registers the same flow could join in the same way.
 //
@@ -49,6 +49,10 @@ const (
 	envWork        = "QFLOW_EXAMPLE_WORK"
 	envConcurrency = "QFLOW_EXAMPLE_CONCURRENCY"
 )
+
+// exampleDatabase is the database the example uses on a server it found
+// (with DATABASE_URL set, it uses the database that names).
+const exampleDatabase = "qflow_example"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -171,6 +175,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cluster.Stop()
 	if cluster != nil {
 		fmt.Fprintf(stdout, "%s.\nStarted a throwaway PostgreSQL cluster in %s (removed on exit).\n", cluster.Reason, cluster.Dir())
+	}
+	if os.Getenv(localpg.EnvURL) == "" {
+		// Found, not named: keep the example's tables out of the server's
+		// maintenance database.
+		if url, err = localpg.EnsureDatabase(ctx, url, exampleDatabase); err != nil {
+			return err
+		}
 	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {

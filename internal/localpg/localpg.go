@@ -330,3 +330,42 @@ func childEnv() []string {
 	}
 	return append(env, "LC_ALL=C")
 }
+
+// WithDatabase returns the connection string url with its database
+// replaced by name. It handles URLs and keyword/value strings.
+func WithDatabase(u, name string) (string, error) {
+	if !strings.Contains(u, "://") {
+		return u + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(name) + "'", nil // the last setting wins
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("localpg: parse connection URL: %w", err)
+	}
+	p.Path = "/" + name
+	p.RawPath = ""
+	return p.String(), nil
+}
+
+// EnsureDatabase creates database name on the server of url unless it
+// exists, and returns a connection string for it.
+func EnsureDatabase(ctx context.Context, u, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("localpg: look up database %s: %w", name, err)
+	}
+	if !exists {
+		_, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+		var pgErr *pgconn.PgError
+		if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") { // 42P04: created meanwhile
+			return "", fmt.Errorf("localpg: create database %s: %w", name, err)
+		}
+	}
+	return WithDatabase(u, name)
+}

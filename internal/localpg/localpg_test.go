@@ -152,6 +152,28 @@ func TestFindFallsBack(t *testing.T) {
 	if got := query(t, url, `SELECT 'ok'`); got != "ok" {
 		t.Fatal(got)
 	}
+	for range 2 { // creates, then finds
+		dbURL, err := EnsureDatabase(context.Background(), url, "qflow example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := query(t, dbURL, `SELECT current_database()`); got != "qflow example" {
+			t.Fatalf("connected to %q", got)
+		}
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u@h:5/postgres?sslmode=disable":     "postgres://u@h:5/other%20db?sslmode=disable",
+		"postgres://u@/postgres?host=%2Ftmp%2Fx&port=5": "postgres://u@/other%20db?host=%2Ftmp%2Fx&port=5",
+		"host=localhost user=u dbname=postgres":         `host=localhost user=u dbname=postgres dbname='other db'`,
+	} {
+		got, err := WithDatabase(in, "other db")
+		if err != nil || got != want {
+			t.Errorf("WithDatabase(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
 }
 
 // TestFindExplicitURL: a DATABASE_URL that does not answer is an error,

@@ -22,7 +22,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	neturl "net/url"
 	"os"
 	"strings"
 	"sync"
@@ -88,18 +87,8 @@ func redact(u string) string {
 }
 
 // WithDatabase returns the connection string url with its database
-// replaced by name.
-func WithDatabase(url, name string) (string, error) {
-	if !strings.Contains(url, "://") {
-		return url + " dbname=" + name, nil // keyword/value form: the last setting wins
-	}
-	u, err := neturl.Parse(url)
-	if err != nil {
-		return "", fmt.Errorf("pgtest: parse %s: %w", redact(url), err)
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
+// replaced by name (see localpg.WithDatabase).
+func WithDatabase(url, name string) (string, error) { return localpg.WithDatabase(url, name) }
 
 // New returns a fresh, migrated database for this test.
 func New(t testing.TB) *DB {
