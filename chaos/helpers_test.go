@@ -198,7 +198,7 @@ func childClient() int {
 // cluster is one scenario's throwaway PostgreSQL with the schema, the
 // flow and the bookkeeping tables.
 type cluster struct {
-	t    *testing.T
+	t    testing.TB
 	pg   *localpg.Cluster
 	url  string
 	pool *pgxpool.Pool // the test's own, application_name chaos_test
@@ -229,7 +229,7 @@ CREATE TRIGGER chaos_run_completed AFTER UPDATE ON qflow.runs
     EXECUTE FUNCTION chaos_run_completed();
 `
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -383,7 +383,7 @@ func (p *proc) kill() {
 }
 
 // stop asks the child to shut down gracefully.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:

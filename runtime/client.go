@@ -257,7 +257,7 @@ func (c *Client) WaitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, er
 		}
 		if err != nil { // connection lost: keep waiting, with backoff (transient.go)
 			c.log.Warn("qflow: wait for run: retrying", "run_id", id, "error", err)
-			delay = max(delay, 100*time.Millisecond)
+			delay = min(max(delay*2, 100*time.Millisecond), 2*time.Second)
 		} else if c.waiters.healthy() {
 			delay = time.Second // events do the work; this is the fallback
 		} else if delay *= 2; delay > 500*time.Millisecond {
