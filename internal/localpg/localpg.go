@@ -166,7 +166,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "qflow-pg-")
+	dir, err := os.MkdirTemp(tempBase(own), "qflow-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("localpg: %w", err)
 	}
@@ -229,6 +229,17 @@ func Start(ctx context.Context) (*Cluster, error) {
 		return nil, fmt.Errorf("localpg: cluster started but does not answer: %w", err)
 	}
 	return c, nil
+}
+
+// tempBase is the directory for clusters: the system's temporary
+// directory, unless the socket path there would be too long for PostgreSQL
+// (about 100 bytes) or the cluster's owner cannot reach it; then /tmp.
+func tempBase(own owner) string {
+	base := os.TempDir()
+	if len(base) > 64 || !own.canReach(base) {
+		return "/tmp"
+	}
+	return base
 }
 
 // watchdogScript waits for its standard input to close (the parent closed

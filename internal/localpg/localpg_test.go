@@ -216,3 +216,26 @@ func TestNoBinaries(t *testing.T) {
 		t.Errorf("findBinDir with an empty %s: %v", EnvBin, err)
 	}
 }
+
+// TestTempBase: as root the cluster goes where its owner can reach.
+func TestTempBase(t *testing.T) {
+	own, err := clusterOwner()
+	if err != nil {
+		t.Skip(err)
+	}
+	private := t.TempDir() // 0700, ours
+	t.Setenv("TMPDIR", "/tmp/"+strings.Repeat("x", 80))
+	if got := tempBase(own); got != "/tmp" {
+		t.Errorf("long TMPDIR: base %q, want /tmp", got)
+	}
+	if !own.switchTo {
+		return
+	}
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", private)
+	if got := tempBase(own); got != "/tmp" {
+		t.Errorf("TMPDIR %s that %s cannot enter: base %q, want /tmp", private, own, got)
+	}
+}

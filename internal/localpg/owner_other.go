@@ -24,3 +24,5 @@ func (owner) command(ctx context.Context, dir, name string, args ...string) *exe
 	cmd.Env = childEnv()
 	return cmd
 }
+
+func (owner) canReach(string) bool { return true }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -69,4 +70,37 @@ func (o owner) command(ctx context.Context, dir, name string, args ...string) *e
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: o.uid, Gid: o.gid, Groups: []uint32{}}
 	}
 	return cmd
+}
+
+// canReach reports whether the owner can search every directory on the way
+// to dir (root's TMPDIR may sit under /root, which postgres cannot enter).
+func (o owner) canReach(dir string) bool {
+	if !o.switchTo {
+		return true
+	}
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return false
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		mode := st.Mode().Perm()
+		switch {
+		case ok && sys.Uid == o.uid:
+			if mode&0o100 == 0 {
+				return false
+			}
+		case ok && sys.Gid == o.gid:
+			if mode&0o010 == 0 {
+				return false
+			}
+		default:
+			if mode&0o001 == 0 {
+				return false
+			}
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
 }
