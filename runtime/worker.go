@@ -589,7 +589,11 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 	default:
 		want = w.reserve(w.opts.BatchSize)
 	}
+	// Retry while the leases of these tasks can still be ours (the heartbeat
+	// keeps extending them while they are in flight): giving up early would
+	// make other workers run them again after a mere connection blip.
 	var claimed []claimedTask
+	began, backoff := time.Now(), 20*time.Millisecond
 	for attempt := 1; ; attempt++ {
 		args := keyArgs(w.id, okKeys, outputs)
 		args = append(args, keyArgs(w.id, failKeys, errs, perms)[1:]...)
@@ -601,12 +605,17 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil || attempt >= 5 {
-			w.log.Error("qflow: record task results; leases will expire and the tasks run again", "worker_id", w.id, "tasks", len(batch), "error", err)
+		if ctx.Err() != nil || time.Since(began)+backoff > w.opts.Lease {
+			w.log.Error("qflow: record task results; leases will expire and the tasks run again", "worker_id", w.id, "tasks", len(batch), "attempts", attempt, "error", err)
 			break
 		}
 		w.log.Warn("qflow: record task results; retrying", "worker_id", w.id, "attempt", attempt, "error", err)
-		time.Sleep(time.Duration(attempt*attempt) * 20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-w.abandon:
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
 	}
 	// The batch is settled: forget it before starting what was claimed (a
 	// retried task may come straight back).
@@ -643,7 +652,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 	interval := min(time.Second, w.opts.Lease/3)
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	lastExpire := time.Time{}
+	var lastExpire, lastBeat time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -653,19 +662,12 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		keys := w.heldKeys()
-		rows, err := w.pool.Query(ctx, sqlHeartbeat, keyArgs(w.id, keys, w.opts.Lease.Milliseconds())...)
-		if err == nil {
-			var stop []taskKey
-			stop, err = pgx.CollectRows(rows, pgx.RowToStructByPos[taskKey])
-			if err == nil && len(stop) > 0 {
-				w.mu.Lock()
-				for _, k := range stop {
-					if r := w.inflight[k]; r != nil {
-						r.cancel(errCancelledByEngine)
-					}
-				}
-				w.mu.Unlock()
-			}
+		var err error
+		// An idle worker only marks itself alive now and then: it must not
+		// query faster than its poll interval.
+		if len(keys) > 0 || time.Since(lastBeat) >= max(w.opts.Lease/3, w.opts.PollInterval) {
+			lastBeat = time.Now()
+			err = w.beat(ctx, keys)
 		}
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("qflow: heartbeat", "worker_id", w.id, "error", err)
@@ -678,6 +680,27 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// beat extends the leases of the tasks this worker holds and cancels the
+// handlers of those it must stop.
+func (w *Worker) beat(ctx context.Context, keys []taskKey) error {
+	rows, err := w.pool.Query(ctx, sqlHeartbeat, keyArgs(w.id, keys, w.opts.Lease.Milliseconds())...)
+	if err != nil {
+		return err
+	}
+	stop, err := pgx.CollectRows(rows, pgx.RowToStructByPos[taskKey])
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range stop {
+		if r := w.inflight[k]; r != nil {
+			r.cancel(errCancelledByEngine)
+		}
+	}
+	return nil
 }
 
 // listen wakes the claim loop when the engine announces work on one of
