@@ -151,7 +151,7 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 			continue
 		}
 		seenSpec[a.spec] = true
-		if !validSlug(a.d.Name.Text) {
+		if !runtime.ValidSlug(a.d.Name.Text) {
 			continue // reported by the parser
 		}
 		tn, _ := c.pkg.Types.Scope().Lookup(a.spec.Name.Name).(*types.TypeName)

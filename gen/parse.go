@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quantumflow/qflow/runtime"
 )
 
 // This file parses one //qflow: directive line. It knows nothing about
@@ -86,8 +88,8 @@ func parseDirective(text string) (*directive, []parseError) {
 		} else {
 			d.Name = words[0]
 			words = words[1:]
-			if !validSlug(d.Name.Text) {
-				bad(d.Name.Off, "invalid flow name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 47)", d.Name.Text)
+			if !runtime.ValidSlug(d.Name.Text) {
+				bad(d.Name.Off, "invalid flow name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 40)", d.Name.Text)
 			}
 		}
 	case "step":
@@ -144,8 +146,8 @@ func parseDirective(text string) (*directive, []parseError) {
 			}
 		case "name":
 			d.Slug = word{val, valOff}
-			if !validSlug(val) {
-				bad(valOff, "invalid step name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 47)", val)
+			if !runtime.ValidSlug(val) {
+				bad(valOff, "invalid step name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 40)", val)
 			}
 		case "flow":
 			d.Flow = word{val, valOff}
@@ -216,21 +218,6 @@ func optionList(kind string) string {
 		return "retries=N, backoff=DUR, timeout=DUR"
 	}
 	return "depends=A,B, map, name=slug, flow=NAME, retries=N, backoff=DUR, timeout=DUR, delay=DUR"
-}
-
-// validSlug mirrors runtime.ValidSlug without importing a regexp at parse
-// time; check.go confirms every slug with runtime.ValidSlug as well.
-func validSlug(s string) bool {
-	if len(s) == 0 || len(s) > 47 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/quantumflow/qflow/runtime"
 )
 
 var directiveSeeds = []string{
@@ -111,7 +113,7 @@ func FuzzParseDirective(f *testing.F) {
 		for _, w := range d.Depends {
 			check(w)
 		}
-		if len(errs) == 0 && d.Kind.Text == "flow" && !validSlug(d.Name.Text) {
+		if len(errs) == 0 && d.Kind.Text == "flow" && !runtime.ValidSlug(d.Name.Text) {
 			t.Fatalf("flow name %q accepted", d.Name.Text)
 		}
 	})

@@ -135,9 +135,10 @@ type WorkerOptions struct {
 	// PollInterval is how often an idle worker looks for work when no
 	// notification arrives (default 1s).
 	PollInterval time.Duration
-	// Lease is how long beyond its timeout a claimed task stays reserved
-	// before another worker may claim it; the worker heartbeats to extend
-	// it (default 30s).
+	// Lease is how long a claimed task stays reserved for this worker
+	// without a heartbeat; the worker heartbeats every second (or Lease/3)
+	// to extend the leases of what it runs, so a task of a dead worker is
+	// claimed again at most Lease after its last heartbeat (default 30s).
 	Lease time.Duration
 	// ShutdownTimeout bounds how long Run waits for in-flight handlers after
 	// its context ends before releasing their tasks (default 30s).

@@ -40,7 +40,7 @@
 //
 // On a type declaration: declares flow NAME whose input is that type. NAME
 // is the flow's slug (a lowercase letter, then lowercase letters, digits or
-// underscores, at most 47 in all); the generated Go names use its exported
+// underscores, at most 40 in all); the generated Go names use its exported
 // form (etl_v2 gives EtlV2Flow, RunEtlV2, ...). A package may declare
 // several flows. Options set the defaults of every step of the flow:
 //
