@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/runtime/notify"
 )
 
 // Event is one transition of a composed run, as published by the engine
@@ -49,28 +50,23 @@ type monitor struct {
 // startMonitor listens on the events channel for flow's events and hands
 // those of the run (whose id comes later through setRun) to deliver.
 func startMonitor(ctx context.Context, pool *pgxpool.Pool, plan *Plan, deliver func(context.Context, Event)) (*monitor, error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c := conn.Hijack() // carries LISTEN state: never back to the pool
-	if _, err := c.Exec(ctx, "LISTEN "+runtime.EventsChannel); err != nil {
-		c.Close(context.Background())
-		return nil, err
-	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	// A dedicated listening connection that reconnects by itself; a gap
+	// only means some progress events may be missing (the run's outcome is
+	// read from the database, not from events).
+	l, err := notify.Listen(lctx, pool, nil, runtime.EventsChannel)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	m := &monitor{cancel: cancel, runID: make(chan uuid.UUID, 1), done: make(chan struct{})}
 	events := make(chan Event, 1024)
 	go func() { // reader
 		defer close(events)
-		defer c.Close(context.Background())
-		for {
-			n, err := c.WaitForNotification(lctx)
-			if err != nil {
-				return
-			}
+		defer l.Close()
+		for msg := range l.C() {
 			var ev Event
-			if json.Unmarshal([]byte(n.Payload), &ev) != nil || ev.Flow != plan.Def.Slug {
+			if msg.Gap || json.Unmarshal([]byte(msg.Payload), &ev) != nil || ev.Flow != plan.Def.Slug {
 				continue
 			}
 			if t := plan.bySlug[ev.Step]; t != nil {
