@@ -150,21 +150,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("-n and -concurrency must be at least 1, -items at least 0")
 	}
 
-	url, cluster, err := localpg.Find(ctx)
+	url, stop, err := localpg.ForProgram(ctx, exampleDatabase, stdout)
 	if err != nil {
 		return err
 	}
-	defer cluster.Stop()
-	if cluster != nil {
-		fmt.Fprintf(stdout, "%s.\nStarted a throwaway PostgreSQL cluster in %s (removed on exit).\n", cluster.Reason, cluster.Dir())
-	}
-	if os.Getenv(localpg.EnvURL) == "" {
-		// Found, not named: keep the example's tables out of the server's
-		// maintenance database.
-		if url, err = localpg.EnsureDatabase(ctx, url, exampleDatabase); err != nil {
-			return err
-		}
-	}
+	defer stop()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return err

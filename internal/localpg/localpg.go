@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -379,4 +380,27 @@ func EnsureDatabase(ctx context.Context, u, name string) (string, error) {
 		}
 	}
 	return WithDatabase(u, name)
+}
+
+// ForProgram is how the example programs find their database: Find, then,
+// when a throwaway cluster was started, a line on announce saying so, and,
+// unless DATABASE_URL named the server, database name on it (created when
+// missing) so the program's tables stay out of the maintenance database.
+// stop stops the cluster, if any; call it when the program ends.
+func ForProgram(ctx context.Context, name string, announce io.Writer) (url string, stop func(), err error) {
+	url, cluster, err := Find(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	stop = func() { cluster.Stop() }
+	if cluster != nil {
+		fmt.Fprintf(announce, "%s.\nStarted a throwaway PostgreSQL cluster in %s (removed on exit).\n", cluster.Reason, cluster.Dir())
+	}
+	if os.Getenv(EnvURL) == "" {
+		if url, err = EnsureDatabase(ctx, url, name); err != nil {
+			stop()
+			return "", nil, err
+		}
+	}
+	return url, stop, nil
 }
