@@ -3,14 +3,13 @@
 // decomposed a level deeper, and the flattened DAG runs on a local worker
 // while live progress is printed from the run's events.
 //
-//	go run ./examples/goals                 # local server, database qflow_example
+//	go run ./examples/goals                 # local server (database qflow_example) or a throwaway cluster
 //	DATABASE_URL=postgres://... go run ./examples/goals
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,57 +19,40 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/internal/localpg"
 	"github.com/quantumflow/qflow/runtime/goals"
 )
 
-const defaultURL = "postgres://root@127.0.0.1:5432/qflow_example?sslmode=disable"
+// exampleDatabase is the database the example uses on a server it finds
+// (not on one named by DATABASE_URL).
+const exampleDatabase = "qflow_example"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		url = defaultURL
-		if err := ensureDatabase(ctx, url); err != nil {
-			fmt.Fprintln(os.Stderr, "goals example:", err)
-			os.Exit(1)
-		}
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "goals example:", err)
-		os.Exit(1)
-	}
-	defer pool.Close()
-	if err := run(ctx, pool, os.Stdout); err != nil {
+	if err := start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "goals example:", err)
 		os.Exit(1)
 	}
 }
 
-// ensureDatabase creates the example's database on the local server when
-// it does not exist yet.
-func ensureDatabase(ctx context.Context, url string) error {
-	conn, err := pgx.Connect(ctx, url)
-	if err == nil {
-		return conn.Close(ctx)
-	}
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" {
-		return err
-	}
-	admin, err := pgx.Connect(ctx, strings.Replace(url, "/qflow_example?", "/postgres?", 1))
+// start finds PostgreSQL (DATABASE_URL, the local server, or a throwaway
+// cluster) and runs the example on it.
+func start(ctx context.Context) error {
+	url, stop, err := localpg.ForProgram(ctx, exampleDatabase, os.Stdout)
 	if err != nil {
 		return err
 	}
-	defer admin.Close(ctx)
-	_, err = admin.Exec(ctx, "CREATE DATABASE qflow_example")
-	return err
+	defer stop()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return run(ctx, pool, os.Stdout)
 }
 
 // planner is a deterministic decomposer: a fixed breakdown per goal.
