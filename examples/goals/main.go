@@ -21,8 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/quantumflow/qflow/runtime"
 	"github.com/quantumflow/qflow/internal/localpg"
+	"github.com/quantumflow/qflow/runtime"
 	"github.com/quantumflow/qflow/runtime/goals"
 )
 
