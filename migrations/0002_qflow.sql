@@ -600,6 +600,7 @@ DECLARE
     v_keys  qflow.task_key[];
     v_msgs  bigint[];
     v_got   bigint[];
+    v_claimed qflow.done_task[];
     r       record;
 BEGIN
     SELECT f.queue_name, f.prioritized INTO v_queue, v_prio FROM qflow.flows f WHERE f.id = p_flow_id;
@@ -638,25 +639,32 @@ BEGIN
     WHERE ru.id IN (SELECT k.run_id FROM unnest(v_keys) k) AND ru.sequential
     ORDER BY ru.id FOR UPDATE;
 
-    WITH k AS (
-        SELECT * FROM unnest(v_msgs, v_keys) AS k(msg_id, run_id, step_idx, task_index)
+    -- Every lookup below is driven by the claimed keys through primary
+    -- keys. Run columns come with the keys (k), never from a join of runs
+    -- with step_tasks: a plan may then scan step_tasks by run_id alone, and
+    -- a 10,000-task map would make every claim scan all of its tasks.
+    WITH k AS MATERIALIZED (
+        SELECT k.msg_id, k.run_id, k.step_idx, k.task_index,
+               ru.status AS run_status, ru.max_attempts AS run_max_attempts, ru.sequential
+        FROM unnest(v_msgs, v_keys) AS k(msg_id, run_id, step_idx, task_index)
+        JOIN qflow.runs ru ON ru.id = k.run_id
     ), c AS (
         UPDATE qflow.step_tasks t
         SET status = 'started', attempts = t.attempts + 1, started_at = now(), worker_id = p_worker
-        FROM k, qflow.steps st, qflow.runs ru
+        FROM k, qflow.steps st
         WHERE t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
           AND st.flow_id = t.flow_id AND st.idx = t.step_idx
-          AND ru.id = t.run_id AND ru.status = 'started'
+          AND k.run_status = 'started'
           AND (t.status = 'queued'
-               OR (t.status = 'started' AND t.attempts < coalesce(ru.max_attempts, st.max_attempts)))
-          AND (NOT ru.sequential OR (
+               OR (t.status = 'started' AND t.attempts < coalesce(k.run_max_attempts, st.max_attempts)))
+          AND (NOT k.sequential OR (
                 k.msg_id = (SELECT min(k2.msg_id) FROM k k2 WHERE k2.run_id = k.run_id)
                 AND NOT EXISTS (SELECT 1 FROM qflow.step_tasks o
                                 WHERE o.run_id = t.run_id AND o.status = 'started'
                                   AND (o.step_idx, o.task_index) <> (t.step_idx, t.task_index))))
-        RETURNING k.msg_id
+        RETURNING t.run_id, t.step_idx, t.task_index, t.flow_id, k.msg_id, t.attempts, t.started_at
     )
-    SELECT array_agg(c.msg_id) INTO v_got FROM c;
+    SELECT array_agg(c.msg_id), array_agg(c::qflow.done_task ORDER BY c.msg_id) INTO v_got, v_claimed FROM c;
 
     -- Messages not claimed: stale ones are deleted; a task whose worker
     -- vanished with no attempts left fails; a task of a sequential run that
@@ -686,29 +694,28 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    SELECT k.msg_id, t.run_id, t.step_idx, t.task_index, t.attempts, st.slug, st.timeout_ms,
-           CASE WHEN st.kind = 'map' THEN t.input
-                ELSE (CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END)
+    SELECT d.message_id, d.run_id, d.step_idx, d.task_index, d.attempts, st.slug, st.timeout_ms,
+           CASE WHEN st.kind = 'map'
+                THEN (SELECT t.input FROM qflow.step_tasks t
+                      WHERE t.run_id = d.run_id AND t.step_idx = d.step_idx AND t.task_index = d.task_index)
+                ELSE (CASE WHEN st.takes_input
+                           THEN jsonb_build_object('run', (SELECT ru.input FROM qflow.runs ru WHERE ru.id = d.run_id))
+                           ELSE '{}'::jsonb END)
                      || coalesce((SELECT jsonb_object_agg(dst.slug, ds.output)
-                                  FROM qflow.deps d
-                                  JOIN qflow.steps dst ON dst.flow_id = d.flow_id AND dst.idx = d.dep_idx
-                                  JOIN qflow.step_states ds ON ds.run_id = t.run_id AND ds.step_idx = d.dep_idx
-                                  WHERE d.flow_id = t.flow_id AND d.step_idx = t.step_idx), '{}'::jsonb)
+                                  FROM qflow.deps dp
+                                  JOIN qflow.steps dst ON dst.flow_id = dp.flow_id AND dst.idx = dp.dep_idx
+                                  JOIN qflow.step_states ds ON ds.run_id = d.run_id AND ds.step_idx = dp.dep_idx
+                                  WHERE dp.flow_id = d.flow_id AND dp.step_idx = d.step_idx), '{}'::jsonb)
            END
-    FROM unnest(v_msgs, v_keys) AS k(msg_id, run_id, step_idx, task_index)
-    JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx
-                            AND t.task_index = k.task_index
-    JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
-    JOIN qflow.runs ru ON ru.id = t.run_id
-    WHERE k.msg_id = ANY (v_got)
-    ORDER BY k.msg_id;
+    FROM unnest(v_claimed) d
+    JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.step_idx
+    ORDER BY d.message_id;
 
-    PERFORM qflow.emit('task_started', t.run_id, ru.flow_slug, st.slug, t.task_index, 'started', t.attempts, NULL, NULL, NULL)
-    FROM unnest(v_keys) AS k
-    JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
-    JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
-    JOIN qflow.runs ru ON ru.id = t.run_id
-    WHERE ru.events AND t.status = 'started' AND t.worker_id = p_worker;
+    PERFORM qflow.emit('task_started', d.run_id, ru.flow_slug, st.slug, d.task_index, 'started', d.attempts, NULL, NULL, NULL)
+    FROM unnest(v_claimed) d
+    JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.step_idx
+    JOIN qflow.runs ru ON ru.id = d.run_id
+    WHERE ru.events;
 END $$;
 
 -- complete_tasks records the outputs of finished tasks in one transaction:
