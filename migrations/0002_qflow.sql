@@ -830,17 +830,24 @@ DECLARE
     v_delay bigint;
     v_ms    bigint;
 BEGIN
-    FOR r IN SELECT t.run_id, t.step_idx, t.task_index, t.attempts, t.message_id, t.started_at,
+    -- Run columns come with the keys (x), never from a join of runs with
+    -- step_tasks, so tasks are found by primary key (see claim).
+    FOR r IN WITH x AS MATERIALIZED (
+                 SELECT x.run_id, x.step_idx, x.task_index, x.err, x.perm,
+                        ru.max_attempts AS run_max_attempts, ru.events, ru.flow_slug, ru.status AS run_status
+                 FROM unnest(p_keys, p_errors, p_permanent) AS x(run_id, step_idx, task_index, err, perm)
+                 JOIN qflow.runs ru ON ru.id = x.run_id
+             )
+             SELECT t.run_id, t.step_idx, t.task_index, t.attempts, t.message_id, t.started_at,
                     x.err, coalesce(x.perm, false) AS perm, st.slug, st.base_delay_ms,
-                    coalesce(ru.max_attempts, st.max_attempts) AS max_attempts,
-                    ru.events, ru.flow_slug, f.queue_name
-             FROM unnest(p_keys, p_errors, p_permanent) AS x(run_id, step_idx, task_index, err, perm)
+                    coalesce(x.run_max_attempts, st.max_attempts) AS max_attempts,
+                    x.events, x.flow_slug, f.queue_name
+             FROM x
              JOIN qflow.step_tasks t ON t.run_id = x.run_id AND t.step_idx = x.step_idx
                                      AND t.task_index = x.task_index
              JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
-             JOIN qflow.runs ru ON ru.id = t.run_id
              JOIN qflow.flows f ON f.id = t.flow_id
-             WHERE t.status = 'started' AND ru.status = 'started'
+             WHERE t.status = 'started' AND x.run_status = 'started'
              ORDER BY t.run_id, t.step_idx, t.task_index
              FOR UPDATE OF t LOOP
         v_n := v_n + 1;
