@@ -848,6 +848,10 @@ BEGIN
              JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
              JOIN qflow.flows f ON f.id = t.flow_id
              WHERE t.status = 'started' AND x.run_status = 'started'
+               -- A worker fails only its own attempt: one whose lease lapsed
+               -- must not fail the attempt another worker took over. (The
+               -- engine itself passes NULL for an expired lease.)
+               AND (p_worker IS NULL OR t.worker_id = p_worker)
              ORDER BY t.run_id, t.step_idx, t.task_index
              FOR UPDATE OF t LOOP
         v_n := v_n + 1;

@@ -372,3 +372,53 @@ func TestListRuns(t *testing.T) {
 		t.Fatal("ListRuns accepted an unknown status")
 	}
 }
+
+func TestLateFailureCannotFailAnotherWorkersAttempt(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	def := single("takeover", qflow.StepOptions{MaxAttempts: 3})
+	id, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := e.client.StartRun(ctx, "takeover", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := uuid.New(), uuid.New()
+	claim := func(worker uuid.UUID) int {
+		var n int
+		if err := e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM qflow.claim($1, $2, 8, 60000)`, id, worker).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if claim(a) != 1 {
+		t.Fatal("worker A claimed nothing")
+	}
+	// A's lease lapses and B takes the task over (attempt 2).
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE pgmq.q_takeover_1 SET vt = clock_timestamp()`); err != nil {
+		t.Fatal(err)
+	}
+	if claim(b) != 1 {
+		t.Fatal("worker B did not take the task over")
+	}
+	// A's late failure must not touch B's attempt.
+	var n int
+	if err := e.db.Pool.QueryRow(ctx, `SELECT qflow.fail_tasks($1, ARRAY[($2::uuid, 0, 0)::qflow.task_key], ARRAY['late failure from A'], ARRAY[false])`, a, run).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("late failure from A: n=%d err=%v; want 0", n, err)
+	}
+	var status string
+	var worker uuid.UUID
+	var attempts int
+	if err := e.db.Pool.QueryRow(ctx, `SELECT status, worker_id, attempts FROM qflow.step_tasks WHERE run_id = $1`, run).Scan(&status, &worker, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if status != "started" || worker != b || attempts != 2 {
+		t.Fatalf("task after A's late failure: %s by %v, attempt %d; want started by B, attempt 2", status, worker, attempts)
+	}
+	// B's own failure is recorded.
+	if err := e.db.Pool.QueryRow(ctx, `SELECT qflow.fail_tasks($1, ARRAY[($2::uuid, 0, 0)::qflow.task_key], ARRAY['B failed'], ARRAY[true])`, b, run).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("B's failure: n=%d err=%v; want 1", n, err)
+	}
+}

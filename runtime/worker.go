@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,9 +35,11 @@ type Worker struct {
 	byQueue map[string]*workerFlow
 	byID    map[int]*workerFlow
 
-	mu       sync.Mutex
-	inflight map[taskKey]*running
-	running  int // handlers executing (slots in use)
+	mu        sync.Mutex
+	inflight  map[taskKey]*running
+	running   int // slots in use: handlers executing, plus reservations
+	unflushed int // results handed to the completer and not yet written
+	stopping  atomic.Bool
 
 	wake    chan struct{} // work may be waiting (coalesced)
 	results chan *result
@@ -73,6 +76,10 @@ type result struct {
 	permanent bool
 	took      time.Duration
 }
+
+// errShuttingDown cancels the handlers still running when a worker's
+// ShutdownTimeout ends; their tasks are released, not failed.
+var errShuttingDown = errors.New("qflow: worker shutting down")
 
 var errCancelledByEngine = errors.New("qflow: task no longer belongs to this worker (run cancelled or finished, or lease lost)")
 
@@ -201,6 +208,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer aux.Done(); defer close(completerDone); w.completer(stopAux) }()
 
 	w.claimLoop(ctx)
+	w.stopping.Store(true) // from now on nothing claims, the completer included
 
 	select {
 	case <-w.abandon:
@@ -216,7 +224,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for w.busy() > 0 {
 		select {
 		case <-deadline.C:
-			w.cancelAll(errors.New("qflow: worker shutting down"))
+			w.cancelAll(errShuttingDown)
 			goto release
 		case <-w.freed:
 		case <-time.After(50 * time.Millisecond):
@@ -252,10 +260,7 @@ func (w *Worker) busy() int {
 func (w *Worker) waitFlushed(d time.Duration) {
 	limit := time.After(d)
 	for {
-		w.mu.Lock()
-		pending := len(w.inflight) - w.running
-		w.mu.Unlock()
-		if pending <= 0 && len(w.results) == 0 {
+		if w.unsettled() == 0 {
 			return
 		}
 		select {
@@ -376,7 +381,7 @@ func (w *Worker) claimLoop(ctx context.Context) {
 func (w *Worker) unsettled() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.inflight) - w.running
+	return w.unflushed
 }
 
 // reserve takes up to n free slots and returns how many it took.
@@ -516,9 +521,23 @@ func (w *Worker) start(f *workerFlow, key taskKey, msgID int64, t *Task, timeout
 		}
 		w.mu.Lock()
 		w.running--
+		// A handler stopped because the task is no longer ours (its run
+		// was cancelled or its lease lost), or because the worker is
+		// shutting down, has no result to record: the first is none of our
+		// business any more, the second is released to other workers.
+		cause := context.Cause(ctx)
+		drop := errors.Is(cause, errCancelledByEngine) || errors.Is(cause, errShuttingDown)
+		if errors.Is(cause, errCancelledByEngine) {
+			delete(w.inflight, key)
+		}
+		if !drop {
+			w.unflushed++
+		}
 		w.mu.Unlock()
 		signal(w.freed)
-		w.results <- res
+		if !drop {
+			w.results <- res
+		}
 	}()
 }
 
@@ -583,10 +602,7 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 	// ready now, made so by this very transaction.
 	f := batch[0].flow
 	want := 0
-	select {
-	case <-ctx.Done():
-	case <-w.abandon:
-	default:
+	if !w.stopping.Load() && ctx.Err() == nil {
 		want = w.reserve(w.opts.BatchSize)
 	}
 	// Retry while the leases of these tasks can still be ours (the heartbeat
@@ -623,6 +639,7 @@ func (w *Worker) flush(ctx context.Context, batch []*result) {
 	for _, r := range batch {
 		delete(w.inflight, r.key)
 	}
+	w.unflushed -= len(batch)
 	w.mu.Unlock()
 	w.startAll(f, claimed, want)
 	for _, r := range batch {
