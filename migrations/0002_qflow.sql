@@ -368,6 +368,14 @@ BEGIN
             format('map step "%s" needs a JSON array from %s, got a JSON %s', r.step_slug,
                    coalesce('step "' || r.dep_slug || '"', 'the flow input'), coalesce(jsonb_typeof(r.arr), 'null')));
     END LOOP;
+    -- A run that just failed starts nothing more: drop all of its steps.
+    IF EXISTS (SELECT 1 FROM unnest(v_ready) q WHERE q.n < 0) THEN
+        SELECT array_agg(q) INTO v_ready FROM unnest(v_ready) q
+        WHERE q.run_id NOT IN (SELECT b.run_id FROM unnest(v_ready) b WHERE b.n < 0);
+        IF v_ready IS NULL THEN
+            RETURN;
+        END IF;
+    END IF;
 
     -- Steps with tasks: start them, create the tasks, send the messages.
     UPDATE qflow.step_states ss
@@ -601,6 +609,7 @@ DECLARE
     v_msgs  bigint[];
     v_got   bigint[];
     v_claimed qflow.done_task[];
+    v_failed  boolean := false;
     r       record;
 BEGIN
     SELECT f.queue_name, f.prioritized INTO v_queue, v_prio FROM qflow.flows f WHERE f.id = p_flow_id;
@@ -682,6 +691,7 @@ BEGIN
             PERFORM qflow.fail_tasks(NULL, ARRAY[(r.run_id, r.step_idx, r.task_index)::qflow.task_key],
                 ARRAY['lease expired: the worker running this task stopped heart-beating, and no attempts are left'],
                 ARRAY[true]);
+            v_failed := true;
         ELSIF r.run_status = 'started' AND r.status IN ('queued', 'started') THEN
             EXECUTE format('UPDATE pgmq.%I SET vt = clock_timestamp() + interval ''100 milliseconds'', read_ct = read_ct - 1 WHERE msg_id = $1',
                            'q_' || v_queue) USING r.msg_id;
@@ -691,6 +701,16 @@ BEGIN
     END LOOP;
     IF v_got IS NULL THEN
         RETURN;
+    END IF;
+    -- Failing a task fails its run and cancels the run's other tasks: do
+    -- not hand out tasks this very call just cancelled.
+    IF v_failed THEN
+        SELECT array_agg(d ORDER BY d.message_id) INTO v_claimed FROM unnest(v_claimed) d
+        WHERE (SELECT t.status FROM qflow.step_tasks t
+               WHERE t.run_id = d.run_id AND t.step_idx = d.step_idx AND t.task_index = d.task_index) = 'started';
+        IF v_claimed IS NULL THEN
+            RETURN;
+        END IF;
     END IF;
 
     RETURN QUERY
@@ -732,6 +752,10 @@ DECLARE
     v_queue text;
     v_n     integer;
 BEGIN
+    -- Lock the runs first, in id order, as cancel_run and fail_run do: every
+    -- transition then takes run → step → task locks in the same order, so
+    -- completions, failures and cancellations of one run cannot deadlock.
+    PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
     IF cardinality(p_keys) IS DISTINCT FROM cardinality(p_outputs) THEN
         RAISE EXCEPTION 'qflow: complete_tasks: % keys but % outputs', cardinality(p_keys), cardinality(p_outputs)
             USING ERRCODE = '22023';
@@ -830,6 +854,10 @@ DECLARE
     v_delay bigint;
     v_ms    bigint;
 BEGIN
+    -- Lock the runs first, in id order, as cancel_run and fail_run do: every
+    -- transition then takes run → step → task locks in the same order, so
+    -- completions, failures and cancellations of one run cannot deadlock.
+    PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
     -- Run columns come with the keys (x), never from a join of runs with
     -- step_tasks, so tasks are found by primary key (see claim).
     FOR r IN WITH x AS MATERIALIZED (

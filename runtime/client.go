@@ -302,7 +302,18 @@ func (c *Client) runResult(ctx context.Context, id uuid.UUID) (json.RawMessage, 
 // already finished and ErrRunNotFound for an unknown id.
 func (c *Client) CancelRun(ctx context.Context, id uuid.UUID) error {
 	var cancelled bool
-	if err := c.pool.QueryRow(ctx, `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`, id).Scan(&cancelled); err != nil {
+	for attempt := 1; ; attempt++ {
+		err := c.pool.QueryRow(ctx, `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`, id).Scan(&cancelled)
+		if err == nil {
+			break
+		}
+		// A deadlock with a concurrent transition of the same run is rare
+		// (transitions lock the run first) but possible: try again.
+		var pgErr *pgconn.PgError
+		if attempt < 5 && errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") {
+			c.log.Warn("qflow: cancel run: retrying after a deadlock", "run_id", id, "attempt", attempt)
+			continue
+		}
 		return mapError(fmt.Errorf("qflow: cancel run %s: %w", id, err))
 	}
 	if cancelled {

@@ -272,6 +272,17 @@ func (w *Worker) waitFlushed(d time.Duration) {
 	}
 }
 
+// held snapshots the tasks this worker holds.
+func (w *Worker) held() map[taskKey]*running {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := make(map[taskKey]*running, len(w.inflight))
+	for k, r := range w.inflight {
+		m[k] = r
+	}
+	return m
+}
+
 func (w *Worker) heldKeys() []taskKey {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -331,7 +342,16 @@ func (w *Worker) claimLoop(ctx context.Context) {
 				break
 			}
 			f := w.flows[(next+i)%len(w.flows)]
-			list, err := w.claim(ctx, w.pool, f, want)
+			// The claim must not be cut off by ctx: the server could commit it
+			// after the worker stopped listening, leaving tasks claimed by
+			// nobody until their leases expire.
+			if ctx.Err() != nil {
+				w.unreserve(want)
+				break
+			}
+			qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
+			list, err := w.claim(qctx, w.pool, f, want)
+			qcancel()
 			w.startAll(f, list, want)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -678,13 +698,17 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		keys := w.heldKeys()
+		held := w.held()
+		keys := make([]taskKey, 0, len(held))
+		for k := range held {
+			keys = append(keys, k)
+		}
 		var err error
 		// An idle worker only marks itself alive now and then: it must not
 		// query faster than its poll interval.
 		if len(keys) > 0 || time.Since(lastBeat) >= max(w.opts.Lease/3, w.opts.PollInterval) {
 			lastBeat = time.Now()
-			err = w.beat(ctx, keys)
+			err = w.beat(ctx, held, keys)
 		}
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("qflow: heartbeat", "worker_id", w.id, "error", err)
@@ -701,7 +725,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 
 // beat extends the leases of the tasks this worker holds and cancels the
 // handlers of those it must stop.
-func (w *Worker) beat(ctx context.Context, keys []taskKey) error {
+func (w *Worker) beat(ctx context.Context, held map[taskKey]*running, keys []taskKey) error {
 	rows, err := w.pool.Query(ctx, sqlHeartbeat, keyArgs(w.id, keys, w.opts.Lease.Milliseconds())...)
 	if err != nil {
 		return err
@@ -713,7 +737,9 @@ func (w *Worker) beat(ctx context.Context, keys []taskKey) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, k := range stop {
-		if r := w.inflight[k]; r != nil {
+		// Only the attempt the heartbeat asked about: a newer attempt of the
+		// same task (retried and claimed again meanwhile) is not stale.
+		if r := w.inflight[k]; r != nil && r == held[k] {
 			r.cancel(errCancelledByEngine)
 		}
 	}
