@@ -33,7 +33,6 @@ type Worker struct {
 
 	flows   []*workerFlow
 	byQueue map[string]*workerFlow
-	byID    map[int]*workerFlow
 
 	mu        sync.Mutex
 	inflight  map[taskKey]*running
@@ -89,7 +88,6 @@ func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 		pool:     pool,
 		id:       uuid.New(),
 		byQueue:  map[string]*workerFlow{},
-		byID:     map[int]*workerFlow{},
 		inflight: map[taskKey]*running{},
 		wake:     make(chan struct{}, 1),
 		results:  make(chan *result, 1024),
@@ -189,7 +187,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		f.id = id
 		w.byQueue[f.queue] = f
-		w.byID[id] = f
 		queues = append(queues, f.queue)
 	}
 	host, _ := os.Hostname()
@@ -204,8 +201,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	aux.Add(3)
 	go func() { defer aux.Done(); w.listen(stopAux) }()
 	go func() { defer aux.Done(); w.heartbeatLoop(stopAux) }()
-	completerDone := make(chan struct{})
-	go func() { defer aux.Done(); defer close(completerDone); w.completer(stopAux) }()
+	go func() { defer aux.Done(); w.completer(stopAux) }()
 
 	w.claimLoop(ctx)
 	w.stopping.Store(true) // from now on nothing claims, the completer included

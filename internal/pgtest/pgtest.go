@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,9 +33,6 @@ import (
 	"github.com/quantumflow/qflow/internal/localpg"
 	"github.com/quantumflow/qflow/migrations"
 )
-
-// EnvURL is the environment variable that names the test server.
-const EnvURL = localpg.EnvURL
 
 // DB is an isolated database that is dropped when the test ends.
 type DB struct {
@@ -77,19 +73,6 @@ func AdminURL(t testing.TB) string {
 	return adminURL
 }
 
-// redact hides a password in a connection string.
-func redact(u string) string {
-	cfg, err := pgx.ParseConfig(u)
-	if err != nil || cfg.Password == "" {
-		return u
-	}
-	return strings.ReplaceAll(u, cfg.Password, "xxxxx")
-}
-
-// WithDatabase returns the connection string url with its database
-// replaced by name (see localpg.WithDatabase).
-func WithDatabase(url, name string) (string, error) { return localpg.WithDatabase(url, name) }
-
 // New returns a fresh, migrated database for this test.
 func New(t testing.TB) *DB {
 	t.Helper()
@@ -115,7 +98,7 @@ func create(t testing.TB, template string) *DB {
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize())); err != nil {
 		t.Fatalf("pgtest: create database from %s: %v", template, err)
 	}
-	url, err := WithDatabase(admin, name)
+	url, err := localpg.WithDatabase(admin, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +190,7 @@ func buildTemplate(admin string) (string, error) {
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE template0`, pgx.Identifier{building}.Sanitize())); err != nil {
 		return "", err
 	}
-	u, err := WithDatabase(admin, building)
+	u, err := localpg.WithDatabase(admin, building)
 	if err != nil {
 		return "", err
 	}
