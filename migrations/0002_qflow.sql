@@ -1,7 +1,18 @@
 -- QuantumFlow engine schema: flow definitions, run state, workers, and the
 -- transitions between states. Every transition is one function call, hence
--- one transaction. Tasks travel through one pgmq queue per flow version
--- (pgmq.q_<slug>_<version>), which the engine reads and writes set-based.
+-- one transaction.
+--
+-- The engine keeps its task queue in a table it owns: a task row of
+-- qflow.step_tasks is its own queue message. An unfinished task is in the
+-- partial index step_tasks_ready, ordered for claiming; vt is when a queued
+-- task becomes visible, and for a started task when its lease ends. So the
+-- engine depends on no pgmq table layout, and no statement in the hot path
+-- is built or planned per call (no dynamic SQL).
+--
+-- Locks: every transition of a run (settle, fail, cancel, expire) locks the
+-- run row first, in id order; the run lock serialises everything that
+-- changes a run's steps and tasks, so step and task locks cannot deadlock.
+-- Claims and heartbeats lock only task rows, with SKIP LOCKED, and never wait.
 
 CREATE SCHEMA IF NOT EXISTS qflow;
 
@@ -12,11 +23,12 @@ CREATE TABLE qflow.flows (
     slug       text NOT NULL CHECK (slug ~ '^[a-z][a-z0-9_]{0,39}$'),
     version    integer NOT NULL CHECK (version > 0),
     shape_hash text NOT NULL,
+    -- queue_name names the version's work (<slug>_<version>): the payload
+    -- of the wake-up notifications on qflow_work, and a label in logs.
     queue_name text NOT NULL UNIQUE,
     step_count integer NOT NULL CHECK (step_count > 0),
     definition jsonb NOT NULL,
-    -- prioritized: some step has a non-zero priority, so claims of this
-    -- version prefer higher-priority tasks (see set_step_priorities).
+    -- prioritized: some step has a non-zero priority (see set_step_priorities).
     prioritized boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (slug, version),
@@ -26,7 +38,7 @@ CREATE TABLE qflow.flows (
 CREATE TABLE qflow.steps (
     flow_id        integer NOT NULL REFERENCES qflow.flows ON DELETE CASCADE,
     idx            smallint NOT NULL CHECK (idx >= 0),
-    slug           text NOT NULL CHECK (slug ~ '^[a-z][a-z0-9_]{0,62}$' AND slug <> 'run'),
+    slug           text NOT NULL CHECK (slug ~ '^[a-z][a-z0-9_]{0,39}$' AND slug <> 'run'),
     kind           text NOT NULL CHECK (kind IN ('single', 'map')),
     takes_input    boolean NOT NULL,
     max_attempts   integer NOT NULL CHECK (max_attempts >= 1),
@@ -36,6 +48,11 @@ CREATE TABLE qflow.steps (
     dep_count      integer NOT NULL CHECK (dep_count >= 0),
     is_leaf        boolean NOT NULL,
     priority       integer NOT NULL DEFAULT 0,
+    -- The graph, denormalised for the hot path: dependencies in parameter
+    -- order (with their slugs, the keys of the task input) and dependents.
+    deps           smallint[] NOT NULL DEFAULT '{}',
+    dep_slugs      text[] NOT NULL DEFAULT '{}',
+    dependents     smallint[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (flow_id, idx),
     UNIQUE (flow_id, slug),
     CHECK (kind = 'single' OR dep_count <= 1)
@@ -74,18 +91,21 @@ CREATE TABLE qflow.runs (
     finished_at     timestamptz,
     CHECK ((status = 'started') = (finished_at IS NULL)),
     CHECK (status <> 'completed' OR (output IS NOT NULL AND remaining_steps = 0))
-);
+) WITH (fillfactor = 80);
 CREATE INDEX runs_list ON qflow.runs (flow_slug, status, started_at DESC, id);
 CREATE INDEX runs_started_at ON qflow.runs (started_at DESC, id);
 CREATE INDEX runs_deadline ON qflow.runs (deadline) WHERE status = 'started' AND deadline IS NOT NULL;
 
+-- A step's state exists from the moment the step starts (its dependencies
+-- have completed); a step with no row has not started yet. The run lock
+-- makes "every dependency has completed" a safe test, so no per-step
+-- dependency counters are kept.
 CREATE TABLE qflow.step_states (
-    run_id          uuid NOT NULL REFERENCES qflow.runs ON DELETE CASCADE,
+    run_id          uuid NOT NULL,
     step_idx        smallint NOT NULL,
     flow_id         integer NOT NULL,
-    status          text NOT NULL DEFAULT 'created'
+    status          text NOT NULL DEFAULT 'started'
                     CHECK (status IN ('created', 'started', 'completed', 'failed', 'cancelled')),
-    remaining_deps  integer NOT NULL CHECK (remaining_deps >= 0),
     task_count      integer CHECK (task_count >= 0),
     remaining_tasks integer CHECK (remaining_tasks >= 0),
     output          jsonb,
@@ -94,32 +114,45 @@ CREATE TABLE qflow.step_states (
     started_at      timestamptz,
     finished_at     timestamptz,
     PRIMARY KEY (run_id, step_idx),
-    FOREIGN KEY (flow_id, step_idx) REFERENCES qflow.steps,
-    CHECK (status <> 'completed' OR (output IS NOT NULL AND remaining_tasks = 0)),
-    CHECK (status = 'created' OR remaining_deps = 0 OR status = 'cancelled')
-);
+    CHECK (status <> 'completed' OR (output IS NOT NULL AND remaining_tasks = 0))
+) WITH (fillfactor = 80);
 
+-- A task is one execution unit and its own queue message. Status moves
+-- queued → started → completed | failed | cancelled (a retry moves a
+-- started task back to queued). finished_at is set exactly when the task
+-- has finished for good, which takes it out of step_tasks_ready; a claim
+-- changes no indexed column, so it can be a HOT update.
+CREATE SEQUENCE qflow.task_seq AS bigint;
 CREATE TABLE qflow.step_tasks (
-    run_id      uuid NOT NULL,
-    step_idx    smallint NOT NULL,
-    task_index  integer NOT NULL CHECK (task_index >= 0),
-    flow_id     integer NOT NULL,
-    status      text NOT NULL DEFAULT 'queued'
-                CHECK (status IN ('queued', 'started', 'completed', 'failed', 'cancelled')),
-    attempts    integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-    message_id  bigint,
-    input       jsonb,
-    output      jsonb,
-    error       text,
-    worker_id   uuid,
-    queued_at   timestamptz NOT NULL DEFAULT now(),
-    started_at  timestamptz,
-    finished_at timestamptz,
+    run_id       uuid NOT NULL,
+    step_idx     smallint NOT NULL,
+    task_index   integer NOT NULL CHECK (task_index >= 0),
+    flow_id      integer NOT NULL,
+    -- seq orders claims (FIFO within a priority).
+    seq          bigint NOT NULL DEFAULT nextval('qflow.task_seq'),
+    priority     integer NOT NULL DEFAULT 0,
+    status       text NOT NULL DEFAULT 'queued'
+                 CHECK (status IN ('queued', 'started', 'completed', 'failed', 'cancelled')),
+    attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts integer NOT NULL CHECK (max_attempts >= 1),
+    -- queued: visible from vt ('infinity' while a sequential run's turn has
+    -- not come); started: the lease ends at vt.
+    vt           timestamptz NOT NULL,
+    deadline     timestamptz, -- the run's deadline: no claim after it
+    events       boolean NOT NULL DEFAULT true, -- the run's events flag
+    input        jsonb,       -- materialised when the task is enqueued
+    output       jsonb,
+    error        text,
+    worker_id    uuid,
+    queued_at    timestamptz NOT NULL DEFAULT now(),
+    started_at   timestamptz,
+    finished_at  timestamptz,
     PRIMARY KEY (run_id, step_idx, task_index),
-    FOREIGN KEY (run_id, step_idx) REFERENCES qflow.step_states ON DELETE CASCADE,
     CHECK (status <> 'completed' OR output IS NOT NULL),
-    CHECK (status <> 'started' OR attempts > 0)
-);
+    CHECK (status <> 'started' OR attempts > 0),
+    CHECK ((finished_at IS NULL) = (status IN ('queued', 'started')))
+) WITH (fillfactor = 70);
+CREATE INDEX step_tasks_ready ON qflow.step_tasks (flow_id, priority DESC, seq) WHERE finished_at IS NULL;
 
 CREATE TABLE qflow.workers (
     id           uuid PRIMARY KEY,
@@ -134,55 +167,76 @@ CREATE TABLE qflow.workers (
 -- Keys used to pass sets of rows between functions.
 CREATE TYPE qflow.step_key AS (run_id uuid, step_idx smallint);
 CREATE TYPE qflow.task_key AS (run_id uuid, step_idx smallint, task_index integer);
-CREATE TYPE qflow.done_task AS (
-    run_id uuid, step_idx smallint, task_index integer, flow_id integer, message_id bigint,
-    attempts integer, started_at timestamptz
-);
+-- A step about to start, with the source of its tasks' inputs.
 CREATE TYPE qflow.ready_step AS (
-    run_id uuid, step_idx smallint, flow_id integer, kind text, queue_name text,
-    start_delay_ms bigint, arr jsonb, n integer, step_slug text, flow_slug text, events boolean,
-    priority integer -- NULL unless the flow is prioritized
+    run_id uuid, step_idx smallint, flow_id integer, kind text, src jsonb, n integer,
+    step_slug text, flow_slug text, queue_name text, events boolean, sequential boolean,
+    max_attempts integer, priority integer, vt timestamptz, deadline timestamptz, dep_slug text
+);
+-- A task a settle completed.
+CREATE TYPE qflow.done_task AS (
+    run_id uuid, step_idx smallint, task_index integer, flow_id integer, attempts integer,
+    started_at timestamptz, output jsonb, events boolean
+);
+-- A task a claim handed out.
+CREATE TYPE qflow.claimed_task AS (
+    seq bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer, input jsonb,
+    flow_id integer, events boolean
 );
 
 -- Events ----------------------------------------------------------------------
 
+-- ev builds one event (see package runtime/notify for the fields). NULL
+-- fields are left out; ts is the clock time of the transition in UTC.
 -- Long errors: when an error's JSON encoding exceeds 4000 bytes, the event
 -- carries its first 600 characters followed by " …[truncated]" and
--- error_truncated = true. 600 characters encode to at most 3600 bytes (a
--- control character becomes \u00XX, 6 bytes; others take at most 4), so with
--- the other fields (slugs are at most 40 and 63 characters) a payload stays
--- far below the 8000 bytes pg_notify accepts. The full error is kept on the
--- task and the step.
-
--- emit publishes one event on channel qflow_events, unless the session
--- turned events off with the setting qflow.events = 'off' (workers started
--- with WorkerOptions.DisableEvents open their connections that way). Runs
--- started with events off never reach emit: the engine checks runs.events
--- first. NULL fields are left out of the payload; ts is the clock time of
--- the transition in UTC. It is plpgsql, not SQL, on purpose: a SQL function
--- that cannot be inlined is parsed and planned again by every statement that
--- calls it, while plpgsql caches its plan for the session.
-CREATE FUNCTION qflow.emit(p_type text, p_run uuid, p_flow text, p_step text, p_task integer,
-                           p_status text, p_attempt integer, p_duration_ms bigint,
-                           p_error text, p_will_retry boolean)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    v_error text := p_error;
-    v_cut   boolean;
-BEGIN
-    IF current_setting('qflow.events', true) = 'off' THEN
-        RETURN;
-    END IF;
-    IF p_error IS NOT NULL AND octet_length(p_error) > 600 AND octet_length(to_json(p_error)::text) > 4000 THEN
-        v_error := left(p_error, 600) || ' …[truncated]';
-        v_cut := true;
-    END IF;
-    PERFORM pg_notify('qflow_events', json_strip_nulls(json_build_object(
+-- error_truncated = true (600 characters encode to at most 3600 bytes), so
+-- one event stays far below the 8000 bytes pg_notify accepts. The full
+-- error is kept on the task and the step. A plain SQL expression, so
+-- callers inline it.
+CREATE FUNCTION qflow.ev(p_type text, p_run uuid, p_flow text, p_step text, p_task integer,
+                         p_status text, p_attempt integer, p_duration_ms bigint,
+                         p_error text, p_will_retry boolean)
+RETURNS jsonb LANGUAGE sql VOLATILE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
         'type', p_type, 'run_id', p_run, 'flow', p_flow, 'step', p_step,
         'task_index', p_task, 'status', p_status, 'attempt', p_attempt,
         'will_retry', p_will_retry, 'duration_ms', p_duration_ms,
-        'error', v_error, 'error_truncated', v_cut,
-        'ts', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text);
+        'error', CASE WHEN p_error IS NOT NULL AND octet_length(p_error) > 600
+                           AND octet_length(to_json(p_error)::text) > 4000
+                      THEN left(p_error, 600) || ' …[truncated]' ELSE p_error END,
+        'error_truncated', CASE WHEN p_error IS NOT NULL AND octet_length(p_error) > 600
+                                     AND octet_length(to_json(p_error)::text) > 4000 THEN true END,
+        'ts', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
+$$;
+
+-- events_on reports whether this session publishes events: workers started
+-- with WorkerOptions.DisableEvents open their connections with the setting
+-- qflow.events = 'off'. Runs started with events off publish nothing either
+-- (runs.events).
+CREATE FUNCTION qflow.events_on() RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT current_setting('qflow.events', true) IS DISTINCT FROM 'off'
+$$;
+
+-- publish sends events, in order, on channel qflow_events: as few
+-- notifications as fit, each a JSON array of events under 7,900 bytes.
+CREATE FUNCTION qflow.publish(p_events jsonb[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_buf text := '';
+    v_one text;
+BEGIN
+    IF p_events IS NULL OR cardinality(p_events) = 0 THEN
+        RETURN;
+    END IF;
+    FOREACH v_one IN ARRAY p_events::text[] LOOP
+        IF v_buf <> '' AND octet_length(v_buf) + octet_length(v_one) + 2 > 7900 THEN
+            PERFORM pg_notify('qflow_events', '[' || v_buf || ']');
+            v_buf := '';
+        END IF;
+        v_buf := CASE WHEN v_buf = '' THEN v_one ELSE v_buf || ',' || v_one END;
+    END LOOP;
+    PERFORM pg_notify('qflow_events', '[' || v_buf || ']');
 END $$;
 
 -- Definitions: define_flow ------------------------------------------------------
@@ -190,14 +244,12 @@ END $$;
 -- define_flow stores a flow definition (the JSON of runtime.FlowDef) and
 -- returns its id. It is idempotent: the same slug and shape hash return the
 -- existing row; a different shape under an existing slug becomes the next
--- version (runs keep the version they started on). Each version has its
--- own pgmq queue, created here.
+-- version (runs keep the version they started on).
 CREATE FUNCTION qflow.define_flow(p_slug text, p_shape_hash text, p_def jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_id      integer;
     v_version integer;
-    v_queue   text;
     v_bad     text;
     v_n       integer;
     v_ns      constant double precision := 1e6; -- Go durations are nanoseconds
@@ -216,9 +268,8 @@ BEGIN
         RAISE EXCEPTION 'qflow: flow "%" has no steps', p_slug USING ERRCODE = '22023';
     END IF;
     SELECT coalesce(max(version), 0) + 1 INTO v_version FROM qflow.flows WHERE slug = p_slug;
-    v_queue := p_slug || '_' || v_version;
     INSERT INTO qflow.flows (slug, version, shape_hash, queue_name, step_count, definition)
-    VALUES (p_slug, v_version, p_shape_hash, v_queue, v_n, p_def)
+    VALUES (p_slug, v_version, p_shape_hash, p_slug || '_' || v_version, v_n, p_def)
     RETURNING id INTO v_id;
 
     INSERT INTO qflow.steps (flow_id, idx, slug, kind, takes_input, max_attempts, base_delay_ms,
@@ -268,14 +319,195 @@ BEGIN
         RAISE EXCEPTION 'qflow: flow "%": step "%" is part of a dependency cycle', p_slug, v_bad USING ERRCODE = '22023';
     END IF;
 
-    UPDATE qflow.steps st SET is_leaf = NOT EXISTS (
-        SELECT 1 FROM qflow.deps d WHERE d.flow_id = v_id AND d.dep_idx = st.idx)
+    UPDATE qflow.steps st SET
+        is_leaf = NOT EXISTS (SELECT 1 FROM qflow.deps d WHERE d.flow_id = v_id AND d.dep_idx = st.idx),
+        deps = coalesce((SELECT array_agg(d.dep_idx ORDER BY d.position) FROM qflow.deps d
+                         WHERE d.flow_id = v_id AND d.step_idx = st.idx), '{}'),
+        dep_slugs = coalesce((SELECT array_agg(x.slug ORDER BY d.position) FROM qflow.deps d
+                              JOIN qflow.steps x ON x.flow_id = v_id AND x.idx = d.dep_idx
+                              WHERE d.flow_id = v_id AND d.step_idx = st.idx), '{}'),
+        dependents = coalesce((SELECT array_agg(d.step_idx ORDER BY d.step_idx) FROM qflow.deps d
+                               WHERE d.flow_id = v_id AND d.dep_idx = st.idx), '{}')
     WHERE st.flow_id = v_id;
-
-    IF NOT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = v_queue) THEN
-        PERFORM pgmq.create(v_queue);
-    END IF;
     RETURN v_id;
+END $$;
+
+-- Steps: start ----------------------------------------------------------------------
+
+-- start_steps starts steps whose dependencies have all completed, in runs
+-- that are still going and that the caller has locked (or just created):
+-- it creates each step's state and its tasks (one, or one per element for
+-- a map step) with their inputs materialised, so a claim reads nothing
+-- else. An empty map completes at once with [] and is returned in
+-- o_runs/o_steps for the caller to propagate; a map over a non-array fails
+-- its run. o_tasks counts the tasks created; o_queues names the queues
+-- that got them.
+CREATE FUNCTION qflow.start_steps(p_runs uuid[], p_steps smallint[],
+                                  OUT o_runs uuid[], OUT o_steps smallint[],
+                                  OUT o_tasks integer, OUT o_queues text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now    timestamptz := clock_timestamp();
+    v_events boolean := qflow.events_on();
+    v_ready  qflow.ready_step[];
+    r        qflow.ready_step;
+BEGIN
+    o_tasks := 0;
+    SELECT array_agg(ROW(x.run_id, x.step_idx, ru.flow_id, st.kind, src.v,
+           CASE WHEN st.kind = 'single' THEN 1
+                WHEN jsonb_typeof(src.v) = 'array' THEN jsonb_array_length(src.v)
+                ELSE -1 END,
+           st.slug, ru.flow_slug, f.queue_name, ru.events AND v_events, ru.sequential,
+           coalesce(ru.max_attempts, st.max_attempts),
+           CASE WHEN f.prioritized THEN st.priority ELSE 0 END,
+           v_now + make_interval(secs => st.start_delay_ms / 1000.0),
+           ru.deadline, st.dep_slugs[1])::qflow.ready_step ORDER BY x.run_id, x.step_idx)
+    INTO v_ready
+    FROM unnest(p_runs, p_steps) AS x(run_id, step_idx)
+    JOIN qflow.runs ru ON ru.id = x.run_id AND ru.status = 'started'
+    JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = x.step_idx
+    JOIN qflow.flows f ON f.id = ru.flow_id
+    CROSS JOIN LATERAL (
+        SELECT CASE
+            WHEN st.kind = 'map' AND st.dep_count = 0 THEN ru.input
+            WHEN st.kind = 'map' THEN (SELECT ds.output FROM qflow.step_states ds
+                                       WHERE ds.run_id = x.run_id AND ds.step_idx = st.deps[1])
+            ELSE (CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END)
+                 || coalesce((SELECT jsonb_object_agg(st.dep_slugs[i], ds.output)
+                              FROM generate_subscripts(st.deps, 1) AS i
+                              JOIN qflow.step_states ds ON ds.run_id = x.run_id AND ds.step_idx = st.deps[i]),
+                             '{}'::jsonb)
+            END AS v
+    ) src;
+    IF v_ready IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- A map over something that is not an array fails its run, which then
+    -- starts nothing more.
+    FOR r IN SELECT * FROM unnest(v_ready) q WHERE q.n < 0 LOOP
+        INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, started_at)
+        VALUES (r.run_id, r.step_idx, r.flow_id, 'started', v_now);
+        PERFORM qflow.fail_run(r.run_id, r.step_idx,
+            format('map step "%s" needs a JSON array from %s, got a JSON %s', r.step_slug,
+                   coalesce('step "' || r.dep_slug || '"', 'the flow input'), coalesce(jsonb_typeof(r.src), 'null')));
+        SELECT array_agg(q) INTO v_ready FROM unnest(v_ready) q WHERE q.run_id <> r.run_id;
+    END LOOP;
+    IF v_ready IS NULL THEN
+        RETURN;
+    END IF;
+
+    INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, task_count, remaining_tasks, output,
+                                   started_at, finished_at)
+    SELECT q.run_id, q.step_idx, q.flow_id, CASE WHEN q.n = 0 THEN 'completed' ELSE 'started' END, q.n, q.n,
+           CASE WHEN q.n = 0 THEN '[]'::jsonb END, v_now, CASE WHEN q.n = 0 THEN v_now END
+    FROM unnest(v_ready) q;
+
+    INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
+                                  events, input)
+    SELECT q.run_id, q.step_idx, e.i, q.flow_id, q.priority, q.max_attempts,
+           CASE WHEN q.sequential THEN 'infinity'::timestamptz ELSE q.vt END, q.deadline, q.events, e.v
+    FROM unnest(v_ready) q
+    CROSS JOIN LATERAL (
+        SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
+        WHERE q.kind = 'map' AND q.n > 0
+        UNION ALL
+        SELECT 0, q.src WHERE q.kind = 'single'
+    ) e
+    ORDER BY q.run_id, q.step_idx, e.i;
+    GET DIAGNOSTICS o_tasks = ROW_COUNT;
+
+    IF o_tasks > 0 THEN
+        SELECT array_agg(DISTINCT q.queue_name) INTO o_queues FROM unnest(v_ready) q WHERE q.n > 0;
+        -- Sequential runs: the earliest waiting task takes its turn when
+        -- none of the run's other tasks is queued or running.
+        PERFORM qflow.next_turn(array_agg(DISTINCT q.run_id))
+        FROM unnest(v_ready) q WHERE q.sequential AND q.n > 0 HAVING count(*) > 0;
+    END IF;
+
+    PERFORM qflow.publish(array_agg(
+        CASE WHEN q.n = 0
+             THEN qflow.ev('step_completed', q.run_id, q.flow_slug, q.step_slug, NULL, 'completed', NULL, 0, NULL, NULL)
+             ELSE qflow.ev('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL)
+        END ORDER BY q.run_id, q.step_idx))
+    FROM unnest(v_ready) q WHERE q.events HAVING count(*) > 0;
+
+    SELECT array_agg(q.run_id), array_agg(q.step_idx) INTO o_runs, o_steps FROM unnest(v_ready) q WHERE q.n = 0;
+END $$;
+
+-- next_turn gives each of these sequential runs its next task, the
+-- earliest waiting one, when none of its tasks is queued and visible or
+-- running.
+CREATE FUNCTION qflow.next_turn(p_runs uuid[])
+RETURNS void LANGUAGE sql AS $$
+    UPDATE qflow.step_tasks t SET vt = clock_timestamp()
+    FROM unnest(p_runs) AS r(id)
+    CROSS JOIN LATERAL (
+        SELECT w.step_idx, w.task_index FROM qflow.step_tasks w
+        WHERE w.run_id = r.id AND w.finished_at IS NULL AND w.vt = 'infinity'
+        ORDER BY w.seq LIMIT 1
+    ) nxt
+    WHERE t.run_id = r.id AND t.step_idx = nxt.step_idx AND t.task_index = nxt.task_index
+      AND NOT EXISTS (SELECT 1 FROM qflow.step_tasks o
+                      WHERE o.run_id = r.id AND o.finished_at IS NULL AND o.vt <> 'infinity')
+$$;
+
+-- advance propagates completed steps (locked runs): runs lose a remaining
+-- step and complete when none is left (their output is their leaf steps'
+-- outputs), and dependents whose dependencies have all completed start.
+-- Empty maps started on the way complete at once and propagate in turn.
+-- Returns the number of tasks created and the queues that got them.
+CREATE FUNCTION qflow.advance(p_runs uuid[], p_steps smallint[], OUT o_tasks integer, OUT o_queues text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_events boolean := qflow.events_on();
+    v_evs    jsonb[];
+    v_rr     uuid[];
+    v_rs     smallint[];
+    v_st     record;
+BEGIN
+    o_tasks := 0;
+    WHILE cardinality(p_runs) > 0 LOOP
+        WITH c AS (
+            SELECT x.run_id, count(*)::integer AS n FROM unnest(p_runs) AS x(run_id) GROUP BY 1
+        ), u AS (
+            UPDATE qflow.runs r SET remaining_steps = r.remaining_steps - c.n,
+                status = CASE WHEN r.remaining_steps = c.n THEN 'completed' ELSE r.status END,
+                finished_at = CASE WHEN r.remaining_steps = c.n THEN now() END,
+                output = CASE WHEN r.remaining_steps = c.n THEN
+                    (SELECT jsonb_object_agg(st.slug, ss.output)
+                     FROM qflow.steps st
+                     JOIN qflow.step_states ss ON ss.run_id = r.id AND ss.step_idx = st.idx
+                     WHERE st.flow_id = r.flow_id AND st.is_leaf) END
+            FROM c WHERE r.id = c.run_id AND r.status = 'started'
+            RETURNING r.id, r.status, r.flow_slug, r.events, r.started_at
+        )
+        SELECT array_agg(qflow.ev('workflow_completed', u.id, u.flow_slug, NULL, NULL, 'completed', NULL,
+                                  (extract(epoch FROM clock_timestamp() - u.started_at) * 1000)::bigint, NULL, NULL))
+        INTO v_evs FROM u WHERE u.status = 'completed' AND u.events AND v_events;
+        PERFORM qflow.publish(v_evs);
+
+        -- Dependents whose dependencies have all completed, not started yet.
+        SELECT array_agg(d.run_id), array_agg(d.step_idx) INTO v_rr, v_rs
+        FROM (
+            SELECT DISTINCT x.run_id, dd AS step_idx
+            FROM unnest(p_runs, p_steps) AS x(run_id, step_idx)
+            JOIN qflow.runs ru ON ru.id = x.run_id AND ru.status = 'started'
+            JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = x.step_idx
+            CROSS JOIN LATERAL unnest(st.dependents) AS dd
+        ) d
+        JOIN qflow.runs ru ON ru.id = d.run_id
+        JOIN qflow.steps ds ON ds.flow_id = ru.flow_id AND ds.idx = d.step_idx
+        WHERE NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = d.run_id AND s.step_idx = d.step_idx)
+          AND (SELECT count(*) FROM qflow.step_states s
+               WHERE s.run_id = d.run_id AND s.step_idx = ANY (ds.deps) AND s.status = 'completed') = ds.dep_count;
+        EXIT WHEN v_rr IS NULL;
+        v_st := qflow.start_steps(v_rr, v_rs);
+        o_tasks := o_tasks + v_st.o_tasks;
+        o_queues := o_queues || v_st.o_queues;
+        p_runs := v_st.o_runs;
+        p_steps := v_st.o_steps;
+    END LOOP;
 END $$;
 
 -- Runs: start -------------------------------------------------------------------
@@ -286,9 +518,14 @@ END $$;
 CREATE FUNCTION qflow.start_runs(p_flow_id integer, p_inputs jsonb[], p_opts jsonb DEFAULT '{}')
 RETURNS SETOF uuid LANGUAGE plpgsql AS $$
 DECLARE
-    v_flow qflow.flows;
-    v_ids  uuid[];
-    v_bad  integer;
+    v_flow   qflow.flows;
+    v_ids    uuid[];
+    v_bad    integer;
+    v_roots  smallint[];
+    v_events boolean := coalesce((p_opts->>'events')::boolean, true);
+    v_st     record;
+    v_adv    record;
+    v_queue  text;
 BEGIN
     SELECT * INTO v_flow FROM qflow.flows WHERE id = p_flow_id;
     IF NOT FOUND THEN
@@ -301,6 +538,7 @@ BEGIN
     IF v_bad IS NOT NULL THEN
         RAISE EXCEPTION 'qflow: input % of flow "%" is null', v_bad, v_flow.slug USING ERRCODE = 'QF400';
     END IF;
+    SELECT array_agg(idx ORDER BY idx) INTO v_roots FROM qflow.steps WHERE flow_id = p_flow_id AND dep_count = 0;
     IF EXISTS (SELECT 1 FROM qflow.steps WHERE flow_id = p_flow_id AND kind = 'map' AND dep_count = 0) THEN
         SELECT min(o) INTO v_bad FROM unnest(p_inputs) WITH ORDINALITY AS i(v, o) WHERE jsonb_typeof(v) <> 'array';
         IF v_bad IS NOT NULL THEN
@@ -312,216 +550,37 @@ BEGIN
 
     INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential,
                             max_attempts, deadline)
-    SELECT r.id, p_flow_id, v_flow.slug, r.input, v_flow.step_count,
-           coalesce((p_opts->>'events')::boolean, true),
+    SELECT r.id, p_flow_id, v_flow.slug, r.input, v_flow.step_count, v_events,
            coalesce((p_opts->>'sequential')::boolean, false),
            nullif((p_opts->>'max_attempts')::integer, 0),
            now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0)
     FROM unnest(v_ids, p_inputs) AS r(id, input);
 
-    INSERT INTO qflow.step_states (run_id, step_idx, flow_id, remaining_deps)
-    SELECT r.id, s.idx, p_flow_id, s.dep_count
-    FROM unnest(v_ids) AS r(id) CROSS JOIN qflow.steps s
-    WHERE s.flow_id = p_flow_id;
-
-    IF coalesce((p_opts->>'events')::boolean, true) THEN
-        PERFORM qflow.emit('workflow_started', r.id, v_flow.slug, NULL, NULL, 'started', NULL, NULL, NULL, NULL)
-        FROM unnest(v_ids) AS r(id);
+    IF v_events AND qflow.events_on() THEN
+        PERFORM qflow.publish(array_agg(qflow.ev('workflow_started', r.id, v_flow.slug, NULL, NULL, 'started',
+                                                 NULL, NULL, NULL, NULL) ORDER BY o))
+        FROM unnest(v_ids) WITH ORDINALITY AS r(id, o);
     END IF;
 
-    PERFORM qflow.start_ready_steps(v_ids);
+    SELECT * INTO v_st FROM qflow.start_steps(
+        ARRAY(SELECT r FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY 1, s),
+        ARRAY(SELECT s FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY r, 1));
+    IF v_st.o_runs IS NOT NULL THEN
+        SELECT * INTO v_adv FROM qflow.advance(v_st.o_runs, v_st.o_steps);
+        v_st.o_queues := v_st.o_queues || v_adv.o_queues;
+    END IF;
+    -- Wake idle workers; identical notifications in one transaction are
+    -- delivered once.
+    FOR v_queue IN SELECT DISTINCT q FROM unnest(v_st.o_queues) AS q LOOP
+        PERFORM pg_notify('qflow_work', v_queue);
+    END LOOP;
     RETURN QUERY SELECT unnest(v_ids);
 END $$;
 
--- start_ready_steps starts every created step of these runs whose
--- dependencies have all completed: it creates the step's tasks (one, or
--- one per element for a map step) and sends their messages to the flow's
--- queue, in one statement per queue. An empty map completes at once with []
--- and cascades; a map over a non-array fails the run.
-CREATE FUNCTION qflow.start_ready_steps(p_run_ids uuid[])
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    v_ready qflow.ready_step[];
-    v_empty qflow.step_key[];
-    v_queue text;
-    v_seq   regclass;
-    v_ids   bigint[];
-    v_vts   timestamptz[];
-    v_msgs  jsonb[];
-    v_hdrs  jsonb[];
-    r       record;
-BEGIN
-    -- One pass is enough: steps that an empty map makes ready are started by
-    -- the steps_completed call that cascades it.
-    SELECT array_agg(x) INTO v_ready FROM (
-        SELECT ROW(ss.run_id, ss.step_idx, ss.flow_id, st.kind, f.queue_name, st.start_delay_ms, src.arr,
-               CASE WHEN st.kind = 'single' THEN 1
-                    WHEN jsonb_typeof(src.arr) = 'array' THEN jsonb_array_length(src.arr)
-                    ELSE -1 END,
-               st.slug, f.slug, ru.events,
-               CASE WHEN f.prioritized THEN st.priority END)::qflow.ready_step AS x
-        FROM qflow.step_states ss
-        JOIN qflow.runs ru ON ru.id = ss.run_id AND ru.status = 'started'
-        JOIN qflow.steps st ON st.flow_id = ss.flow_id AND st.idx = ss.step_idx
-        JOIN qflow.flows f ON f.id = ss.flow_id
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN st.kind = 'single' THEN NULL
-                        WHEN st.dep_count = 0 THEN ru.input
-                        ELSE (SELECT ds.output FROM qflow.deps d
-                              JOIN qflow.step_states ds ON ds.run_id = ss.run_id AND ds.step_idx = d.dep_idx
-                              WHERE d.flow_id = ss.flow_id AND d.step_idx = ss.step_idx)
-                   END AS arr
-        ) src
-        WHERE ss.run_id = ANY (p_run_ids) AND ss.status = 'created' AND ss.remaining_deps = 0
-        ORDER BY ss.run_id, ss.step_idx
-        FOR UPDATE OF ss
-    ) sub;
-    IF v_ready IS NULL THEN
-        RETURN;
-    END IF;
+-- Runs: fail, cancel, expire ----------------------------------------------------------
 
-    -- A map over something that is not an array fails its run.
-    FOR r IN SELECT q.*, (SELECT st.slug FROM qflow.deps d
-                          JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.dep_idx
-                          WHERE d.flow_id = q.flow_id AND d.step_idx = q.step_idx) AS dep_slug
-             FROM unnest(v_ready) q WHERE q.n < 0 LOOP
-        PERFORM qflow.fail_run(r.run_id, r.step_idx,
-            format('map step "%s" needs a JSON array from %s, got a JSON %s', r.step_slug,
-                   coalesce('step "' || r.dep_slug || '"', 'the flow input'), coalesce(jsonb_typeof(r.arr), 'null')));
-    END LOOP;
-    -- A run that just failed starts nothing more: drop all of its steps.
-    IF EXISTS (SELECT 1 FROM unnest(v_ready) q WHERE q.n < 0) THEN
-        SELECT array_agg(q) INTO v_ready FROM unnest(v_ready) q
-        WHERE q.run_id NOT IN (SELECT b.run_id FROM unnest(v_ready) b WHERE b.n < 0);
-        IF v_ready IS NULL THEN
-            RETURN;
-        END IF;
-    END IF;
-
-    -- Steps with tasks: start them, create the tasks, send the messages.
-    UPDATE qflow.step_states ss
-    SET status = 'started', task_count = q.n, remaining_tasks = q.n, started_at = now()
-    FROM unnest(v_ready) q
-    WHERE ss.run_id = q.run_id AND ss.step_idx = q.step_idx AND q.n > 0;
-
-    FOR v_queue IN SELECT DISTINCT q.queue_name FROM unnest(v_ready) q WHERE q.n > 0 LOOP
-        -- Message ids come from the queue's own identity sequence, so the
-        -- tasks are written by a static (plan-cached) statement and the
-        -- dynamic one, planned on every call, is a trivial INSERT.
-        v_seq := pg_get_serial_sequence(format('pgmq.%I', 'q_' || v_queue), 'msg_id')::regclass;
-        WITH t AS MATERIALIZED (
-            SELECT nextval(v_seq) AS msg_id, o.*
-            FROM (SELECT q.run_id, q.step_idx, q.flow_id, (e.o - 1)::integer AS task_index, e.v AS input,
-                         clock_timestamp() + make_interval(secs => q.start_delay_ms / 1000.0) AS vt,
-                         CASE WHEN q.priority IS NOT NULL THEN jsonb_build_object('priority', q.priority) END AS headers
-                  FROM unnest(v_ready) q
-                  CROSS JOIN LATERAL (
-                      SELECT x.v, x.o FROM jsonb_array_elements(q.arr) WITH ORDINALITY AS x(v, o)
-                      WHERE q.kind = 'map'
-                      UNION ALL
-                      SELECT NULL::jsonb, 1::bigint WHERE q.kind = 'single'
-                  ) e
-                  WHERE q.queue_name = v_queue AND q.n > 0
-                  ORDER BY q.run_id, q.step_idx, e.o) o
-        ), ins AS (
-            INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, message_id, input)
-            SELECT t.run_id, t.step_idx, t.task_index, t.flow_id, t.msg_id, t.input FROM t
-        )
-        SELECT array_agg(t.msg_id), array_agg(t.vt),
-               array_agg(jsonb_build_object('run_id', t.run_id, 'step_idx', t.step_idx, 'task_index', t.task_index)),
-               array_agg(t.headers)
-        INTO v_ids, v_vts, v_msgs, v_hdrs FROM t;
-        EXECUTE format('INSERT INTO pgmq.%I (msg_id, vt, message, headers) OVERRIDING SYSTEM VALUE
-                        SELECT * FROM unnest($1, $2, $3, $4)', 'q_' || v_queue)
-        USING v_ids, v_vts, v_msgs, v_hdrs;
-        -- Wake idle workers; identical notifications in one transaction
-        -- are delivered once, so a batch costs one.
-        PERFORM pg_notify('qflow_work', v_queue);
-    END LOOP;
-
-    PERFORM qflow.emit('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL)
-    FROM unnest(v_ready) q WHERE q.n > 0 AND q.events;
-
-    -- Empty maps complete at once with [] and cascade.
-    IF EXISTS (SELECT 1 FROM unnest(v_ready) q WHERE q.n = 0) THEN
-        WITH e AS (
-            UPDATE qflow.step_states ss
-            SET status = 'completed', task_count = 0, remaining_tasks = 0, output = '[]',
-                started_at = now(), finished_at = now()
-            FROM unnest(v_ready) q
-            WHERE ss.run_id = q.run_id AND ss.step_idx = q.step_idx AND q.n = 0
-            RETURNING ss.run_id, ss.step_idx
-        )
-        SELECT array_agg((e.run_id, e.step_idx)::qflow.step_key) INTO v_empty FROM e;
-        PERFORM qflow.emit('step_completed', q.run_id, q.flow_slug, q.step_slug, NULL, 'completed', NULL, 0, NULL, NULL)
-        FROM unnest(v_ready) q WHERE q.n = 0 AND q.events;
-        IF v_empty IS NOT NULL THEN
-            PERFORM qflow.steps_completed(v_empty);
-        END IF;
-    END IF;
-END $$;
-
--- steps_completed propagates completed steps: dependents lose a pending
--- dependency, runs lose a remaining step, runs with none left complete, and
--- steps that became ready are started.
-CREATE FUNCTION qflow.steps_completed(p_steps qflow.step_key[])
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    v_runs uuid[];
-    v_n    integer;
-BEGIN
-    -- Lock dependents in a fixed order, then decrement.
-    WITH c AS (
-        SELECT d.step_idx, k.run_id, count(*)::integer AS n
-        FROM unnest(p_steps) k
-        JOIN qflow.step_states s ON s.run_id = k.run_id AND s.step_idx = k.step_idx
-        JOIN qflow.deps d ON d.flow_id = s.flow_id AND d.dep_idx = k.step_idx
-        GROUP BY 1, 2
-    ), locked AS (
-        SELECT ss.run_id, ss.step_idx, c.n FROM qflow.step_states ss
-        JOIN c ON ss.run_id = c.run_id AND ss.step_idx = c.step_idx
-        ORDER BY ss.run_id, ss.step_idx
-        FOR UPDATE OF ss
-    )
-    UPDATE qflow.step_states ss SET remaining_deps = ss.remaining_deps - l.n
-    FROM locked l WHERE ss.run_id = l.run_id AND ss.step_idx = l.step_idx AND ss.status = 'created';
-
-    WITH c AS (
-        SELECT k.run_id, count(*)::integer AS n FROM unnest(p_steps) k GROUP BY 1
-    ), locked AS (
-        SELECT r.id, c.n FROM qflow.runs r JOIN c ON r.id = c.run_id
-        WHERE r.status = 'started'
-        ORDER BY r.id FOR UPDATE OF r
-    ), u AS (
-        UPDATE qflow.runs r SET remaining_steps = r.remaining_steps - l.n
-        FROM locked l WHERE r.id = l.id
-        RETURNING r.id
-    )
-    SELECT array_agg(id) INTO v_runs FROM u;
-    IF v_runs IS NULL THEN
-        RETURN;
-    END IF;
-
-    -- Runs with nothing left complete; their output is their leaf steps' outputs.
-    WITH done AS (
-        UPDATE qflow.runs r
-        SET status = 'completed', finished_at = now(),
-            output = (SELECT jsonb_object_agg(st.slug, ss.output)
-                      FROM qflow.step_states ss
-                      JOIN qflow.steps st ON st.flow_id = ss.flow_id AND st.idx = ss.step_idx
-                      WHERE ss.run_id = r.id AND st.is_leaf)
-        WHERE r.id = ANY (v_runs) AND r.remaining_steps = 0 AND r.status = 'started'
-        RETURNING r.id, r.flow_slug, r.events, r.started_at
-    )
-    SELECT count(qflow.emit('workflow_completed', id, flow_slug, NULL, NULL, 'completed', NULL,
-                            (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint, NULL, NULL))
-    INTO v_n FROM done WHERE events;
-
-    PERFORM qflow.start_ready_steps(v_runs);
-END $$;
-
--- fail_run marks a run failed because of step p_step_idx, cancels its other
--- unfinished steps and tasks and removes their queued messages.
+-- fail_run marks a run failed because of step p_step_idx and cancels its
+-- other unfinished steps and tasks. The caller holds the run's lock.
 CREATE FUNCTION qflow.fail_run(p_run uuid, p_step_idx smallint, p_error text)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -539,39 +598,27 @@ BEGIN
     UPDATE qflow.step_states SET status = 'failed', error = p_error, finished_at = now()
     WHERE run_id = p_run AND step_idx = p_step_idx AND status IN ('created', 'started');
     PERFORM qflow.cancel_unfinished(p_run);
-    IF v_run.events THEN
-        PERFORM qflow.emit('step_failed', p_run, v_run.flow_slug, v_slug, NULL, 'failed', NULL, NULL, p_error, NULL);
-        PERFORM qflow.emit('workflow_failed', p_run, v_run.flow_slug, v_slug, NULL, 'failed', NULL,
-                           (extract(epoch FROM clock_timestamp() - v_run.started_at) * 1000)::bigint, p_error, NULL);
+    IF v_run.events AND qflow.events_on() THEN
+        PERFORM qflow.publish(ARRAY[
+            qflow.ev('step_failed', p_run, v_run.flow_slug, v_slug, NULL, 'failed', NULL, NULL, p_error, NULL),
+            qflow.ev('workflow_failed', p_run, v_run.flow_slug, v_slug, NULL, 'failed', NULL,
+                     (extract(epoch FROM clock_timestamp() - v_run.started_at) * 1000)::bigint, p_error, NULL)]);
     END IF;
 END $$;
 
--- cancel_unfinished cancels a finished run's unfinished steps and tasks and
--- deletes their queue messages.
+-- cancel_unfinished cancels a finished run's unfinished steps and tasks.
 CREATE FUNCTION qflow.cancel_unfinished(p_run uuid)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    v_msgs  bigint[];
-    v_queue text;
-BEGIN
+RETURNS void LANGUAGE sql AS $$
     UPDATE qflow.step_states SET status = 'cancelled', finished_at = now()
     WHERE run_id = p_run AND status IN ('created', 'started');
-    WITH c AS (
-        UPDATE qflow.step_tasks SET status = 'cancelled', finished_at = now()
-        WHERE run_id = p_run AND status IN ('queued', 'started')
-        RETURNING message_id
-    )
-    SELECT array_agg(message_id) INTO v_msgs FROM c;
-    IF v_msgs IS NOT NULL THEN
-        SELECT f.queue_name INTO v_queue FROM qflow.flows f JOIN qflow.runs r ON r.flow_id = f.id WHERE r.id = p_run;
-        EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = ANY ($1)', 'q_' || v_queue) USING v_msgs;
-    END IF;
-END $$;
+    UPDATE qflow.step_tasks SET status = 'cancelled', finished_at = now()
+    WHERE run_id = p_run AND finished_at IS NULL;
+$$;
 
 -- cancel_run cancels a started run: the run and its unfinished steps and
--- tasks become cancelled and queued messages are removed. Workers running
--- its tasks learn it at their next heartbeat and cancel the handlers'
--- contexts. Returns false when the run had already finished.
+-- tasks become cancelled. Workers running its tasks learn it at their next
+-- heartbeat and cancel the handlers' contexts. Returns false when the run
+-- had already finished.
 CREATE FUNCTION qflow.cancel_run(p_run uuid, p_reason text DEFAULT 'cancelled')
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
@@ -587,15 +634,15 @@ BEGIN
         RETURN false;
     END IF;
     PERFORM qflow.cancel_unfinished(p_run);
-    IF v_run.events THEN
-        PERFORM qflow.emit('workflow_cancelled', p_run, v_run.flow_slug, NULL, NULL, 'cancelled', NULL,
-                           (extract(epoch FROM clock_timestamp() - v_run.started_at) * 1000)::bigint, p_reason, NULL);
+    IF v_run.events AND qflow.events_on() THEN
+        PERFORM qflow.publish(ARRAY[qflow.ev('workflow_cancelled', p_run, v_run.flow_slug, NULL, NULL, 'cancelled', NULL,
+                           (extract(epoch FROM clock_timestamp() - v_run.started_at) * 1000)::bigint, p_reason, NULL)]);
     END IF;
     RETURN true;
 END $$;
 
 -- expire_runs cancels started runs whose whole-run deadline has passed and
--- returns how many it cancelled. Workers call it as part of their upkeep.
+-- returns how many it cancelled.
 CREATE FUNCTION qflow.expire_runs()
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -612,248 +659,7 @@ BEGIN
     RETURN v_n;
 END $$;
 
--- Tasks: claim, complete, fail, heartbeat ---------------------------------------
-
--- claim reserves up to p_qty visible tasks of one flow version's queue for
--- worker p_worker for p_lease_ms, marks them started and returns them with
--- their inputs, in one statement per concern. Messages whose task already
--- finished are deleted; a task whose lease expired with no attempts left
--- fails instead of running again.
-CREATE FUNCTION qflow.claim(p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint)
-RETURNS TABLE (msg_id bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer,
-               step_slug text, timeout_ms bigint, input jsonb)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_queue text;
-    v_prio  boolean;
-    v_keys  qflow.task_key[];
-    v_msgs  bigint[];
-    v_got   bigint[];
-    v_claimed qflow.done_task[];
-    v_failed  boolean := false;
-    r       record;
-BEGIN
-    SELECT f.queue_name, f.prioritized INTO v_queue, v_prio FROM qflow.flows f WHERE f.id = p_flow_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'qflow: unknown flow id %', p_flow_id USING ERRCODE = 'QF404';
-    END IF;
-    EXECUTE format($q$
-        WITH m AS (
-            SELECT q.msg_id FROM pgmq.%1$I q
-            WHERE q.vt <= clock_timestamp()
-            ORDER BY %2$s q.msg_id LIMIT $1
-            FOR UPDATE SKIP LOCKED
-        ), u AS (
-            UPDATE pgmq.%1$I q
-            SET vt = clock_timestamp() + make_interval(secs => $2 / 1000.0),
-                read_ct = q.read_ct + 1, last_read_at = clock_timestamp()
-            FROM m WHERE q.msg_id = m.msg_id
-            RETURNING q.msg_id, q.message
-        )
-        SELECT array_agg(u.msg_id ORDER BY u.msg_id),
-               array_agg(((u.message->>'run_id')::uuid, (u.message->>'step_idx')::smallint,
-                          (u.message->>'task_index')::integer)::qflow.task_key ORDER BY u.msg_id)
-        FROM u
-    $q$, 'q_' || v_queue,
-        -- Prioritized flows: higher priority first (served by the expression
-        -- index set_step_priorities creates); others: plain FIFO.
-        CASE WHEN v_prio THEN 'coalesce((q.headers->>''priority'')::integer, 0) DESC,' ELSE '' END)
-    USING p_qty, p_lease_ms INTO v_msgs, v_keys;
-    IF v_msgs IS NULL THEN
-        RETURN;
-    END IF;
-
-    -- Sequential runs (at most one task at a time): lock them, then admit
-    -- one task per run, and only when none of its other tasks is running.
-    PERFORM 1 FROM qflow.runs ru
-    WHERE ru.id IN (SELECT k.run_id FROM unnest(v_keys) k) AND ru.sequential
-    ORDER BY ru.id FOR UPDATE;
-
-    -- Every lookup below is driven by the claimed keys through primary
-    -- keys. Run columns come with the keys (k), never from a join of runs
-    -- with step_tasks: a plan may then scan step_tasks by run_id alone, and
-    -- a 10,000-task map would make every claim scan all of its tasks.
-    WITH k AS MATERIALIZED (
-        SELECT k.msg_id, k.run_id, k.step_idx, k.task_index,
-               ru.status AS run_status, ru.max_attempts AS run_max_attempts, ru.sequential
-        FROM unnest(v_msgs, v_keys) AS k(msg_id, run_id, step_idx, task_index)
-        JOIN qflow.runs ru ON ru.id = k.run_id
-    ), c AS (
-        UPDATE qflow.step_tasks t
-        SET status = 'started', attempts = t.attempts + 1, started_at = now(), worker_id = p_worker
-        FROM k, qflow.steps st
-        WHERE t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
-          AND st.flow_id = t.flow_id AND st.idx = t.step_idx
-          AND k.run_status = 'started'
-          AND (t.status = 'queued'
-               OR (t.status = 'started' AND t.attempts < coalesce(k.run_max_attempts, st.max_attempts)))
-          AND (NOT k.sequential OR (
-                k.msg_id = (SELECT min(k2.msg_id) FROM k k2 WHERE k2.run_id = k.run_id)
-                AND NOT EXISTS (SELECT 1 FROM qflow.step_tasks o
-                                WHERE o.run_id = t.run_id AND o.status = 'started'
-                                  AND (o.step_idx, o.task_index) <> (t.step_idx, t.task_index))))
-        RETURNING t.run_id, t.step_idx, t.task_index, t.flow_id, k.msg_id, t.attempts, t.started_at
-    )
-    SELECT array_agg(c.msg_id), array_agg(c::qflow.done_task ORDER BY c.msg_id) INTO v_got, v_claimed FROM c;
-
-    -- Messages not claimed: stale ones are deleted; a task whose worker
-    -- vanished with no attempts left fails; a task of a sequential run that
-    -- must wait for its turn is looked at again shortly.
-    FOR r IN SELECT k.msg_id, k.run_id, k.step_idx, k.task_index, t.status, t.attempts,
-                    coalesce(ru.max_attempts, st.max_attempts) AS max_attempts, ru.status AS run_status
-             FROM unnest(v_msgs, v_keys) AS k(msg_id, run_id, step_idx, task_index)
-             LEFT JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx
-                                          AND t.task_index = k.task_index
-             LEFT JOIN qflow.runs ru ON ru.id = t.run_id
-             LEFT JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
-             WHERE (v_got IS NULL OR NOT (k.msg_id = ANY (v_got)))
-               AND cardinality(v_got) IS DISTINCT FROM cardinality(v_msgs) LOOP
-        IF r.run_status = 'started' AND r.status = 'started' AND r.attempts >= r.max_attempts THEN
-            PERFORM qflow.fail_tasks(NULL, ARRAY[(r.run_id, r.step_idx, r.task_index)::qflow.task_key],
-                ARRAY['lease expired: the worker running this task stopped heart-beating, and no attempts are left'],
-                ARRAY[true]);
-            v_failed := true;
-        ELSIF r.run_status = 'started' AND r.status IN ('queued', 'started') THEN
-            EXECUTE format('UPDATE pgmq.%I SET vt = clock_timestamp() + interval ''100 milliseconds'', read_ct = read_ct - 1 WHERE msg_id = $1',
-                           'q_' || v_queue) USING r.msg_id;
-        ELSE
-            EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = $1', 'q_' || v_queue) USING r.msg_id;
-        END IF;
-    END LOOP;
-    IF v_got IS NULL THEN
-        RETURN;
-    END IF;
-    -- Failing a task fails its run and cancels the run's other tasks: do
-    -- not hand out tasks this very call just cancelled.
-    IF v_failed THEN
-        SELECT array_agg(d ORDER BY d.message_id) INTO v_claimed FROM unnest(v_claimed) d
-        WHERE (SELECT t.status FROM qflow.step_tasks t
-               WHERE t.run_id = d.run_id AND t.step_idx = d.step_idx AND t.task_index = d.task_index) = 'started';
-        IF v_claimed IS NULL THEN
-            RETURN;
-        END IF;
-    END IF;
-
-    RETURN QUERY
-    SELECT d.message_id, d.run_id, d.step_idx, d.task_index, d.attempts, st.slug, st.timeout_ms,
-           CASE WHEN st.kind = 'map'
-                THEN (SELECT t.input FROM qflow.step_tasks t
-                      WHERE t.run_id = d.run_id AND t.step_idx = d.step_idx AND t.task_index = d.task_index)
-                ELSE (CASE WHEN st.takes_input
-                           THEN jsonb_build_object('run', (SELECT ru.input FROM qflow.runs ru WHERE ru.id = d.run_id))
-                           ELSE '{}'::jsonb END)
-                     || coalesce((SELECT jsonb_object_agg(dst.slug, ds.output)
-                                  FROM qflow.deps dp
-                                  JOIN qflow.steps dst ON dst.flow_id = dp.flow_id AND dst.idx = dp.dep_idx
-                                  JOIN qflow.step_states ds ON ds.run_id = d.run_id AND ds.step_idx = dp.dep_idx
-                                  WHERE dp.flow_id = d.flow_id AND dp.step_idx = d.step_idx), '{}'::jsonb)
-           END
-    FROM unnest(v_claimed) d
-    JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.step_idx
-    ORDER BY d.message_id;
-
-    PERFORM qflow.emit('task_started', d.run_id, ru.flow_slug, st.slug, d.task_index, 'started', d.attempts, NULL, NULL, NULL)
-    FROM unnest(v_claimed) d
-    JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.step_idx
-    JOIN qflow.runs ru ON ru.id = d.run_id
-    WHERE ru.events;
-END $$;
-
--- complete_tasks records the outputs of finished tasks in one transaction:
--- tasks still started become completed (a late or duplicate completion of
--- a finished task changes nothing), their messages are deleted, steps with
--- no tasks left complete (a map step's output is its tasks' outputs in
--- index order), and the completion propagates to dependents and runs.
--- Returns the number of tasks it completed.
-CREATE FUNCTION qflow.complete_tasks(p_worker uuid, p_keys qflow.task_key[], p_outputs jsonb[])
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    v_tasks qflow.done_task[];
-    v_done  qflow.step_key[];
-    v_queue text;
-    v_n     integer;
-BEGIN
-    -- Lock the runs first, in id order, as cancel_run and fail_run do: every
-    -- transition then takes run → step → task locks in the same order, so
-    -- completions, failures and cancellations of one run cannot deadlock.
-    PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
-    IF cardinality(p_keys) IS DISTINCT FROM cardinality(p_outputs) THEN
-        RAISE EXCEPTION 'qflow: complete_tasks: % keys but % outputs', cardinality(p_keys), cardinality(p_outputs)
-            USING ERRCODE = '22023';
-    END IF;
-    WITH k AS (
-        SELECT x.run_id, x.step_idx, x.task_index, x.output
-        FROM unnest(p_keys, p_outputs) AS x(run_id, step_idx, task_index, output)
-    ), locked AS (
-        SELECT t.run_id, t.step_idx, t.task_index, k.output FROM qflow.step_tasks t
-        JOIN k ON t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
-        WHERE t.status = 'started'
-        ORDER BY 1, 2, 3
-        FOR UPDATE OF t
-    ), u AS (
-        UPDATE qflow.step_tasks t
-        SET status = 'completed', output = coalesce(l.output, 'null'::jsonb), error = NULL, finished_at = now()
-        FROM locked l
-        WHERE t.run_id = l.run_id AND t.step_idx = l.step_idx AND t.task_index = l.task_index
-        RETURNING t.run_id, t.step_idx, t.task_index, t.flow_id, t.message_id, t.attempts, t.started_at
-    )
-    SELECT array_agg(u::qflow.done_task) INTO v_tasks FROM u;
-    IF v_tasks IS NULL THEN
-        RETURN 0;
-    END IF;
-
-    FOR v_queue IN SELECT DISTINCT f.queue_name FROM unnest(v_tasks) d JOIN qflow.flows f ON f.id = d.flow_id LOOP
-        EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = ANY ($1)', 'q_' || v_queue)
-        USING (SELECT array_agg(d.message_id) FROM unnest(v_tasks) d JOIN qflow.flows f ON f.id = d.flow_id
-               WHERE f.queue_name = v_queue);
-    END LOOP;
-
-    PERFORM qflow.emit('task_completed', d.run_id, ru.flow_slug, st.slug, d.task_index, 'completed', d.attempts,
-                       (extract(epoch FROM clock_timestamp() - d.started_at) * 1000)::bigint, NULL, NULL)
-    FROM unnest(v_tasks) d
-    JOIN qflow.runs ru ON ru.id = d.run_id
-    JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.step_idx
-    WHERE ru.events;
-
-    -- Count down each step's remaining tasks, rows locked in a fixed order.
-    WITH c AS (
-        SELECT d.run_id, d.step_idx, count(*)::integer AS n FROM unnest(v_tasks) d GROUP BY 1, 2
-    ), locked AS (
-        SELECT ss.run_id, ss.step_idx, c.n FROM qflow.step_states ss
-        JOIN c ON ss.run_id = c.run_id AND ss.step_idx = c.step_idx
-        WHERE ss.status = 'started'
-        ORDER BY 1, 2
-        FOR UPDATE OF ss
-    ), u AS (
-        UPDATE qflow.step_states ss SET remaining_tasks = ss.remaining_tasks - l.n
-        FROM locked l WHERE ss.run_id = l.run_id AND ss.step_idx = l.step_idx
-        RETURNING ss.run_id, ss.step_idx, ss.remaining_tasks
-    )
-    SELECT array_agg((u.run_id, u.step_idx)::qflow.step_key) INTO v_done FROM u WHERE u.remaining_tasks = 0;
-
-    IF v_done IS NOT NULL THEN
-        WITH u AS (
-            UPDATE qflow.step_states ss
-            SET status = 'completed', finished_at = now(), error = NULL,
-                output = CASE WHEN st.kind = 'single'
-                              THEN (SELECT t.output FROM qflow.step_tasks t
-                                    WHERE t.run_id = ss.run_id AND t.step_idx = ss.step_idx AND t.task_index = 0)
-                              ELSE (SELECT coalesce(jsonb_agg(t.output ORDER BY t.task_index), '[]'::jsonb)
-                                    FROM qflow.step_tasks t
-                                    WHERE t.run_id = ss.run_id AND t.step_idx = ss.step_idx)
-                         END
-            FROM unnest(v_done) k, qflow.steps st
-            WHERE ss.run_id = k.run_id AND ss.step_idx = k.step_idx
-              AND st.flow_id = ss.flow_id AND st.idx = ss.step_idx
-            RETURNING ss.run_id, st.slug, ss.started_at
-        )
-        SELECT count(qflow.emit('step_completed', u.run_id, ru.flow_slug, u.slug, NULL, 'completed', NULL,
-                                (extract(epoch FROM clock_timestamp() - u.started_at) * 1000)::bigint, NULL, NULL))
-        INTO v_n FROM u JOIN qflow.runs ru ON ru.id = u.run_id WHERE ru.events;
-        PERFORM qflow.steps_completed(v_done);
-    END IF;
-    RETURN cardinality(v_tasks);
-END $$;
+-- Tasks: fail, expire leases, heartbeat, release ----------------------------------------
 
 -- retry_delay_ms is the wait before attempt p_attempt + 1:
 -- base × 2^(attempt−1), capped at 10 minutes, with ±20% jitter.
@@ -867,62 +673,45 @@ $$;
 -- error not marked permanent) is queued again after the retry delay;
 -- otherwise the task and its step fail, and so does the run, which cancels
 -- everything else in it. The error is stored on the task and the step.
+-- A worker fails only its own attempts (p_worker NULL: the engine itself,
+-- for an expired lease). Returns the number of attempts recorded.
 CREATE FUNCTION qflow.fail_tasks(p_worker uuid, p_keys qflow.task_key[], p_errors text[], p_permanent boolean[])
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
-    r       record;
-    v_n     integer := 0;
-    v_delay bigint;
-    v_ms    bigint;
+    r        record;
+    v_n      integer := 0;
+    v_ms     bigint;
+    v_events boolean := qflow.events_on();
 BEGIN
-    -- Lock the runs first, in id order, as cancel_run and fail_run do: every
-    -- transition then takes run → step → task locks in the same order, so
-    -- completions, failures and cancellations of one run cannot deadlock.
     PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
-    -- Run columns come with the keys (x), never from a join of runs with
-    -- step_tasks, so tasks are found by primary key (see claim).
-    FOR r IN WITH x AS MATERIALIZED (
-                 SELECT x.run_id, x.step_idx, x.task_index, x.err, x.perm,
-                        ru.max_attempts AS run_max_attempts, ru.events, ru.flow_slug, ru.status AS run_status
-                 FROM unnest(p_keys, p_errors, p_permanent) AS x(run_id, step_idx, task_index, err, perm)
-                 JOIN qflow.runs ru ON ru.id = x.run_id
-             )
-             SELECT t.run_id, t.step_idx, t.task_index, t.attempts, t.message_id, t.started_at,
+    FOR r IN SELECT t.run_id, t.step_idx, t.task_index, t.attempts, t.max_attempts, t.started_at,
                     x.err, coalesce(x.perm, false) AS perm, st.slug, st.base_delay_ms,
-                    coalesce(x.run_max_attempts, st.max_attempts) AS max_attempts,
-                    x.events, x.flow_slug, f.queue_name
-             FROM x
-             JOIN qflow.step_tasks t ON t.run_id = x.run_id AND t.step_idx = x.step_idx
-                                     AND t.task_index = x.task_index
+                    ru.events AND v_events AS events, ru.flow_slug, ru.sequential
+             FROM unnest(p_keys, p_errors, p_permanent) AS x(run_id, step_idx, task_index, err, perm)
+             JOIN qflow.runs ru ON ru.id = x.run_id AND ru.status = 'started'
+             JOIN qflow.step_tasks t ON t.run_id = x.run_id AND t.step_idx = x.step_idx AND t.task_index = x.task_index
              JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
-             JOIN qflow.flows f ON f.id = t.flow_id
-             WHERE t.status = 'started' AND x.run_status = 'started'
-               -- A worker fails only its own attempt: one whose lease lapsed
-               -- must not fail the attempt another worker took over. (The
-               -- engine itself passes NULL for an expired lease.)
-               AND (p_worker IS NULL OR t.worker_id = p_worker)
-             ORDER BY t.run_id, t.step_idx, t.task_index
-             FOR UPDATE OF t LOOP
+             WHERE t.status = 'started' AND (p_worker IS NULL OR t.worker_id = p_worker)
+             ORDER BY t.run_id, t.step_idx, t.task_index LOOP
+        -- An earlier failure in this loop may have failed the run.
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM qflow.runs WHERE id = r.run_id AND status = 'started');
         v_n := v_n + 1;
         v_ms := (extract(epoch FROM clock_timestamp() - r.started_at) * 1000)::bigint;
         UPDATE qflow.step_states SET error = r.err WHERE run_id = r.run_id AND step_idx = r.step_idx;
         IF NOT r.perm AND r.attempts < r.max_attempts THEN
-            v_delay := qflow.retry_delay_ms(r.base_delay_ms, r.attempts);
-            UPDATE qflow.step_tasks SET status = 'queued', error = r.err, worker_id = NULL
+            UPDATE qflow.step_tasks SET status = 'queued', error = r.err, worker_id = NULL,
+                vt = clock_timestamp() + make_interval(secs => qflow.retry_delay_ms(r.base_delay_ms, r.attempts) / 1000.0)
             WHERE run_id = r.run_id AND step_idx = r.step_idx AND task_index = r.task_index;
-            EXECUTE format('UPDATE pgmq.%I SET vt = clock_timestamp() + make_interval(secs => $2 / 1000.0) WHERE msg_id = $1',
-                           'q_' || r.queue_name) USING r.message_id, v_delay;
             IF r.events THEN
-                PERFORM qflow.emit('task_failed', r.run_id, r.flow_slug, r.slug, r.task_index, 'queued', r.attempts,
-                                   v_ms, r.err, true);
+                PERFORM qflow.publish(ARRAY[qflow.ev('task_failed', r.run_id, r.flow_slug, r.slug, r.task_index, 'queued',
+                                                     r.attempts, v_ms, r.err, true)]);
             END IF;
         ELSE
             UPDATE qflow.step_tasks SET status = 'failed', error = r.err, finished_at = now()
             WHERE run_id = r.run_id AND step_idx = r.step_idx AND task_index = r.task_index;
-            EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = $1', 'q_' || r.queue_name) USING r.message_id;
             IF r.events THEN
-                PERFORM qflow.emit('task_failed', r.run_id, r.flow_slug, r.slug, r.task_index, 'failed', r.attempts,
-                                   v_ms, r.err, false);
+                PERFORM qflow.publish(ARRAY[qflow.ev('task_failed', r.run_id, r.flow_slug, r.slug, r.task_index, 'failed',
+                                                     r.attempts, v_ms, r.err, false)]);
             END IF;
             PERFORM qflow.fail_run(r.run_id, r.step_idx, r.err);
         END IF;
@@ -930,76 +719,255 @@ BEGIN
     RETURN v_n;
 END $$;
 
+-- expire_leases fails the started tasks whose lease has expired with no
+-- attempts left (their worker stopped heart-beating); tasks with attempts
+-- left are simply claimed again. Returns how many it failed.
+CREATE FUNCTION qflow.expire_leases()
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_keys qflow.task_key[];
+BEGIN
+    SELECT array_agg((t.run_id, t.step_idx, t.task_index)::qflow.task_key) INTO v_keys
+    FROM (SELECT t.run_id, t.step_idx, t.task_index FROM qflow.step_tasks t
+          WHERE t.finished_at IS NULL AND t.status = 'started' AND t.vt <= clock_timestamp()
+            AND t.attempts >= t.max_attempts
+          LIMIT 1000) t;
+    IF v_keys IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN qflow.fail_tasks(NULL, v_keys,
+        array_fill('lease expired: the worker running this task stopped heart-beating, and no attempts are left'::text,
+                   ARRAY[cardinality(v_keys)]),
+        array_fill(true, ARRAY[cardinality(v_keys)]));
+END $$;
+
+-- upkeep runs a worker's periodic chores: runs past their deadline are
+-- cancelled, tasks whose lease expired with no attempts left fail.
+CREATE FUNCTION qflow.upkeep(OUT o_runs_expired integer, OUT o_tasks_failed integer)
+LANGUAGE plpgsql AS $$
+BEGIN
+    o_runs_expired := qflow.expire_runs();
+    o_tasks_failed := qflow.expire_leases();
+END $$;
+
 -- heartbeat records that worker p_worker is alive, extends the lease of
 -- the tasks it still runs by p_lease_ms, and returns those of p_keys it
 -- must stop: tasks no longer started by it (cancelled, failed with their
--- run, or taken over after its lease expired).
+-- run, or taken over after its lease expired). A task locked by a
+-- transition in progress is passed over (its lease is extended at the next
+-- beat), so a heartbeat never waits.
 CREATE FUNCTION qflow.heartbeat(p_worker uuid, p_keys qflow.task_key[], p_lease_ms bigint)
 RETURNS SETOF qflow.task_key LANGUAGE plpgsql AS $$
-DECLARE
-    v_queue text;
 BEGIN
     UPDATE qflow.workers SET heartbeat_at = now() WHERE id = p_worker;
-    FOR v_queue IN SELECT DISTINCT f.queue_name FROM unnest(p_keys) k
-                   JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
-                   JOIN qflow.flows f ON f.id = t.flow_id
-                   WHERE t.status = 'started' AND t.worker_id = p_worker LOOP
-        EXECUTE format('UPDATE pgmq.%I SET vt = clock_timestamp() + make_interval(secs => $2 / 1000.0) WHERE msg_id = ANY ($1)',
-                       'q_' || v_queue)
-        USING (SELECT array_agg(t.message_id) FROM unnest(p_keys) k
-               JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
-               JOIN qflow.flows f ON f.id = t.flow_id
-               WHERE t.status = 'started' AND t.worker_id = p_worker AND f.queue_name = v_queue),
-              p_lease_ms;
-    END LOOP;
+    IF cardinality(p_keys) > 0 THEN
+        UPDATE qflow.step_tasks t SET vt = clock_timestamp() + make_interval(secs => p_lease_ms / 1000.0)
+        WHERE t.ctid = ANY (ARRAY(
+            SELECT t2.ctid FROM unnest(p_keys) k
+            JOIN qflow.step_tasks t2 ON t2.run_id = k.run_id AND t2.step_idx = k.step_idx AND t2.task_index = k.task_index
+            WHERE t2.status = 'started' AND t2.worker_id = p_worker
+            FOR UPDATE OF t2 SKIP LOCKED));
+    END IF;
     RETURN QUERY
     SELECT k.run_id, k.step_idx, k.task_index FROM unnest(p_keys) k
     LEFT JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
     WHERE t.status IS DISTINCT FROM 'started' OR t.worker_id IS DISTINCT FROM p_worker;
 END $$;
 
--- release returns tasks a stopping worker still holds to the queue at once,
--- without counting the attempt, so another worker can take them.
+-- release_tasks returns tasks a stopping worker still holds to the queue at
+-- once, without counting the attempt, so another worker can take them.
 CREATE FUNCTION qflow.release_tasks(p_worker uuid, p_keys qflow.task_key[])
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
-    r   record;
-    v_n integer := 0;
+    v_n integer;
+    v_queue text;
 BEGIN
-    FOR r IN SELECT t.run_id, t.step_idx, t.task_index, t.message_id, f.queue_name
-             FROM unnest(p_keys) k
-             JOIN qflow.step_tasks t ON t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
-             JOIN qflow.flows f ON f.id = t.flow_id
-             WHERE t.status = 'started' AND t.worker_id = p_worker
-             ORDER BY 1, 2, 3 FOR UPDATE OF t LOOP
-        UPDATE qflow.step_tasks SET status = 'queued', attempts = attempts - 1, worker_id = NULL
-        WHERE run_id = r.run_id AND step_idx = r.step_idx AND task_index = r.task_index;
-        EXECUTE format('UPDATE pgmq.%I SET vt = clock_timestamp() WHERE msg_id = $1', 'q_' || r.queue_name)
-        USING r.message_id;
-        PERFORM pg_notify('qflow_work', r.queue_name);
-        v_n := v_n + 1;
+    PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
+    WITH u AS (
+        UPDATE qflow.step_tasks t
+        SET status = 'queued', attempts = t.attempts - 1, worker_id = NULL, vt = clock_timestamp()
+        FROM unnest(p_keys) k
+        WHERE t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
+          AND t.status = 'started' AND t.worker_id = p_worker
+        RETURNING t.flow_id
+    )
+    SELECT count(*) INTO v_n FROM u;
+    FOR v_queue IN SELECT DISTINCT f.queue_name FROM unnest(p_keys) k
+                   JOIN qflow.runs r ON r.id = k.run_id JOIN qflow.flows f ON f.id = r.flow_id LOOP
+        PERFORM pg_notify('qflow_work', v_queue);
     END LOOP;
     RETURN v_n;
 END $$;
 
--- settle records a worker's finished tasks and claims new ones in the same
--- transaction (one round trip): completions and failures first, so the
--- steps they make ready can be claimed at once, without a wake-up.
-CREATE FUNCTION qflow.settle(p_worker uuid, p_done qflow.task_key[], p_outputs jsonb[],
-                             p_failed qflow.task_key[], p_errors text[], p_permanent boolean[],
-                             p_flow_id integer, p_qty integer, p_lease_ms bigint)
-RETURNS TABLE (msg_id bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer,
-               step_slug text, timeout_ms bigint, input jsonb)
-LANGUAGE plpgsql AS $$
+-- Tasks: settle (complete, fail and claim in one round trip) --------------------------
+
+-- claim reserves up to p_qty visible tasks of flow version p_flow_id for
+-- worker p_worker for p_lease_ms and returns them with their inputs: one
+-- statement reads the queue (an index scan of step_tasks_ready in claim
+-- order), takes the lease and starts the tasks. A started task whose lease
+-- expired is claimed again while it has attempts left; a task of a run
+-- past its deadline is never handed out (upkeep cancels the run).
+CREATE FUNCTION qflow.claim(p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint)
+RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_got qflow.claimed_task[];
 BEGIN
-    IF cardinality(p_done) > 0 THEN
-        PERFORM qflow.complete_tasks(p_worker, p_done, p_outputs);
+    WITH c AS (
+        UPDATE qflow.step_tasks t
+        SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker, started_at = v_now,
+            vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
+        WHERE t.ctid = ANY (ARRAY(
+            SELECT q.ctid FROM qflow.step_tasks q
+            WHERE q.flow_id = p_flow_id AND q.finished_at IS NULL AND q.vt <= v_now
+              AND (q.status = 'queued' OR q.attempts < q.max_attempts)
+              AND (q.deadline IS NULL OR q.deadline > v_now)
+            ORDER BY q.priority DESC, q.seq
+            LIMIT p_qty
+            FOR UPDATE SKIP LOCKED))
+        RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.flow_id, t.events
+    )
+    SELECT array_agg(c::qflow.claimed_task ORDER BY c.seq) INTO v_got FROM c;
+    IF v_got IS NULL THEN
+        RETURN;
     END IF;
-    IF cardinality(p_failed) > 0 THEN
-        PERFORM qflow.fail_tasks(p_worker, p_failed, p_errors, p_permanent);
+    IF qflow.events_on() THEN
+        PERFORM qflow.publish(array_agg(qflow.ev('task_started', c.run_id, f.slug, st.slug, c.task_index,
+                                                 'started', c.attempt, NULL, NULL, NULL) ORDER BY c.seq))
+        FROM unnest(v_got) c
+        JOIN qflow.flows f ON f.id = c.flow_id
+        JOIN qflow.steps st ON st.flow_id = c.flow_id AND st.idx = c.step_idx
+        WHERE c.events HAVING count(*) > 0;
     END IF;
+    RETURN QUERY SELECT * FROM unnest(v_got);
+END $$;
+
+-- settle records a worker's finished tasks and claims new ones in the same
+-- transaction (one round trip). Completions: tasks still started become
+-- completed (a late or duplicate completion changes nothing), steps with
+-- no tasks left complete (a single step's output is its task's output, a
+-- map step's its tasks' outputs in index order), and the completion
+-- propagates to dependents and runs. Failures go through fail_tasks. Then,
+-- when p_qty > 0, it claims up to p_qty tasks of flow p_flow_id, which may
+-- include the steps this very call started, so a chain hop costs one
+-- commit. Work this call created and did not claim wakes other workers.
+CREATE FUNCTION qflow.settle(p_worker uuid,
+                             p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
+                             p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[], p_permanent boolean[],
+                             p_flow_id integer, p_qty integer, p_lease_ms bigint)
+RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
+DECLARE
+    v_now     timestamptz := clock_timestamp();
+    v_events  boolean := qflow.events_on();
+    v_done    qflow.done_task[];
+    v_evs     jsonb[];
+    v_cr      uuid[];
+    v_cs      smallint[];
+    v_seq     uuid[];
+    v_adv     record;
+    v_tasks   integer := 0;
+    v_queues  text[];
+    v_claimed integer := 0;
+    v_queue   text;
+BEGIN
+    IF cardinality(p_runs) > 0 THEN
+        IF cardinality(p_runs) IS DISTINCT FROM cardinality(p_outputs) THEN
+            RAISE EXCEPTION 'qflow: settle: % keys but % outputs', cardinality(p_runs), cardinality(p_outputs)
+                USING ERRCODE = '22023';
+        END IF;
+        -- Lock the runs first, in id order (see the top of this file).
+        PERFORM 1 FROM qflow.runs r WHERE r.id = ANY (p_runs) ORDER BY r.id FOR NO KEY UPDATE;
+
+        WITH u AS (
+            UPDATE qflow.step_tasks t
+            SET status = 'completed', output = coalesce(k.output, 'null'::jsonb), error = NULL,
+                finished_at = v_now, vt = v_now
+            FROM unnest(p_runs, p_steps, p_tasks, p_outputs) AS k(run_id, step_idx, task_index, output)
+            WHERE t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
+              AND t.status = 'started'
+            RETURNING t.run_id, t.step_idx, t.task_index, t.flow_id, t.attempts, t.started_at, t.output, t.events
+        )
+        SELECT array_agg(u::qflow.done_task ORDER BY u.run_id, u.step_idx, u.task_index) INTO v_done FROM u;
+    END IF;
+
+    IF v_done IS NOT NULL THEN
+        -- Count down each step's tasks; steps with none left complete.
+        WITH c AS (
+            SELECT d.run_id, d.step_idx, d.flow_id, count(*)::integer AS n, (array_agg(d.output))[1] AS out
+            FROM unnest(v_done) d GROUP BY 1, 2, 3
+        ), u AS (
+            UPDATE qflow.step_states ss
+            SET remaining_tasks = ss.remaining_tasks - c.n,
+                status = CASE WHEN ss.remaining_tasks = c.n THEN 'completed' ELSE ss.status END,
+                finished_at = CASE WHEN ss.remaining_tasks = c.n THEN v_now END,
+                error = CASE WHEN ss.remaining_tasks = c.n THEN NULL ELSE ss.error END,
+                output = CASE WHEN ss.remaining_tasks <> c.n THEN NULL
+                              WHEN st.kind = 'single' THEN c.out
+                              ELSE (SELECT coalesce(jsonb_agg(t.output ORDER BY t.task_index), '[]'::jsonb)
+                                    FROM qflow.step_tasks t
+                                    WHERE t.run_id = ss.run_id AND t.step_idx = ss.step_idx) END
+            FROM c, qflow.steps st
+            WHERE ss.run_id = c.run_id AND ss.step_idx = c.step_idx AND ss.status = 'started'
+              AND st.flow_id = c.flow_id AND st.idx = c.step_idx
+            RETURNING ss.run_id, ss.step_idx, ss.flow_id, ss.status, ss.started_at, st.slug
+        ), done_steps AS (
+            SELECT * FROM u WHERE u.status = 'completed'
+        ), evs AS (
+            -- Per run: its tasks' events, then its steps'.
+            SELECT array_agg(x.e ORDER BY x.run_id, x.kind, x.step_idx, x.task_index) AS e FROM (
+                SELECT qflow.ev('task_completed', d.run_id, f.slug, st.slug, d.task_index, 'completed',
+                                d.attempts, (extract(epoch FROM v_now - d.started_at) * 1000)::bigint, NULL, NULL) AS e,
+                       d.run_id, 0 AS kind, d.step_idx, d.task_index
+                FROM unnest(v_done) d
+                JOIN qflow.flows f ON f.id = d.flow_id
+                JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.step_idx
+                WHERE d.events AND v_events
+                UNION ALL
+                SELECT qflow.ev('step_completed', s.run_id, f.slug, s.slug, NULL, 'completed', NULL,
+                                (extract(epoch FROM v_now - s.started_at) * 1000)::bigint, NULL, NULL),
+                       s.run_id, 1, s.step_idx, 0
+                FROM done_steps s
+                JOIN qflow.flows f ON f.id = s.flow_id
+                WHERE v_events AND (SELECT d.events FROM unnest(v_done) d WHERE d.run_id = s.run_id LIMIT 1)
+            ) x
+        )
+        SELECT (SELECT array_agg(s.run_id ORDER BY s.run_id, s.step_idx) FROM done_steps s),
+               (SELECT array_agg(s.step_idx ORDER BY s.run_id, s.step_idx) FROM done_steps s),
+               (SELECT evs.e FROM evs)
+        INTO v_cr, v_cs, v_evs;
+        PERFORM qflow.publish(v_evs);
+
+        IF v_cr IS NOT NULL THEN
+            SELECT * INTO v_adv FROM qflow.advance(v_cr, v_cs);
+            v_tasks := v_adv.o_tasks;
+            v_queues := v_adv.o_queues;
+        END IF;
+        -- Sequential runs: the next task takes its turn.
+        SELECT array_agg(DISTINCT d.run_id) INTO v_seq FROM unnest(v_done) d
+        JOIN qflow.runs ru ON ru.id = d.run_id WHERE ru.sequential AND ru.status = 'started';
+        IF v_seq IS NOT NULL THEN
+            PERFORM qflow.next_turn(v_seq);
+        END IF;
+    END IF;
+
+    IF cardinality(p_frun) > 0 THEN
+        -- A retried task of a sequential run keeps its turn; a failed run
+        -- needs none.
+        PERFORM qflow.fail_tasks(p_worker,
+            ARRAY(SELECT (r, s, t)::qflow.task_key FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)),
+            p_errors, p_permanent);
+    END IF;
+
     IF p_qty > 0 THEN
         RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
+        GET DIAGNOSTICS v_claimed = ROW_COUNT;
+    END IF;
+
+    -- Wake other workers, but only for work left behind.
+    IF v_tasks > v_claimed OR (v_tasks > 0 AND cardinality(v_queues) > 1) THEN
+        FOR v_queue IN SELECT DISTINCT q FROM unnest(v_queues) AS q LOOP
+            PERFORM pg_notify('qflow_work', v_queue);
+        END LOOP;
     END IF;
 END $$;
 
@@ -1008,23 +976,19 @@ END $$;
 -- set_step_priorities sets the priorities of the named steps of flow version
 -- p_flow_id (steps not named keep theirs; the default is 0). When any step
 -- of the version has a non-zero priority, its tasks carry their step's
--- priority in the message headers ({"priority": n}) from then on, and claims
--- of that version take ready tasks with the highest priority first (FIFO
--- among equals). The queue gets an expression index on that order the first
--- time; flows without priorities keep the plain FIFO claim. Tasks already
--- queued keep the priority they were sent with.
+-- priority from then on, and claims take ready tasks with the highest
+-- priority first (FIFO among equals). Tasks already queued keep the
+-- priority they were queued with.
 CREATE FUNCTION qflow.set_step_priorities(p_flow_id integer, p_slugs text[], p_priorities integer[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    v_queue text;
-    v_bad   text;
-    v_prio  boolean;
+    v_bad text;
 BEGIN
     IF cardinality(p_slugs) IS DISTINCT FROM cardinality(p_priorities) THEN
         RAISE EXCEPTION 'qflow: set_step_priorities: % slugs but % priorities',
             coalesce(cardinality(p_slugs), 0), coalesce(cardinality(p_priorities), 0) USING ERRCODE = '22023';
     END IF;
-    SELECT queue_name INTO v_queue FROM qflow.flows WHERE id = p_flow_id FOR UPDATE;
+    PERFORM 1 FROM qflow.flows WHERE id = p_flow_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'qflow: unknown flow id %', p_flow_id USING ERRCODE = 'QF404';
     END IF;
@@ -1039,23 +1003,6 @@ BEGIN
     UPDATE qflow.steps st SET priority = x.prio
     FROM unnest(p_slugs, p_priorities) AS x(slug, prio)
     WHERE st.flow_id = p_flow_id AND st.slug = x.slug;
-    v_prio := EXISTS (SELECT 1 FROM qflow.steps WHERE flow_id = p_flow_id AND priority <> 0);
-    UPDATE qflow.flows SET prioritized = v_prio WHERE id = p_flow_id;
-    IF v_prio THEN
-        -- The claim's order for prioritized flows. Not partial: every message
-        -- takes part in the order (those sent before priorities were set count as 0).
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgmq.%I ((coalesce((headers->>''priority'')::integer, 0)) DESC, msg_id)',
-                       'q_' || v_queue || '_prio_idx', 'q_' || v_queue);
-    END IF;
+    UPDATE qflow.flows SET prioritized = EXISTS (SELECT 1 FROM qflow.steps WHERE flow_id = p_flow_id AND priority <> 0)
+    WHERE id = p_flow_id;
 END $$;
-
--- Plans: every transition runs the same few statements over small sets of
--- keys; generic plans (built once per session) probe indexes and skip
--- re-planning on every call.
-ALTER FUNCTION qflow.start_runs(integer, jsonb[], jsonb) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
-ALTER FUNCTION qflow.start_ready_steps(uuid[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
-ALTER FUNCTION qflow.steps_completed(qflow.step_key[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
-ALTER FUNCTION qflow.complete_tasks(uuid, qflow.task_key[], jsonb[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
-ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[]) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
-ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
-ALTER FUNCTION qflow.settle(uuid, qflow.task_key[], jsonb[], qflow.task_key[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;

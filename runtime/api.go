@@ -126,11 +126,18 @@ type ClientOptions struct {
 	Limits Limits
 }
 
+// DefaultConcurrency is a worker's default number of handler slots.
+const DefaultConcurrency = 32
+
 // WorkerOptions configure a Worker. A nil *WorkerOptions means all defaults.
 type WorkerOptions struct {
-	// Concurrency is the number of handlers run at once (default 8).
+	// Concurrency is the number of handlers run at once (default
+	// DefaultConcurrency). See "Sizing a worker" in the package docs.
 	Concurrency int
 	// BatchSize caps the tasks claimed in one round trip (default 32).
+	// While handlers are quick (under 50ms on average), a worker claims up
+	// to min(Concurrency, BatchSize) tasks beyond its free slots, so they
+	// are ready when slots free up.
 	BatchSize int
 	// PollInterval is how often an idle worker looks for work when no
 	// notification arrives (default 1s).

@@ -235,13 +235,19 @@ func (c *Client) StartFlowTx(ctx context.Context, tx pgx.Tx, def FlowDef, input 
 }
 
 // WaitRun blocks until the run ends and returns its output, or a *RunError
-// when it failed or was cancelled, or ctx's error. It wakes on the run's
-// terminal event and re-checks the run's state on a slow timer, so it also
-// returns for runs started with events off.
+// when it failed or was cancelled, or ctx's error. With events on, it wakes
+// on the run's terminal event and re-checks the run's state every second
+// as a safety net; with events off (ClientOptions.DisableEvents), or while
+// the event listener is not connected, it polls adaptively, from about a
+// millisecond up to a quarter of a second, so it notices a finished run
+// within a few milliseconds.
 func (c *Client) WaitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, error) {
-	ch := c.waiters.subscribe(id)
-	defer c.waiters.unsubscribe(id, ch)
-	delay := 5 * time.Millisecond
+	var ch chan struct{}
+	if c.events {
+		ch = c.waiters.subscribe(id)
+		defer c.waiters.unsubscribe(id, ch)
+	}
+	poll := time.Millisecond
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -255,13 +261,23 @@ func (c *Client) WaitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, er
 		if done || (err != nil && !transient(err)) {
 			return out, err
 		}
-		if err != nil { // connection lost: keep waiting, with backoff (transient.go)
+		var delay time.Duration
+		switch {
+		case err != nil: // connection lost: keep waiting, with backoff (transient.go)
 			c.log.Warn("qflow: wait for run: retrying", "run_id", id, "error", err)
-			delay = min(max(delay*2, 100*time.Millisecond), 2*time.Second)
-		} else if c.waiters.healthy() {
-			delay = time.Second // events do the work; this is the fallback
-		} else if delay *= 2; delay > 500*time.Millisecond {
-			delay = 500 * time.Millisecond
+			poll = min(max(poll*2, 100*time.Millisecond), 2*time.Second)
+			delay = poll
+		case c.events && c.waiters.healthy():
+			delay = time.Second // events do the work; this is the safety net
+		default:
+			delay = poll
+			poll = min(poll*3/2, 250*time.Millisecond)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
 		timer.Reset(delay)
 	}
@@ -296,14 +312,13 @@ func (c *Client) runResult(ctx context.Context, id uuid.UUID) (json.RawMessage, 
 }
 
 // CancelRun cancels a run that has not finished: the run and its
-// unfinished steps and tasks become cancelled, queued messages are removed,
-// and workers running its tasks cancel the handlers' contexts at their next
+// unfinished steps and tasks become cancelled, and workers running its tasks cancel the handlers' contexts at their next
 // heartbeat (within about a second). It returns nil for a run that had
 // already finished and ErrRunNotFound for an unknown id.
 func (c *Client) CancelRun(ctx context.Context, id uuid.UUID) error {
 	var cancelled bool
 	for attempt := 1; ; attempt++ {
-		err := c.pool.QueryRow(ctx, `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`, id).Scan(&cancelled)
+		err := c.pool.QueryRow(ctx, sqlCancelRun, id).Scan(&cancelled)
 		if err == nil {
 			break
 		}

@@ -63,16 +63,18 @@ func FuzzEventPayload(f *testing.F) {
 			if len(n.Payload) >= 8000 || !json.Valid([]byte(n.Payload)) {
 				t.Fatalf("payload of %d bytes, valid=%v: %.200q", len(n.Payload), json.Valid([]byte(n.Payload)), n.Payload)
 			}
-			var ev struct {
+			var evs []struct {
 				Type  string `json:"type"`
 				RunID string `json:"run_id"`
 				Error string `json:"error"`
 			}
-			if err := json.Unmarshal([]byte(n.Payload), &ev); err != nil {
+			if err := json.Unmarshal([]byte(n.Payload), &evs); err != nil {
 				t.Fatal(err)
 			}
-			if ev.RunID == h.ID.String() {
-				types[ev.Type] = true
+			for _, ev := range evs {
+				if ev.RunID == h.ID.String() {
+					types[ev.Type] = true
+				}
 			}
 		}
 		if !types["task_failed"] {

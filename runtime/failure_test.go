@@ -215,7 +215,7 @@ func TestCancelRunEndsBlockedHandler(t *testing.T) {
 	if diff := cmp.Diff([]string{"cancelled", "cancelled", "cancelled", "cancelled"}, got); diff != "" {
 		t.Fatalf("statuses (-want +got):\n%s", diff)
 	}
-	assertCount(t, e, `SELECT count(*) FROM pgmq.q_cancellable_1`, 0)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE finished_at IS NULL`, 0)
 	if afterRan.Load() {
 		t.Fatal("a step after the cancelled one ran")
 	}
@@ -251,7 +251,7 @@ func TestBadInputsLeaveNothingBehind(t *testing.T) {
 		t.Errorf("batch with one bad input: %v; want ErrBadInput", err)
 	}
 	assertCount(t, e, `SELECT count(*) FROM qflow.runs`, 0)
-	assertCount(t, e, `SELECT count(*) FROM pgmq.q_strict_1`, 0)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE finished_at IS NULL`, 0)
 	if _, err := e.client.DefineFlow(ctx, qflow.FlowDef{Slug: "Bad Slug", Steps: []qflow.StepDef{{Slug: "a"}}}); !errors.Is(err, qflow.ErrInvalidFlow) {
 		t.Errorf("bad flow slug: %v; want ErrInvalidFlow", err)
 	}
@@ -311,8 +311,9 @@ func TestDuplicateCompletionIgnored(t *testing.T) {
 	}
 	// A late completion and a late failure of the finished task change nothing.
 	var n int
-	if err := e.db.Pool.QueryRow(ctx, `SELECT qflow.complete_tasks(gen_random_uuid(), ARRAY[($1::uuid, 0, 0)::qflow.task_key], ARRAY['"second"'::jsonb])`, h.ID).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("duplicate completion: n=%d err=%v; want 0", n, err)
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle(gen_random_uuid(), ARRAY[$1::uuid], ARRAY[0]::smallint[], ARRAY[0],
+		ARRAY['"second"'::jsonb], '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, h.ID); err != nil {
+		t.Fatalf("duplicate completion: %v", err)
 	}
 	if err := e.db.Pool.QueryRow(ctx, `SELECT qflow.fail_tasks(gen_random_uuid(), ARRAY[($1::uuid, 0, 0)::qflow.task_key], ARRAY['late'], ARRAY[true])`, h.ID).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("late failure: n=%d err=%v; want 0", n, err)
@@ -397,7 +398,7 @@ func TestLateFailureCannotFailAnotherWorkersAttempt(t *testing.T) {
 		t.Fatal("worker A claimed nothing")
 	}
 	// A's lease lapses and B takes the task over (attempt 2).
-	if _, err := e.db.Pool.Exec(ctx, `UPDATE pgmq.q_takeover_1 SET vt = clock_timestamp()`); err != nil {
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE qflow.step_tasks SET vt = clock_timestamp() WHERE status = 'started'`); err != nil {
 		t.Fatal(err)
 	}
 	if claim(b) != 1 {

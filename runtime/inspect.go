@@ -66,9 +66,13 @@ func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
 	}
 	r.Error, r.FailedStep = deref(errText), deref(failed)
 	rows, err := c.pool.Query(ctx, `
-		SELECT ss.step_idx, st.slug, ss.status, ss.task_count, ss.output, ss.error, ss.started_at, ss.finished_at
-		FROM qflow.step_states ss JOIN qflow.steps st ON st.flow_id = ss.flow_id AND st.idx = ss.step_idx
-		WHERE ss.run_id = $1::uuid ORDER BY ss.step_idx`, id)
+		SELECT st.idx, st.slug,
+		       coalesce(ss.status, CASE WHEN r.status IN ('failed', 'cancelled') THEN 'cancelled' ELSE 'created' END),
+		       ss.task_count, ss.output, ss.error, ss.started_at, ss.finished_at
+		FROM qflow.runs r
+		JOIN qflow.steps st ON st.flow_id = r.flow_id
+		LEFT JOIN qflow.step_states ss ON ss.run_id = r.id AND ss.step_idx = st.idx
+		WHERE r.id = $1::uuid ORDER BY st.idx`, id)
 	if err != nil {
 		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
 	}

@@ -38,7 +38,7 @@ func TestFailedRunStartsNoSibling(t *testing.T) {
 	}
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_states WHERE status IN ('created', 'started')`, 0)
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE status IN ('queued', 'started')`, 0)
-	assertCount(t, e, `SELECT count(*) FROM pgmq.q_sibling_1`, 0)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE finished_at IS NULL`, 0)
 	if cRan.Load() {
 		t.Fatal("step c ran after its run failed")
 	}
@@ -107,7 +107,7 @@ func TestConcurrentTransitionsOfOneRunDoNotDeadlock(t *testing.T) {
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			_, err := e.db.Pool.Exec(ctx, `SELECT qflow.complete_tasks($1, ARRAY[($2::uuid, 0, 0)::qflow.task_key], ARRAY['1'::jsonb])`, worker, k.run)
+			_, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0], ARRAY['1'::jsonb], '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, worker, k.run)
 			record(err)
 		}()
 		go func() {

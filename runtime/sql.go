@@ -1,10 +1,15 @@
 package runtime
 
-// The engine's statements. Transitions live in SQL functions (see
-// migrations/0002_qflow.sql); every parameter is cast so plans do not depend
-// on inferred types.
+// The engine's statements: every one the client and the worker send. The
+// transitions themselves live in SQL functions (migrations/0002_qflow.sql);
+// every parameter is cast so plans do not depend on inferred types, and
+// pgx prepares each statement once per connection.
 const (
 	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb)`
+
+	sqlFlowSteps = `SELECT f.queue_name, st.slug, st.timeout_ms
+		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
+		WHERE f.id = $1::integer ORDER BY st.idx`
 
 	sqlStartRunsBySlug = `SELECT qflow.start_runs(f.id, $2::jsonb[], $3::jsonb)
 		FROM (SELECT id FROM qflow.flows WHERE slug = $1::text ORDER BY version DESC LIMIT 1) f`
@@ -13,32 +18,23 @@ const (
 
 	sqlRunResult = `SELECT status, output, error, failed_step FROM qflow.runs WHERE id = $1::uuid`
 
-	sqlClaim = `SELECT msg_id, run_id, step_idx, task_index, attempt, step_slug, timeout_ms, input
-		FROM qflow.claim($1::integer, $2::uuid, $3::integer, $4::bigint)`
+	sqlCancelRun = `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`
 
-	sqlComplete = `SELECT qflow.complete_tasks($1::uuid,
-		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
-		$5::jsonb[])`
-
-	sqlFail = `SELECT qflow.fail_tasks($1::uuid,
-		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
-		$5::text[], $6::boolean[])`
-
-	sqlSettle = `SELECT msg_id, run_id, step_idx, task_index, attempt, step_slug, timeout_ms, input
-		FROM qflow.settle($1::uuid,
-		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
-		$5::jsonb[],
-		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($6::uuid[], $7::smallint[], $8::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
-		$9::text[], $10::boolean[], $11::integer, $12::integer, $13::bigint)`
+	// sqlSettle completes and fails a worker's finished tasks and claims
+	// its next ones in one round trip (a claim alone passes no results).
+	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input
+		FROM qflow.settle($1::uuid, $2::uuid[], $3::smallint[], $4::integer[], $5::jsonb[],
+		                  $6::uuid[], $7::smallint[], $8::integer[], $9::text[], $10::boolean[],
+		                  $11::integer, $12::integer, $13::bigint)`
 
 	sqlHeartbeat = `SELECT run_id, step_idx, task_index FROM qflow.heartbeat($1::uuid,
-		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)),
+		(SELECT array_agg((r, s, t)::qflow.task_key) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) AS x(r, s, t)),
 		$5::bigint)`
 
 	sqlRelease = `SELECT qflow.release_tasks($1::uuid,
-		(SELECT array_agg((r, s, t)::qflow.task_key ORDER BY o) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) WITH ORDINALITY AS x(r, s, t, o)))`
+		(SELECT array_agg((r, s, t)::qflow.task_key) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) AS x(r, s, t)))`
 
-	sqlExpireRuns = `SELECT qflow.expire_runs()`
+	sqlUpkeep = `SELECT o_runs_expired, o_tasks_failed FROM qflow.upkeep()`
 
 	sqlRegisterWorker = `INSERT INTO qflow.workers (id, queues, hostname, pid) VALUES ($1::uuid, $2::text[], $3::text, $4::integer)`
 

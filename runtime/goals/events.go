@@ -2,7 +2,6 @@ package goals
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,10 +64,10 @@ func startMonitor(ctx context.Context, pool *pgxpool.Pool, plan *Plan, deliver f
 		defer close(events)
 		defer l.Close()
 		for msg := range l.C() {
-			var ev Event
-			if msg.Gap || json.Unmarshal([]byte(msg.Payload), &ev) != nil || ev.Flow != plan.Def.Slug {
+			if msg.Event == nil || msg.Event.Flow != plan.Def.Slug {
 				continue
 			}
+			ev := fromNotify(*msg.Event)
 			if t := plan.bySlug[ev.Step]; t != nil {
 				ev.Task = t.ID
 			}
@@ -113,6 +112,12 @@ func startMonitor(ctx context.Context, pool *pgxpool.Pool, plan *Plan, deliver f
 		}
 	}()
 	return m, nil
+}
+
+// fromNotify converts an engine event.
+func fromNotify(e notify.Event) Event {
+	return Event{Type: string(e.Type), RunID: e.RunID, Flow: e.Flow, Step: e.Step, TaskIndex: max(e.TaskIdx(), 0),
+		Status: e.Status, Attempt: e.Attempt, DurationMS: e.DurationMS, Error: e.Error, WillRetry: e.WillRetry, TS: e.Time}
 }
 
 func (m *monitor) setRun(id uuid.UUID) { m.runID <- id }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -121,6 +122,37 @@ func ParseEvent(payload string) (Event, error) {
 		return Event{}, fmt.Errorf("%w: no type or run_id", ErrNotEvent)
 	}
 	return e, nil
+}
+
+// ParseEvents decodes a qflow_events payload into the events it carries:
+// the engine publishes each transaction's events as one JSON array (split
+// over several notifications when it would exceed the payload limit), and
+// a payload holding a single event object is accepted too.
+func ParseEvents(payload string) ([]Event, error) {
+	s := strings.TrimLeft(payload, " \t\r\n")
+	if !strings.HasPrefix(s, "[") {
+		e, err := ParseEvent(payload)
+		if err != nil {
+			return nil, err
+		}
+		return []Event{e}, nil
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotEvent, err)
+	}
+	evs := make([]Event, 0, len(raw))
+	for _, r := range raw {
+		e, err := ParseEvent(string(r))
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, e)
+	}
+	if len(evs) == 0 {
+		return nil, fmt.Errorf("%w: empty batch", ErrNotEvent)
+	}
+	return evs, nil
 }
 
 // ForRun returns a predicate for Filter that keeps the events of one run.

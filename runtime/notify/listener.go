@@ -230,22 +230,33 @@ func (l *Listener) receive(ctx context.Context, conn *pgx.Conn, pending **Messag
 			}
 			return err
 		}
-		m := Message{Channel: n.Channel, Payload: n.Payload}
-		if n.Channel == EventsChannel {
-			if e, err := ParseEvent(n.Payload); err == nil {
-				m.Event = &e
+		for _, m := range messages(n.Channel, n.Payload) {
+			if !l.flush(pending) {
+				(*pending).Dropped++
+				continue
+			}
+			select {
+			case l.out <- m:
+			default:
+				*pending = &Message{Gap: true, Dropped: 1}
 			}
 		}
-		if !l.flush(pending) {
-			(*pending).Dropped++
-			continue
-		}
-		select {
-		case l.out <- m:
-		default:
-			*pending = &Message{Gap: true, Dropped: 1}
+	}
+}
+
+// messages turns one notification into the messages it carries: one per
+// event for a batch of engine events (see ParseEvents), else one.
+func messages(channel, payload string) []Message {
+	if channel == EventsChannel {
+		if evs, err := ParseEvents(payload); err == nil {
+			out := make([]Message, len(evs))
+			for i := range evs {
+				out[i] = Message{Channel: channel, Payload: payload, Event: &evs[i]}
+			}
+			return out
 		}
 	}
+	return []Message{{Channel: channel, Payload: payload}}
 }
 
 // flush tries to deliver a pending gap without blocking; it reports whether

@@ -1,0 +1,145 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// The executor: claimed tasks wait in w.waiting until a slot is free, run
+// in their own goroutine with their step's timeout, and leave their result
+// in w.finished for the pump.
+
+// accept takes claimed tasks into the worker and starts as many as slots
+// allow. A task already held (its lease lapsed and this worker claimed it
+// again while still running it) is not started twice.
+func (w *Worker) accept(f *workerFlow, list []claimedTask) {
+	if len(list) == 0 {
+		return
+	}
+	w.mu.Lock()
+	for _, c := range list {
+		if _, dup := w.held[c.key]; dup {
+			continue
+		}
+		step := f.steps[c.key.StepIdx]
+		h := &held{key: c.key, seq: c.seq, flow: f,
+			task: &Task{RunID: c.key.RunID, Flow: f.def.Slug, Step: step.slug, Index: int(c.key.TaskIndex), Attempt: c.attempt, Input: c.input}}
+		w.held[c.key] = h
+		w.waiting = append(w.waiting, h)
+	}
+	w.dispatchLocked()
+	w.mu.Unlock()
+}
+
+// dispatchLocked starts waiting tasks while slots are free. w.mu is held.
+func (w *Worker) dispatchLocked() {
+	for w.running < w.opts.Concurrency && len(w.waiting) > 0 && !w.stopping.Load() {
+		h := w.waiting[0]
+		w.waiting[0] = nil
+		w.waiting = w.waiting[1:]
+		ctx, cancel := context.WithCancelCause(context.Background())
+		h.cancel = cancel
+		w.running++
+		go w.execute(ctx, h)
+	}
+}
+
+// room is how many more tasks the worker may claim now: its slots plus,
+// while handlers are quick, as many again to run while the pump's next
+// round trip is on its way, less what it already holds unstarted or running.
+func (w *Worker) room() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	limit := w.opts.Concurrency
+	if w.avgTook < prefetchBelow {
+		limit += min(w.opts.Concurrency, w.opts.BatchSize)
+	}
+	return max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)))
+}
+
+// prefetchBelow is the average handler duration under which a worker claims
+// ahead of its free slots: quick handlers would otherwise wait for every
+// round trip, while slow ones gain nothing and would keep tasks from other
+// workers.
+const prefetchBelow = 50 * time.Millisecond
+
+// execute runs one task's handler with the step's timeout and leaves its
+// result for the pump.
+func (w *Worker) execute(ctx context.Context, h *held) {
+	t := h.task
+	timeout := h.flow.steps[h.key.StepIdx].timeout
+	w.log.Debug("qflow task started", "type", "task_started", "worker_id", w.id, "queue", h.flow.queue, "seq", h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt)
+	began := time.Now()
+	tctx, tcancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step %q timed out after %s", t.Step, timeout))
+	type outcome struct {
+		output json.RawMessage
+		err    error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() {
+			if p := recover(); p != nil {
+				o.err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			}
+			done <- o
+		}()
+		o.output, o.err = h.flow.handlers[t.Step](tctx, t)
+	}()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-tctx.Done():
+		// Give the handler a moment to notice; then stop waiting for it.
+		select {
+		case o = <-done:
+		case <-time.After(time.Second):
+			o = outcome{err: context.Cause(tctx)}
+			w.log.Warn("qflow handler ignored its context; abandoning it", "run_id", t.RunID, "step", t.Step, "task_index", t.Index)
+		}
+	}
+	res := &result{h: h, output: o.output, err: o.err, took: time.Since(began)}
+	if cause := context.Cause(tctx); tctx.Err() != nil && ctx.Err() == nil {
+		// The step's deadline passed: the attempt timed out, whatever the handler returned.
+		if res.err == nil || !errors.Is(res.err, cause) {
+			res.err = cause
+		}
+	} else if ctx.Err() != nil && res.err == nil {
+		res.err = context.Cause(ctx)
+	}
+	tcancel()
+	if res.err != nil {
+		res.permanent = IsPermanent(res.err)
+	} else if len(res.output) == 0 {
+		res.output = json.RawMessage("null")
+	} else if !json.Valid(res.output) {
+		res.err = Permanent(fmt.Errorf("step %q returned invalid JSON", t.Step))
+		res.permanent = true
+	} else if err := w.opts.Limits.checkOutput(t.Step, res.output); err != nil {
+		res.err, res.permanent = err, true // see limits.go
+	}
+
+	// A handler stopped because the task is no longer ours (its run was
+	// cancelled or its lease lost), or because the worker is shutting
+	// down, has no result to record: the first is none of our business any
+	// more, the second is released to other workers.
+	cause := context.Cause(ctx)
+	w.mu.Lock()
+	w.running--
+	w.avgTook = (w.avgTook*7 + res.took) / 8
+	switch {
+	case errors.Is(cause, errCancelledByEngine):
+		delete(w.held, h.key)
+	case errors.Is(cause, errShuttingDown):
+	default:
+		w.finished = append(w.finished, res)
+	}
+	w.dispatchLocked()
+	w.mu.Unlock()
+	signal(w.slotFreed)
+	signal(w.kick)
+}

@@ -1,0 +1,190 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The pump makes every round trip that changes this worker's tasks: one
+// qflow.settle call records everything that finished since the last round
+// trip and claims as many tasks as the worker has room for, in one
+// transaction. While it is on its way, handlers keep running and finishing;
+// their results go in the next round trip. A worker with nothing finished
+// and no room, or with no sign of work, makes no round trip at all.
+
+// claimedTask is one row of a claim.
+type claimedTask struct {
+	seq     int64
+	key     taskKey
+	attempt int
+	input   []byte
+}
+
+// pump runs until ctx ends. Once the worker is stopping it claims nothing
+// and only settles.
+func (w *Worker) pump(ctx context.Context) {
+	poll := time.NewTicker(w.opts.PollInterval)
+	defer poll.Stop()
+	next := 0 // round-robin start over flows
+	for ctx.Err() == nil {
+		batch := w.takeFinished()
+		var f *workerFlow
+		want := 0
+		if !w.stopping.Load() {
+			if want = w.room(); want > 0 {
+				f = w.pickFlow(batch, &next)
+			}
+		}
+		if f == nil {
+			want = 0
+		}
+		if len(batch) == 0 && want == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.abandon:
+				return
+			case <-w.kick:
+			case <-poll.C:
+				for _, fl := range w.flows {
+					fl.hint.Store(true)
+				}
+			}
+			continue
+		}
+		if f == nil {
+			f = batch[0].h.flow
+		}
+		claimed, err := w.settle(ctx, batch, f, want)
+		if want > 0 && err == nil {
+			// A claim that came back short emptied the queue for now.
+			f.hint.Store(len(claimed) == want)
+		}
+		w.accept(f, claimed)
+		if len(batch) > 0 {
+			signal(w.settled)
+		}
+	}
+}
+
+// takeFinished takes the results waiting to be settled.
+func (w *Worker) takeFinished() []*result {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := w.finished
+	w.finished = nil
+	return b
+}
+
+// pickFlow chooses the flow to claim for: the flow of the first result
+// (its next steps are likely ready now, made so by this very round trip),
+// else the next flow in turn that may have work; nil when none may.
+func (w *Worker) pickFlow(batch []*result, next *int) *workerFlow {
+	if len(batch) > 0 {
+		return batch[0].h.flow
+	}
+	for i := range w.flows {
+		f := w.flows[(*next+i)%len(w.flows)]
+		if f.hint.Load() {
+			*next = (*next + i + 1) % len(w.flows)
+			return f
+		}
+	}
+	return nil
+}
+
+// settle writes batch and claims up to want tasks of flow f in one round
+// trip. It retries a failed round trip while the leases of the batch's
+// tasks can still be this worker's (counted from the last moment they were
+// known to run a whole Lease), so a connection blip or a server restart
+// shorter than the lease does not make other workers run them again. The
+// batch is forgotten afterwards, written or not.
+func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int) ([]claimedTask, error) {
+	var okKeys, failKeys []taskKey
+	var outputs []json.RawMessage
+	var errs []string
+	var perms []bool
+	for _, r := range batch {
+		if r.err == nil {
+			okKeys = append(okKeys, r.h.key)
+			outputs = append(outputs, r.output)
+		} else {
+			failKeys = append(failKeys, r.h.key)
+			errs = append(errs, errorText(r.err))
+			perms = append(perms, r.permanent)
+		}
+	}
+	okRuns, okSteps, okTasks := splitKeys(okKeys)
+	fRuns, fSteps, fTasks := splitKeys(failKeys)
+	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms, f.id, want, w.opts.Lease.Milliseconds()}
+
+	var claimed []claimedTask
+	var err error
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		// The statement must not be cut off by a cancelled context: the
+		// server could commit it after the worker stopped listening, leaving
+		// tasks claimed by nobody until their leases expire.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
+		claimed, err = w.roundTrip(qctx, args)
+		cancel()
+		if err == nil {
+			break
+		}
+		left := time.Until(time.Unix(0, w.leaseFloor.Load()).Add(w.opts.Lease))
+		if len(batch) == 0 || left <= 0 || !transient(err) {
+			w.log.Error("qflow: settle and claim", "worker_id", w.id, "tasks", len(batch), "attempts", attempt, "error", err)
+			break
+		}
+		w.log.Warn("qflow: record task results; retrying while the leases last", "worker_id", w.id, "attempt", attempt, "lease_left", left, "error", err)
+		select {
+		case <-w.abandon:
+			return nil, err
+		case <-time.After(min(backoff, left)):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+	w.mu.Lock()
+	for _, r := range batch {
+		delete(w.held, r.h.key)
+	}
+	w.mu.Unlock()
+	for _, r := range batch {
+		t := r.h.task
+		if r.err == nil {
+			w.log.Info("qflow task completed", "type", "task_completed", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
+		} else {
+			w.log.Warn("qflow task failed", "type", "task_failed", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds(), "permanent", r.permanent, "error", r.err)
+		}
+	}
+	return claimed, err
+}
+
+// roundTrip runs one settle statement and reads the tasks it claimed.
+func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, error) {
+	rows, err := w.pool.Query(ctx, sqlSettle, args...)
+	if err != nil {
+		return nil, err
+	}
+	var list []claimedTask
+	var c claimedTask
+	_, err = pgx.ForEachRow(rows, []any{&c.seq, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.input}, func() error {
+		list = append(list, c)
+		c.input = nil
+		return nil
+	})
+	return list, err
+}
+
+// errorText is what is stored for a failed attempt.
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > 64<<10 {
+		s = s[:64<<10] + " …[truncated]"
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "?")
+}
