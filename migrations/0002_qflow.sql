@@ -9,6 +9,14 @@
 -- engine depends on no pgmq table layout, and no statement in the hot path
 -- is built or planned per call (no dynamic SQL).
 --
+-- Plans: the tables grow without bound, and a benchmark or a new install
+-- runs on tables the planner has no statistics for yet, where it would
+-- rather scan a few thousand rows than probe an index. So every lookup of a
+-- run by id is a LATERAL subquery the planner cannot flatten (it locks its
+-- row, or ends in LIMIT 1), which makes it a primary-key probe per key, and
+-- updates of sets of runs go by TID; tasks and step states are always
+-- reached through their primary keys from a small set of keys.
+--
 -- Locks: every transition of a run (settle, fail, cancel, expire) locks the
 -- run row first, in id order; the run lock serialises everything that
 -- changes a run's steps and tasks, so step and task locks cannot deadlock.
@@ -139,7 +147,8 @@ CREATE TABLE qflow.step_tasks (
     -- not come); started: the lease ends at vt.
     vt           timestamptz NOT NULL,
     deadline     timestamptz, -- the run's deadline: no claim after it
-    events       boolean NOT NULL DEFAULT true, -- the run's events flag
+    events       boolean NOT NULL DEFAULT true,  -- the run's events flag
+    sequential   boolean NOT NULL DEFAULT false, -- the run's sequential flag
     input        jsonb,       -- materialised when the task is enqueued
     output       jsonb,
     error        text,
@@ -176,12 +185,12 @@ CREATE TYPE qflow.ready_step AS (
 -- A task a settle completed.
 CREATE TYPE qflow.done_task AS (
     run_id uuid, step_idx smallint, task_index integer, flow_id integer, attempts integer,
-    started_at timestamptz, output jsonb, events boolean
+    started_at timestamptz, output jsonb, events boolean, sequential boolean
 );
 -- A task a claim handed out.
 CREATE TYPE qflow.claimed_task AS (
     seq bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer, input jsonb,
-    flow_id integer, events boolean
+    priority integer, flow_id integer, events boolean
 );
 
 -- Events ----------------------------------------------------------------------
@@ -343,7 +352,7 @@ END $$;
 -- its run. o_tasks counts the tasks created; o_queues names the queues
 -- that got them.
 CREATE FUNCTION qflow.start_steps(p_runs uuid[], p_steps smallint[],
-                                  OUT o_runs uuid[], OUT o_steps smallint[],
+                                  OUT o_runs uuid[], OUT o_steps smallint[], OUT o_flows integer[],
                                   OUT o_tasks integer, OUT o_queues text[])
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -364,7 +373,7 @@ BEGIN
            ru.deadline, st.dep_slugs[1])::qflow.ready_step ORDER BY x.run_id, x.step_idx)
     INTO v_ready
     FROM unnest(p_runs, p_steps) AS x(run_id, step_idx)
-    JOIN qflow.runs ru ON ru.id = x.run_id AND ru.status = 'started'
+    CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = x.run_id LIMIT 1) ru
     JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = x.step_idx
     JOIN qflow.flows f ON f.id = ru.flow_id
     CROSS JOIN LATERAL (
@@ -378,7 +387,8 @@ BEGIN
                               JOIN qflow.step_states ds ON ds.run_id = x.run_id AND ds.step_idx = st.deps[i]),
                              '{}'::jsonb)
             END AS v
-    ) src;
+    ) src
+    WHERE ru.status = 'started';
     IF v_ready IS NULL THEN
         RETURN;
     END IF;
@@ -404,9 +414,9 @@ BEGIN
     FROM unnest(v_ready) q;
 
     INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
-                                  events, input)
+                                  events, sequential, input)
     SELECT q.run_id, q.step_idx, e.i, q.flow_id, q.priority, q.max_attempts,
-           CASE WHEN q.sequential THEN 'infinity'::timestamptz ELSE q.vt END, q.deadline, q.events, e.v
+           CASE WHEN q.sequential THEN 'infinity'::timestamptz ELSE q.vt END, q.deadline, q.events, q.sequential, e.v
     FROM unnest(v_ready) q
     CROSS JOIN LATERAL (
         SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
@@ -432,7 +442,8 @@ BEGIN
         END ORDER BY q.run_id, q.step_idx))
     FROM unnest(v_ready) q WHERE q.events HAVING count(*) > 0;
 
-    SELECT array_agg(q.run_id), array_agg(q.step_idx) INTO o_runs, o_steps FROM unnest(v_ready) q WHERE q.n = 0;
+    SELECT array_agg(q.run_id), array_agg(q.step_idx), array_agg(q.flow_id) INTO o_runs, o_steps, o_flows
+    FROM unnest(v_ready) q WHERE q.n = 0;
 END $$;
 
 -- next_turn gives each of these sequential runs its next task, the
@@ -457,7 +468,8 @@ $$;
 -- outputs), and dependents whose dependencies have all completed start.
 -- Empty maps started on the way complete at once and propagate in turn.
 -- Returns the number of tasks created and the queues that got them.
-CREATE FUNCTION qflow.advance(p_runs uuid[], p_steps smallint[], OUT o_tasks integer, OUT o_queues text[])
+CREATE FUNCTION qflow.advance(p_runs uuid[], p_steps smallint[], p_flows integer[],
+                              OUT o_tasks integer, OUT o_queues text[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_events boolean := qflow.events_on();
@@ -468,9 +480,7 @@ DECLARE
 BEGIN
     o_tasks := 0;
     WHILE cardinality(p_runs) > 0 LOOP
-        WITH c AS (
-            SELECT x.run_id, count(*)::integer AS n FROM unnest(p_runs) AS x(run_id) GROUP BY 1
-        ), u AS (
+        WITH u AS (
             UPDATE qflow.runs r SET remaining_steps = r.remaining_steps - c.n,
                 status = CASE WHEN r.remaining_steps = c.n THEN 'completed' ELSE r.status END,
                 finished_at = CASE WHEN r.remaining_steps = c.n THEN now() END,
@@ -479,7 +489,11 @@ BEGIN
                      FROM qflow.steps st
                      JOIN qflow.step_states ss ON ss.run_id = r.id AND ss.step_idx = st.idx
                      WHERE st.flow_id = r.flow_id AND st.is_leaf) END
-            FROM c WHERE r.id = c.run_id AND r.status = 'started'
+            FROM (SELECT x.run_id, count(*)::integer AS n FROM unnest(p_runs) AS x(run_id) GROUP BY 1) c
+            WHERE r.ctid = ANY (ARRAY(
+                      SELECT l.ctid FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y) y
+                      CROSS JOIN LATERAL (SELECT r2.ctid FROM qflow.runs r2 WHERE r2.id = y.y LIMIT 1) l))
+              AND r.id = c.run_id AND r.status = 'started'
             RETURNING r.id, r.status, r.flow_slug, r.events, r.started_at
         )
         SELECT array_agg(qflow.ev('workflow_completed', u.id, u.flow_slug, NULL, NULL, 'completed', NULL,
@@ -487,26 +501,27 @@ BEGIN
         INTO v_evs FROM u WHERE u.status = 'completed' AND u.events AND v_events;
         PERFORM qflow.publish(v_evs);
 
-        -- Dependents whose dependencies have all completed, not started yet.
+        -- Dependents whose dependencies have all completed, not started yet
+        -- (a finished run has none left; start_steps skips failed ones).
         SELECT array_agg(d.run_id), array_agg(d.step_idx) INTO v_rr, v_rs
         FROM (
-            SELECT DISTINCT x.run_id, dd AS step_idx
-            FROM unnest(p_runs, p_steps) AS x(run_id, step_idx)
-            JOIN qflow.runs ru ON ru.id = x.run_id AND ru.status = 'started'
-            JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = x.step_idx
+            SELECT DISTINCT x.run_id, dd AS step_idx, x.flow_id
+            FROM unnest(p_runs, p_steps, p_flows) AS x(run_id, step_idx, flow_id)
+            JOIN qflow.steps st ON st.flow_id = x.flow_id AND st.idx = x.step_idx
             CROSS JOIN LATERAL unnest(st.dependents) AS dd
         ) d
-        JOIN qflow.runs ru ON ru.id = d.run_id
-        JOIN qflow.steps ds ON ds.flow_id = ru.flow_id AND ds.idx = d.step_idx
+        JOIN qflow.steps ds ON ds.flow_id = d.flow_id AND ds.idx = d.step_idx
         WHERE NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = d.run_id AND s.step_idx = d.step_idx)
-          AND (SELECT count(*) FROM qflow.step_states s
-               WHERE s.run_id = d.run_id AND s.step_idx = ANY (ds.deps) AND s.status = 'completed') = ds.dep_count;
+          AND (ds.dep_count = 1
+               OR (SELECT count(*) FROM qflow.step_states s
+                   WHERE s.run_id = d.run_id AND s.step_idx = ANY (ds.deps) AND s.status = 'completed') = ds.dep_count);
         EXIT WHEN v_rr IS NULL;
         v_st := qflow.start_steps(v_rr, v_rs);
         o_tasks := o_tasks + v_st.o_tasks;
         o_queues := o_queues || v_st.o_queues;
         p_runs := v_st.o_runs;
         p_steps := v_st.o_steps;
+        p_flows := v_st.o_flows;
     END LOOP;
 END $$;
 
@@ -566,7 +581,7 @@ BEGIN
         ARRAY(SELECT r FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY 1, s),
         ARRAY(SELECT s FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY r, 1));
     IF v_st.o_runs IS NOT NULL THEN
-        SELECT * INTO v_adv FROM qflow.advance(v_st.o_runs, v_st.o_steps);
+        SELECT * INTO v_adv FROM qflow.advance(v_st.o_runs, v_st.o_steps, v_st.o_flows);
         v_st.o_queues := v_st.o_queues || v_adv.o_queues;
     END IF;
     -- Wake idle workers; identical notifications in one transaction are
@@ -825,9 +840,9 @@ BEGIN
             ORDER BY q.priority DESC, q.seq
             LIMIT p_qty
             FOR UPDATE SKIP LOCKED))
-        RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.flow_id, t.events
+        RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events
     )
-    SELECT array_agg(c::qflow.claimed_task ORDER BY c.seq) INTO v_got FROM c;
+    SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
     IF v_got IS NULL THEN
         RETURN;
     END IF;
@@ -863,6 +878,7 @@ DECLARE
     v_evs     jsonb[];
     v_cr      uuid[];
     v_cs      smallint[];
+    v_cf      integer[];
     v_seq     uuid[];
     v_adv     record;
     v_tasks   integer := 0;
@@ -876,7 +892,8 @@ BEGIN
                 USING ERRCODE = '22023';
         END IF;
         -- Lock the runs first, in id order (see the top of this file).
-        PERFORM 1 FROM qflow.runs r WHERE r.id = ANY (p_runs) ORDER BY r.id FOR NO KEY UPDATE;
+        PERFORM 1 FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y ORDER BY 1) y
+        CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
 
         WITH u AS (
             UPDATE qflow.step_tasks t
@@ -885,7 +902,8 @@ BEGIN
             FROM unnest(p_runs, p_steps, p_tasks, p_outputs) AS k(run_id, step_idx, task_index, output)
             WHERE t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
               AND t.status = 'started'
-            RETURNING t.run_id, t.step_idx, t.task_index, t.flow_id, t.attempts, t.started_at, t.output, t.events
+            RETURNING t.run_id, t.step_idx, t.task_index, t.flow_id, t.attempts, t.started_at, t.output, t.events,
+                      t.sequential
         )
         SELECT array_agg(u::qflow.done_task ORDER BY u.run_id, u.step_idx, u.task_index) INTO v_done FROM u;
     END IF;
@@ -933,18 +951,18 @@ BEGIN
         )
         SELECT (SELECT array_agg(s.run_id ORDER BY s.run_id, s.step_idx) FROM done_steps s),
                (SELECT array_agg(s.step_idx ORDER BY s.run_id, s.step_idx) FROM done_steps s),
+               (SELECT array_agg(s.flow_id ORDER BY s.run_id, s.step_idx) FROM done_steps s),
                (SELECT evs.e FROM evs)
-        INTO v_cr, v_cs, v_evs;
+        INTO v_cr, v_cs, v_cf, v_evs;
         PERFORM qflow.publish(v_evs);
 
         IF v_cr IS NOT NULL THEN
-            SELECT * INTO v_adv FROM qflow.advance(v_cr, v_cs);
+            SELECT * INTO v_adv FROM qflow.advance(v_cr, v_cs, v_cf);
             v_tasks := v_adv.o_tasks;
             v_queues := v_adv.o_queues;
         END IF;
         -- Sequential runs: the next task takes its turn.
-        SELECT array_agg(DISTINCT d.run_id) INTO v_seq FROM unnest(v_done) d
-        JOIN qflow.runs ru ON ru.id = d.run_id WHERE ru.sequential AND ru.status = 'started';
+        SELECT array_agg(DISTINCT d.run_id) INTO v_seq FROM unnest(v_done) d WHERE d.sequential;
         IF v_seq IS NOT NULL THEN
             PERFORM qflow.next_turn(v_seq);
         END IF;
@@ -1006,3 +1024,18 @@ BEGIN
     UPDATE qflow.flows SET prioritized = EXISTS (SELECT 1 FROM qflow.steps WHERE flow_id = p_flow_id AND priority <> 0)
     WHERE id = p_flow_id;
 END $$;
+
+-- Plans: the hot transitions run the same statements over small sets of
+-- keys, so each statement is planned once per session and its generic plan
+-- kept (under plan_cache_mode = auto, plpgsql would plan every call again
+-- whenever the generic plan's estimate for an array of unknown length looks
+-- dearer than a custom plan, at a cost of up to a millisecond or two a
+-- statement). The statements are written so that their generic plans probe
+-- primary keys (see the note at the top); no planner method is switched off.
+ALTER FUNCTION qflow.start_runs(integer, jsonb[], jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.heartbeat(uuid, qflow.task_key[], bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[]) SET plan_cache_mode = force_generic_plan;

@@ -129,15 +129,18 @@ type ClientOptions struct {
 // DefaultConcurrency is a worker's default number of handler slots.
 const DefaultConcurrency = 32
 
+// DefaultBatchSize is a worker's default claim batch.
+const DefaultBatchSize = 64
+
 // WorkerOptions configure a Worker. A nil *WorkerOptions means all defaults.
 type WorkerOptions struct {
 	// Concurrency is the number of handlers run at once (default
 	// DefaultConcurrency). See "Sizing a worker" in the package docs.
 	Concurrency int
-	// BatchSize caps the tasks claimed in one round trip (default 32).
-	// While handlers are quick (under 50ms on average), a worker claims up
-	// to min(Concurrency, BatchSize) tasks beyond its free slots, so they
-	// are ready when slots free up.
+	// BatchSize caps the tasks claimed in one round trip (default
+	// DefaultBatchSize). While handlers are quick (under 50ms on average),
+	// a worker holds up to 2 × BatchSize claimed tasks beyond its slots, so
+	// one batch runs while the next round trip settles the previous one.
 	BatchSize int
 	// PollInterval is how often an idle worker looks for work when no
 	// notification arrives (default 1s).

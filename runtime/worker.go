@@ -28,7 +28,9 @@ const WorkChannel = notify.WorkChannel
 // Inside, a worker is a few parts with one job each:
 //   - the pump (worker_pump.go) makes every round trip that changes tasks:
 //     it settles finished tasks and claims new ones in the same statement,
-//     one round trip at a time, carrying everything finished since the last;
+//     one round trip at a time, carrying everything finished since the last
+//     (a second pump was measured: round trips of one run then wait on each
+//     other's run lock, and W3 took twice as long);
 //   - the executor (worker_exec.go) runs handlers in at most Concurrency
 //     slots, starting claimed tasks as slots free up;
 //   - the keeper (worker_keep.go) heartbeats the leases of held tasks, stops
@@ -50,7 +52,9 @@ type Worker struct {
 	running  int               // handlers executing
 	finished []*result         // waiting for the pump to settle them
 	avgTook  time.Duration     // moving average of handler durations
-	stopping atomic.Bool       // no more claims, no more starts
+	// prioritized: some claimed task had a priority (see room).
+	prioritized bool
+	stopping    atomic.Bool // no more claims, no more starts
 
 	kick      chan struct{} // the pump has something to do (coalesced)
 	slotFreed chan struct{} // a handler finished (coalesced)
@@ -68,8 +72,11 @@ type workerFlow struct {
 	handlers map[string]Handler
 	id       int
 	queue    string
-	steps    []flowStep  // by step index
-	hint     atomic.Bool // work may be waiting in this flow's queue
+	steps    []flowStep // by step index
+	// wakes counts signs that work may be waiting in this flow's queue
+	// (notifications, polls, full claims) since a claim last found it
+	// empty; the pump clears it only if no sign arrived during that claim.
+	wakes atomic.Int64
 }
 
 type flowStep struct {
@@ -86,11 +93,12 @@ type taskKey struct {
 // held is a task this worker holds: claimed, running, or finished and not
 // yet settled.
 type held struct {
-	key    taskKey
-	seq    int64
-	flow   *workerFlow
-	task   *Task
-	cancel context.CancelCauseFunc // nil until the handler starts
+	key      taskKey
+	seq      int64
+	priority int32
+	flow     *workerFlow
+	task     *Task
+	cancel   context.CancelCauseFunc // nil until the handler starts
 }
 
 type result struct {
@@ -128,7 +136,7 @@ func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 		o.Concurrency = DefaultConcurrency
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 32
+		o.BatchSize = DefaultBatchSize
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
@@ -215,7 +223,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("qflow worker started", "worker_id", w.id, "queues", queues, "concurrency", w.opts.Concurrency)
 	w.leaseFloor.Store(time.Now().UnixNano())
 	for _, f := range w.flows {
-		f.hint.Store(true)
+		f.wakes.Add(1)
 	}
 
 	bg := context.WithoutCancel(ctx)
@@ -394,7 +402,7 @@ func (w *Worker) listen(ctx context.Context) {
 			if m.Gap {
 				w.wakeAll()
 			} else if f := w.byQueue[m.Payload]; f != nil {
-				f.hint.Store(true)
+				f.wakes.Add(1)
 				signal(w.kick)
 			}
 		}
@@ -405,7 +413,7 @@ func (w *Worker) listen(ctx context.Context) {
 // wakeAll marks every flow's queue as possibly holding work and wakes the pump.
 func (w *Worker) wakeAll() {
 	for _, f := range w.flows {
-		f.hint.Store(true)
+		f.wakes.Add(1)
 	}
 	signal(w.kick)
 }

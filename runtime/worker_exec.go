@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
+	"sort"
 	"time"
 )
 
@@ -26,10 +28,17 @@ func (w *Worker) accept(f *workerFlow, list []claimedTask) {
 			continue
 		}
 		step := f.steps[c.key.StepIdx]
-		h := &held{key: c.key, seq: c.seq, flow: f,
+		h := &held{key: c.key, seq: c.seq, priority: c.priority, flow: f,
 			task: &Task{RunID: c.key.RunID, Flow: f.def.Slug, Step: step.slug, Index: int(c.key.TaskIndex), Attempt: c.attempt, Input: c.input}}
 		w.held[c.key] = h
-		w.waiting = append(w.waiting, h)
+		w.prioritized = w.prioritized || c.priority != 0
+		// Waiting tasks start in claim order: higher priority first, then
+		// first queued first, as the claim itself orders them.
+		i := sort.Search(len(w.waiting), func(i int) bool {
+			x := w.waiting[i]
+			return x.priority < h.priority || (x.priority == h.priority && x.seq > h.seq)
+		})
+		w.waiting = slices.Insert(w.waiting, i, h)
 	}
 	w.dispatchLocked()
 	w.mu.Unlock()
@@ -48,15 +57,17 @@ func (w *Worker) dispatchLocked() {
 	}
 }
 
-// room is how many more tasks the worker may claim now: its slots plus,
-// while handlers are quick, as many again to run while the pump's next
-// round trip is on its way, less what it already holds unstarted or running.
+// room is how many tasks the pump may claim now: the worker's slots plus,
+// while handlers are quick, two batches (one running while the pump's round
+// trip settles the other), less what it already holds unstarted or running.
+// Once it has seen prioritized tasks it claims only for free slots, so a
+// task of high priority never waits behind tasks claimed ahead of it.
 func (w *Worker) room() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	limit := w.opts.Concurrency
-	if w.avgTook < prefetchBelow {
-		limit += min(w.opts.Concurrency, w.opts.BatchSize)
+	if w.avgTook < prefetchBelow && !w.prioritized {
+		limit += 2 * w.opts.BatchSize
 	}
 	return max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)))
 }

@@ -18,10 +18,11 @@ import (
 
 // claimedTask is one row of a claim.
 type claimedTask struct {
-	seq     int64
-	key     taskKey
-	attempt int
-	input   []byte
+	seq      int64
+	key      taskKey
+	attempt  int
+	input    []byte
+	priority int32
 }
 
 // pump runs until ctx ends. Once the worker is stopping it claims nothing
@@ -36,11 +37,10 @@ func (w *Worker) pump(ctx context.Context) {
 		want := 0
 		if !w.stopping.Load() {
 			if want = w.room(); want > 0 {
-				f = w.pickFlow(batch, &next)
+				if f = w.pickFlow(batch, &next); f == nil {
+					want = 0
+				}
 			}
-		}
-		if f == nil {
-			want = 0
 		}
 		if len(batch) == 0 && want == 0 {
 			select {
@@ -51,7 +51,7 @@ func (w *Worker) pump(ctx context.Context) {
 			case <-w.kick:
 			case <-poll.C:
 				for _, fl := range w.flows {
-					fl.hint.Store(true)
+					fl.wakes.Add(1)
 				}
 			}
 			continue
@@ -59,10 +59,14 @@ func (w *Worker) pump(ctx context.Context) {
 		if f == nil {
 			f = batch[0].h.flow
 		}
+		signs := f.wakes.Load()
 		claimed, err := w.settle(ctx, batch, f, want)
-		if want > 0 && err == nil {
-			// A claim that came back short emptied the queue for now.
-			f.hint.Store(len(claimed) == want)
+		switch {
+		case want == 0 || err != nil:
+		case len(claimed) == want: // a full claim: more may be waiting
+			f.wakes.Add(1)
+		default: // a short claim emptied the queue for now, unless a sign of new work arrived meanwhile
+			f.wakes.CompareAndSwap(signs, 0)
 		}
 		w.accept(f, claimed)
 		if len(batch) > 0 {
@@ -89,7 +93,7 @@ func (w *Worker) pickFlow(batch []*result, next *int) *workerFlow {
 	}
 	for i := range w.flows {
 		f := w.flows[(*next+i)%len(w.flows)]
-		if f.hint.Load() {
+		if f.wakes.Load() != 0 {
 			*next = (*next + i + 1) % len(w.flows)
 			return f
 		}
@@ -172,7 +176,7 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 	}
 	var list []claimedTask
 	var c claimedTask
-	_, err = pgx.ForEachRow(rows, []any{&c.seq, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.input}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&c.seq, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.input, &c.priority}, func() error {
 		list = append(list, c)
 		c.input = nil
 		return nil
