@@ -31,8 +31,11 @@ func median(rs []Result, f func(Result) float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-// summarize returns the medians of results per case, in the order of order.
+// summarize returns the medians of results per case, by workload, then in
+// the order of order.
 func summarize(results []Result, order []benchCase) []summary {
+	order = slices.Clone(order)
+	slices.SortStableFunc(order, func(a, b benchCase) int { return strings.Compare(a.workload, b.workload) })
 	var out []summary
 	for _, bc := range order {
 		var rs []Result
@@ -123,15 +126,15 @@ func writeTable(w io.Writer, header []string, rows []summary, notes []string) {
 			if p.workload != q.workload || p.peer == "qflow" || p.peer == "pgbench" {
 				continue
 			}
-			metric, qv, pv := "tasks/s (higher is better)", q.tasksPerSec, p.tasksPerSec
+			metric, qv, pv, prec := "tasks/s (higher is better)", q.tasksPerSec, p.tasksPerSec, 0
 			if latencyWorkload(q.workload) {
-				metric, qv, pv = "p50 ms (lower is better)", q.p50, p.p50
+				metric, qv, pv, prec = "p50 ms (lower is better)", q.p50, p.p50, 2
 			}
 			if pv == 0 {
 				continue
 			}
 			ratios = append(ratios, fmt.Sprintf("| %s | %s | %s | %s | %s/%s | %s | %.2f |",
-				q.workload, metric, q.variant, num(qv, 2), p.peer, p.variant, num(pv, 2), qv/pv))
+				q.workload, metric, q.variant, num(qv, prec), p.peer, p.variant, num(pv, prec), qv/pv))
 		}
 	}
 	if len(ratios) > 0 {
