@@ -63,6 +63,11 @@ func Latest() int {
 // call from several processes at once (an advisory lock serialises them), a
 // no-op when the schema is current, and fails with ErrNewerSchema when the
 // database was migrated by a newer release.
+//
+// For pgmq it installs the extension when the server offers 1.10 or later,
+// and QuantumFlow's compatible SQL otherwise; it leaves an installed pgmq
+// of any version alone, and installs one again if the pgmq it found or
+// installed was dropped. The package documentation has the details.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return MigrateTx(ctx, tx) })
 }
@@ -100,21 +105,18 @@ func MigrateTx(ctx context.Context, tx pgx.Tx) error {
 			return fmt.Errorf("qflow migrate: record %d: %w", m.Version, err)
 		}
 	}
+	if err := ensurePgmq(ctx, tx); err != nil {
+		return fmt.Errorf("qflow migrate: reinstall pgmq: %w", err)
+	}
 	return nil
 }
 
 // apply runs one migration. The pgmq migration installs the real extension
-// instead of our implementation when the server offers it.
+// (1.10 or later) instead of our implementation when the server offers it,
+// and leaves an installed pgmq alone (see applyPgmq).
 func apply(ctx context.Context, tx pgx.Tx, m Migration) error {
 	if m.Name == "pgmq" {
-		var available bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgmq')`).Scan(&available); err != nil {
-			return err
-		}
-		if available {
-			_, err := tx.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pgmq`)
-			return err
-		}
+		return applyPgmq(ctx, tx, m)
 	}
 	_, err := tx.Exec(ctx, m.SQL)
 	return err

@@ -7,6 +7,40 @@
 // and casts every parameter ($1::text, $2::integer, ...), so the same calls
 // resolve to the same overloads on both.
 //
+// # pgmq versions
+//
+// Supported: the pgmq extension from MinVersion (1.10) on, pgmq's SQL-only
+// installation of those releases, and QuantumFlow's own SQL. migrations.Migrate
+// installs the extension only when the server offers 1.10 or later, and
+// otherwise QuantumFlow's SQL, even when the server offers an older pgmq.
+//
+// A pgmq that was installed before, by a user or by another application,
+// Migrate leaves alone whatever its version. If it is older than 1.10 (pgmq
+// 1.5.1, for example, has no last_read_at column, no pop with a quantity, no
+// batch SetVT and no insert notifications; 1.4 has no headers either), the
+// calls that need the newer layout fail with an error wrapping
+// ErrIncompatible, an *IncompatibleError that names the version, what is
+// missing and the way out, instead of a bare "column does not exist"
+// (SQLSTATE 42703) or "function does not exist" (42883). Calls that the old
+// release can serve, such as Send without headers or Delete, still work.
+// Check reports the same in one query, to fail fast at startup. The check
+// costs nothing on calls that succeed: only after such an error does the
+// call inspect the database, once, and not inside a transaction (the error
+// has aborted it; the error then points at Check instead).
+//
+// The ways out, in the order we recommend them:
+//
+//   - update the extension: ALTER EXTENSION pgmq UPDATE, when the server
+//     offers 1.10 or later (pgmq's update scripts migrate existing queues);
+//   - or drop the old pgmq, DROP EXTENSION pgmq CASCADE (for an SQL-only
+//     installation, DROP SCHEMA pgmq CASCADE), which deletes its queues and
+//     messages, and run migrations.Migrate again: it installs the extension
+//     if the server offers 1.10 or later, QuantumFlow's SQL otherwise.
+//
+// QuantumFlow's engine keeps its tasks in its own tables and does not need
+// pgmq, so flows run whatever pgmq is installed. On a database without pgmq,
+// calls and Check fail with an error wrapping ErrNotInstalled.
+//
 // # Running calls
 //
 // Every function takes a DBTX: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx.
@@ -51,8 +85,9 @@
 // # Errors
 //
 // Errors say which operation and queue failed. An unknown queue's error
-// wraps ErrQueueNotFound, an invalid name's ErrInvalidQueueName; database
-// errors wrap the *pgconn.PgError.
+// wraps ErrQueueNotFound, an invalid name's ErrInvalidQueueName, a pgmq
+// older than 1.10 ErrIncompatible, a database without pgmq ErrNotInstalled;
+// database errors wrap the *pgconn.PgError.
 //
 // # Differences of the built-in implementation
 //

@@ -3,6 +3,7 @@ package pgmq_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,4 +57,29 @@ func Example() {
 	// read 1 (read 1 time): {"to": "ada@example.com"} {"trace": "abc"}
 	// queued 0 ever sent 1
 	// pgmq: invalid queue name "a;drop table x": only ASCII letters, digits and underscores are allowed
+}
+
+// ExampleCheck fails fast at startup when the database's pgmq is one this
+// package cannot use, instead of at the first Read. On a pgmq older than
+// 1.10 the error is an *IncompatibleError naming the version, what is
+// missing and the way out.
+func ExampleCheck() {
+	pool, done := exampleDatabase()
+	defer done()
+	ctx := context.Background()
+
+	err := pgmq.Check(ctx, pool)
+	var old *pgmq.IncompatibleError
+	switch {
+	case errors.As(err, &old):
+		fmt.Println("pgmq", old.Version, "is too old; missing:", old.Missing)
+	case errors.Is(err, pgmq.ErrNotInstalled):
+		fmt.Println("no pgmq: run migrations.Migrate")
+	case err != nil:
+		fmt.Println(err)
+	default:
+		fmt.Println("pgmq is usable")
+	}
+	// Output:
+	// pgmq is usable
 }

@@ -34,11 +34,11 @@ func Send(ctx context.Context, db DBTX, queue string, msg json.RawMessage, opts 
 	}
 	sql, args, err := sendSQL("send", queue, jsonArg(msg), "jsonb", o.Headers != nil, jsonArg(o.Headers), o.Delay, o.VisibleAt)
 	if err != nil {
-		return 0, wrap("send", queue, err)
+		return 0, wrap(ctx, db, "send", queue, err)
 	}
 	var id int64
 	err = db.QueryRow(ctx, sql, args...).Scan(&id)
-	return id, wrap("send", queue, err)
+	return id, wrap(ctx, db, "send", queue, err)
 }
 
 // SendBatchOpts are the optional arguments of SendBatch. The zero value
@@ -66,7 +66,7 @@ func SendBatch(ctx context.Context, db DBTX, queue string, msgs []json.RawMessag
 		o = *opts
 	}
 	if o.Headers != nil && len(o.Headers) != len(msgs) {
-		return nil, wrap("send_batch", queue, fmt.Errorf("%d headers for %d messages", len(o.Headers), len(msgs)))
+		return nil, wrap(ctx, db, "send_batch", queue, fmt.Errorf("%d headers for %d messages", len(o.Headers), len(msgs)))
 	}
 	if len(msgs) == 0 {
 		return nil, nil
@@ -77,14 +77,14 @@ func SendBatch(ctx context.Context, db DBTX, queue string, msgs []json.RawMessag
 	}
 	sql, args, err := sendSQL("send_batch", queue, jsonArray(msgs), "jsonb[]", o.Headers != nil, headers, o.Delay, o.VisibleAt)
 	if err != nil {
-		return nil, wrap("send_batch", queue, err)
+		return nil, wrap(ctx, db, "send_batch", queue, err)
 	}
 	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, wrap("send_batch", queue, err)
+		return nil, wrap(ctx, db, "send_batch", queue, err)
 	}
 	ids, err := collectIDs(rows)
-	return ids, wrap("send_batch", queue, err)
+	return ids, wrap(ctx, db, "send_batch", queue, err)
 }
 
 // sendSQL builds the call of the send or send_batch overload that matches
@@ -133,7 +133,7 @@ func Read(ctx context.Context, db DBTX, queue string, vt time.Duration, qty int,
 	}
 	vts, err := seconds("vt", vt)
 	if err != nil {
-		return nil, wrap("read", queue, err)
+		return nil, wrap(ctx, db, "read", queue, err)
 	}
 	cond := json.RawMessage(`{}`)
 	if opts != nil && opts.Conditional != nil {
@@ -142,10 +142,10 @@ func Read(ctx context.Context, db DBTX, queue string, vt time.Duration, qty int,
 	rows, err := db.Query(ctx, `SELECT `+messageColumns+` FROM pgmq.read($1::text, $2::integer, $3::integer, $4::jsonb)`,
 		queue, vts, int32(qty), jsonArg(cond))
 	if err != nil {
-		return nil, wrap("read", queue, err)
+		return nil, wrap(ctx, db, "read", queue, err)
 	}
 	msgs, err := collectMessages(rows)
-	return msgs, wrap("read", queue, err)
+	return msgs, wrap(ctx, db, "read", queue, err)
 }
 
 // PollOpts are the optional arguments of ReadWithPoll. The zero value uses
@@ -185,23 +185,23 @@ func ReadWithPoll(ctx context.Context, db DBTX, queue string, vt time.Duration, 
 	}
 	vts, err := seconds("vt", vt)
 	if err != nil {
-		return nil, wrap("read_with_poll", queue, err)
+		return nil, wrap(ctx, db, "read_with_poll", queue, err)
 	}
 	maxPoll, err := seconds("max poll", o.MaxPoll)
 	if err != nil {
-		return nil, wrap("read_with_poll", queue, err)
+		return nil, wrap(ctx, db, "read_with_poll", queue, err)
 	}
 	ms := (o.PollInterval + time.Millisecond - 1) / time.Millisecond
 	if ms < 1 || ms > 1<<31-1 {
-		return nil, wrap("read_with_poll", queue, fmt.Errorf("poll interval %v out of range", o.PollInterval))
+		return nil, wrap(ctx, db, "read_with_poll", queue, fmt.Errorf("poll interval %v out of range", o.PollInterval))
 	}
 	rows, err := db.Query(ctx, `SELECT `+messageColumns+` FROM pgmq.read_with_poll($1::text, $2::integer, $3::integer, $4::integer, $5::integer, $6::jsonb)`,
 		queue, vts, int32(qty), maxPoll, int32(ms), jsonArg(o.Conditional))
 	if err != nil {
-		return nil, wrap("read_with_poll", queue, err)
+		return nil, wrap(ctx, db, "read_with_poll", queue, err)
 	}
 	msgs, err := collectMessages(rows)
-	return msgs, wrap("read_with_poll", queue, err)
+	return msgs, wrap(ctx, db, "read_with_poll", queue, err)
 }
 
 // Pop claims and deletes the oldest visible message in one step
@@ -213,11 +213,11 @@ func Pop(ctx context.Context, db DBTX, queue string) (*Message, error) {
 	}
 	rows, err := db.Query(ctx, `SELECT `+messageColumns+` FROM pgmq.pop($1::text)`, queue)
 	if err != nil {
-		return nil, wrap("pop", queue, err)
+		return nil, wrap(ctx, db, "pop", queue, err)
 	}
 	msgs, err := collectMessages(rows)
 	if err != nil || len(msgs) == 0 {
-		return nil, wrap("pop", queue, err)
+		return nil, wrap(ctx, db, "pop", queue, err)
 	}
 	return &msgs[0], nil
 }
@@ -229,10 +229,10 @@ func PopBatch(ctx context.Context, db DBTX, queue string, qty int) ([]Message, e
 	}
 	rows, err := db.Query(ctx, `SELECT `+messageColumns+` FROM pgmq.pop($1::text, $2::integer)`, queue, int32(qty))
 	if err != nil {
-		return nil, wrap("pop", queue, err)
+		return nil, wrap(ctx, db, "pop", queue, err)
 	}
 	msgs, err := collectMessages(rows)
-	return msgs, wrap("pop", queue, err)
+	return msgs, wrap(ctx, db, "pop", queue, err)
 }
 
 // Archive moves a message to the queue's archive table (pgmq.archive). It
@@ -266,7 +266,7 @@ func oneID(ctx context.Context, db DBTX, op, sql, queue string, id int64) (bool,
 	}
 	var ok bool
 	err := db.QueryRow(ctx, sql, queue, id).Scan(&ok)
-	return ok, wrap(op, queue, err)
+	return ok, wrap(ctx, db, op, queue, err)
 }
 
 func manyIDs(ctx context.Context, db DBTX, op, sql, queue string, ids []int64) ([]int64, error) {
@@ -278,10 +278,10 @@ func manyIDs(ctx context.Context, db DBTX, op, sql, queue string, ids []int64) (
 	}
 	rows, err := db.Query(ctx, sql, queue, ids)
 	if err != nil {
-		return nil, wrap(op, queue, err)
+		return nil, wrap(ctx, db, op, queue, err)
 	}
 	out, err := collectIDs(rows)
-	return out, wrap(op, queue, err)
+	return out, wrap(ctx, db, op, queue, err)
 }
 
 // SetVT makes a message visible vt from now, rounded up to whole seconds
@@ -293,15 +293,15 @@ func SetVT(ctx context.Context, db DBTX, queue string, id int64, vt time.Duratio
 	}
 	vts, err := seconds("vt", vt)
 	if err != nil {
-		return nil, wrap("set_vt", queue, err)
+		return nil, wrap(ctx, db, "set_vt", queue, err)
 	}
 	rows, err := db.Query(ctx, `SELECT `+messageColumns+` FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)`, queue, id, vts)
 	if err != nil {
-		return nil, wrap("set_vt", queue, err)
+		return nil, wrap(ctx, db, "set_vt", queue, err)
 	}
 	msgs, err := collectMessages(rows)
 	if err != nil || len(msgs) == 0 {
-		return nil, wrap("set_vt", queue, err)
+		return nil, wrap(ctx, db, "set_vt", queue, err)
 	}
 	return &msgs[0], nil
 }
@@ -314,15 +314,15 @@ func SetVTBatch(ctx context.Context, db DBTX, queue string, ids []int64, vt time
 	}
 	vts, err := seconds("vt", vt)
 	if err != nil {
-		return nil, wrap("set_vt", queue, err)
+		return nil, wrap(ctx, db, "set_vt", queue, err)
 	}
 	if ids == nil {
 		ids = []int64{}
 	}
 	rows, err := db.Query(ctx, `SELECT `+messageColumns+` FROM pgmq.set_vt($1::text, $2::bigint[], $3::integer)`, queue, ids, vts)
 	if err != nil {
-		return nil, wrap("set_vt", queue, err)
+		return nil, wrap(ctx, db, "set_vt", queue, err)
 	}
 	msgs, err := collectMessages(rows)
-	return msgs, wrap("set_vt", queue, err)
+	return msgs, wrap(ctx, db, "set_vt", queue, err)
 }

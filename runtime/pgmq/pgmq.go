@@ -133,14 +133,25 @@ func seconds(what string, d time.Duration) (int32, error) {
 	return int32(s), nil
 }
 
-// wrap adds the operation and queue to err and marks unknown queues.
-func wrap(op, queue string, err error) error {
+// wrap adds the operation and queue to err and classifies it: an unknown
+// queue (SQLSTATE 42P01) wraps ErrQueueNotFound, a missing pgmq schema
+// (3F000) ErrNotInstalled, and a column or function the database's pgmq
+// lacks (42703, 42883) ErrIncompatible, through diagnose, which may look at
+// the database once to say what is installed.
+func wrap(ctx context.Context, db DBTX, op, queue string, err error) error {
 	if err == nil {
 		return nil
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
-		return fmt.Errorf("pgmq: %s %q: %w: %w", op, queue, ErrQueueNotFound, err)
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42P01":
+			return fmt.Errorf("pgmq: %s %q: %w: %w", op, queue, ErrQueueNotFound, err)
+		case "3F000":
+			err = notInstalled(err)
+		case "42703", "42883":
+			err = diagnose(ctx, db, err)
+		}
 	}
 	if queue == "" {
 		return fmt.Errorf("pgmq: %s: %w", op, err)

@@ -55,7 +55,7 @@ func CreatePartitioned(ctx context.Context, db DBTX, queue string, opts *CreateP
 		o.RetentionInterval = "100000"
 	}
 	_, err := db.Exec(ctx, `SELECT pgmq.create_partitioned($1::text, $2::text, $3::text)`, queue, o.PartitionInterval, o.RetentionInterval)
-	return wrap("create_partitioned", queue, err)
+	return wrap(ctx, db, "create_partitioned", queue, err)
 }
 
 func createWith(ctx context.Context, db DBTX, op, sql, queue string) error {
@@ -63,7 +63,7 @@ func createWith(ctx context.Context, db DBTX, op, sql, queue string) error {
 		return err
 	}
 	_, err := db.Exec(ctx, sql, queue)
-	return wrap(op, queue, err)
+	return wrap(ctx, db, op, queue, err)
 }
 
 // DropQueue drops a queue, its archive and its notify setting
@@ -75,7 +75,7 @@ func DropQueue(ctx context.Context, db DBTX, queue string) (bool, error) {
 	}
 	var dropped bool
 	err := db.QueryRow(ctx, `SELECT pgmq.drop_queue($1::text)`, queue).Scan(&dropped)
-	return dropped, wrap("drop_queue", queue, err)
+	return dropped, wrap(ctx, db, "drop_queue", queue, err)
 }
 
 // PurgeQueue deletes every message in a queue, leaving its archive alone,
@@ -86,25 +86,25 @@ func PurgeQueue(ctx context.Context, db DBTX, queue string) (int64, error) {
 	}
 	var n int64
 	err := db.QueryRow(ctx, `SELECT pgmq.purge_queue($1::text)`, queue).Scan(&n)
-	return n, wrap("purge_queue", queue, err)
+	return n, wrap(ctx, db, "purge_queue", queue, err)
 }
 
 // ListQueues returns every queue (pgmq.list_queues); nil when there are none.
 func ListQueues(ctx context.Context, db DBTX) ([]QueueInfo, error) {
 	rows, err := db.Query(ctx, `SELECT queue_name::text, is_partitioned, is_unlogged, created_at FROM pgmq.list_queues()`)
 	if err != nil {
-		return nil, wrap("list_queues", "", err)
+		return nil, wrap(ctx, db, "list_queues", "", err)
 	}
 	var out []QueueInfo
 	for rows.Next() {
 		var q QueueInfo
 		if err := rows.Scan(&q.Name, &q.IsPartitioned, &q.IsUnlogged, &q.CreatedAt); err != nil {
 			rows.Close()
-			return nil, wrap("list_queues", "", err)
+			return nil, wrap(ctx, db, "list_queues", "", err)
 		}
 		out = append(out, q)
 	}
-	return out, wrap("list_queues", "", rows.Err())
+	return out, wrap(ctx, db, "list_queues", "", rows.Err())
 }
 
 const metricsColumns = `queue_name, queue_length, newest_msg_age_sec, oldest_msg_age_sec, total_messages, scrape_time, queue_visible_length`
@@ -121,25 +121,25 @@ func QueueMetrics(ctx context.Context, db DBTX, queue string) (Metrics, error) {
 		return Metrics{}, err
 	}
 	m, err := scanMetrics(db.QueryRow(ctx, `SELECT `+metricsColumns+` FROM pgmq.metrics($1::text)`, queue))
-	return m, wrap("metrics", queue, err)
+	return m, wrap(ctx, db, "metrics", queue, err)
 }
 
 // MetricsAll returns a snapshot of every queue (pgmq.metrics_all).
 func MetricsAll(ctx context.Context, db DBTX) ([]Metrics, error) {
 	rows, err := db.Query(ctx, `SELECT `+metricsColumns+` FROM pgmq.metrics_all()`)
 	if err != nil {
-		return nil, wrap("metrics_all", "", err)
+		return nil, wrap(ctx, db, "metrics_all", "", err)
 	}
 	var out []Metrics
 	for rows.Next() {
 		m, err := scanMetrics(rows)
 		if err != nil {
 			rows.Close()
-			return nil, wrap("metrics_all", "", err)
+			return nil, wrap(ctx, db, "metrics_all", "", err)
 		}
 		out = append(out, m)
 	}
-	return out, wrap("metrics_all", "", rows.Err())
+	return out, wrap(ctx, db, "metrics_all", "", rows.Err())
 }
 
 // EnableNotifyInsert makes every statement that inserts into the queue send
@@ -152,14 +152,14 @@ func EnableNotifyInsert(ctx context.Context, db DBTX, queue string, throttle tim
 		return err
 	}
 	if throttle < 0 {
-		return wrap("enable_notify_insert", queue, errors.New("throttle must not be negative"))
+		return wrap(ctx, db, "enable_notify_insert", queue, errors.New("throttle must not be negative"))
 	}
 	ms := (throttle + time.Millisecond - 1) / time.Millisecond
 	if ms > 1<<31-1 {
-		return wrap("enable_notify_insert", queue, errors.New("throttle out of range"))
+		return wrap(ctx, db, "enable_notify_insert", queue, errors.New("throttle out of range"))
 	}
 	_, err := db.Exec(ctx, `SELECT pgmq.enable_notify_insert($1::text, $2::integer)`, queue, int32(ms))
-	return wrap("enable_notify_insert", queue, err)
+	return wrap(ctx, db, "enable_notify_insert", queue, err)
 }
 
 // DisableNotifyInsert stops the notifications EnableNotifyInsert started
@@ -169,5 +169,5 @@ func DisableNotifyInsert(ctx context.Context, db DBTX, queue string) error {
 		return err
 	}
 	_, err := db.Exec(ctx, `SELECT pgmq.disable_notify_insert($1::text)`, queue)
-	return wrap("disable_notify_insert", queue, err)
+	return wrap(ctx, db, "disable_notify_insert", queue, err)
 }
