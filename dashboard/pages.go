@@ -46,6 +46,12 @@ func (h *Handler) parseTemplates() error {
 		"dur":     flowview.Duration,
 		"percent": func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 		"short":   func(id uuid.UUID) string { return id.String()[:8] },
+		"rows": func(prefix string, runs []runtime.RunSummary) any {
+			return struct {
+				P    string
+				Runs []runtime.RunSummary
+			}{prefix, runs}
+		},
 		"query": func(kv ...string) template.URL {
 			q := url.Values{}
 			for i := 0; i+1 < len(kv); i += 2 {
