@@ -1,0 +1,32 @@
+// Qflow is the operator's command for QuantumFlow: it migrates the schema,
+// lists flows, runs, workers and queues, shows why a run failed, cancels
+// runs, tails live events and serves the web dashboard.
+//
+// Usage:
+//
+//	qflow <command> [flags] [arguments]
+//
+// The commands are:
+//
+//	migrate         apply the embedded schema migrations (--status: list applied and pending)
+//	flows           list stored flows and their versions
+//	flows show F    print a flow's steps, their options and its Mermaid diagram
+//	runs            list runs, newest first (--flow, --status, --since, --limit, --after)
+//	runs show ID    print a run's steps with states, attempts, durations, errors and outputs
+//	cancel ID       cancel a run (also: runs cancel ID)
+//	workers         list live workers (--all: also stopped ones) with their queues and held tasks
+//	queues          list the backlog of each flow version: queued, running, oldest wait
+//	events          print live events as they happen (--flow, --run, --count)
+//	serve           serve the web dashboard (see package dashboard)
+//	help [command]  print help
+//
+// Every command takes --database-url; without it, DATABASE_URL names the
+// server. Every listing takes --json, which prints JSON instead of a table.
+//
+// Resuming a failed run and pruning finished runs are not available yet:
+// the runtime does not offer them (run control is planned), so neither
+// does qflow.
+//
+// Exit status, as with the go command: 0 on success, 1 on an error (printed
+// on standard error as "qflow <command>: message"), 2 on a usage error.
+package main
