@@ -234,10 +234,11 @@ func (c *Client) GetFlowVersion(ctx context.Context, slug string, version int) (
 	return &def, nil
 }
 
-// TaskInput returns the stored input of one task of a run: the element of a
-// map step's task. Tasks of other steps have no stored input (theirs is
-// built from the flow input and their dependencies' outputs when claimed)
-// and give nil. An unknown run, step or index gives ErrRunNotFound.
+// TaskInput returns the input one task of a run was given, as the engine
+// stored it when the task was queued: the element for a map step's task,
+// else an object with the flow input under "run" (when the step takes it)
+// and each dependency's output under its slug. An unknown run, step or
+// index gives ErrRunNotFound.
 func (c *Client) TaskInput(ctx context.Context, run uuid.UUID, step string, index int) (json.RawMessage, error) {
 	var in json.RawMessage
 	err := c.pool.QueryRow(ctx, `

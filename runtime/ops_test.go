@@ -96,8 +96,8 @@ func TestOpsQueuesWorkersOverview(t *testing.T) {
 	if err != nil || string(in) != "2" {
 		t.Errorf("TaskInput(each, 1) = %s, %v; want 2", in, err)
 	}
-	if in, err := client.TaskInput(ctx, h.ID, "fan", 0); err != nil || in != nil {
-		t.Errorf("TaskInput(fan, 0) = %s, %v; want nil (not a map task)", in, err)
+	if in, err := client.TaskInput(ctx, h.ID, "fan", 0); err != nil || string(in) != `{"run": [1, 2, 3]}` {
+		t.Errorf("TaskInput(fan, 0) = %s, %v; want the flow input under run", in, err)
 	}
 	if _, err := client.TaskInput(ctx, h.ID, "nope", 0); !errors.Is(err, runtime.ErrRunNotFound) {
 		t.Errorf("TaskInput of an unknown step: %v; want ErrRunNotFound", err)
