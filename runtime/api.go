@@ -135,7 +135,7 @@ const DefaultBatchSize = 64
 // WorkerOptions configure a Worker. A nil *WorkerOptions means all defaults.
 type WorkerOptions struct {
 	// Concurrency is the number of handlers run at once (default
-	// DefaultConcurrency). See "Sizing a worker" in the package docs.
+	// DefaultConcurrency). See "Sizing a worker" in the README.
 	Concurrency int
 	// BatchSize caps the tasks claimed in one round trip (default
 	// DefaultBatchSize). While handlers are quick (under 50ms on average),

@@ -5,11 +5,21 @@
 //
 // # Execution model
 //
-// Definitions live in tables (flows, steps, deps). Starting a run creates a
-// state row per step; a step whose dependencies have all completed becomes
-// ready and its tasks (one, or one per element for a map step) are sent to
-// the flow's pgmq queue. A worker claims a batch of tasks, builds each
-// task's input from the flow input and its dependencies' outputs, runs the
-// handler and completes or fails it in one transaction, which also readies
-// the next steps and completes the run when nothing is left.
+// Definitions live in tables (flows, steps, deps). A step whose
+// dependencies have all completed starts: its state row is created and its
+// tasks (one, or one per element for a map step) are queued in
+// qflow.step_tasks with their inputs already built from the flow input and
+// the dependencies' outputs. A task row is its own queue message: workers
+// claim batches of them through a partial index, in priority then FIFO
+// order, with FOR UPDATE SKIP LOCKED.
+//
+// A worker's pump makes one round trip at a time (qflow.settle): it records
+// every task that finished since its last round trip (completions, failures,
+// retries), which readies the next steps and completes runs with nothing
+// left, and in the same transaction claims the next batch, so a chain hop
+// costs one commit. Handlers run meanwhile in up to Concurrency slots.
+// A claimed task is leased; heartbeats extend the leases of what a worker
+// holds, and a task whose worker stopped is claimed again when its lease
+// expires. Recording results is exactly-once, handler execution
+// at-least-once (docs/reliability.md).
 package runtime

@@ -10,7 +10,7 @@ import (
 
 // eventsOffPool returns a pool with pool's configuration whose sessions
 // start with qflow.events = 'off' (a startup parameter, so no extra round
-// trip): qflow.emit publishes nothing for transitions made on them. A
+// trip): qflow.publish sends nothing for transitions made on them. A
 // worker with DisableEvents runs on such a pool, because the caller's pool
 // may be shared with code that wants events.
 func eventsOffPool(ctx context.Context, pool *pgxpool.Pool) (*pgxpool.Pool, error) {

@@ -19,7 +19,7 @@ import (
 )
 
 // WorkChannel is the NOTIFY channel on which the engine announces new work;
-// the payload is the queue name.
+// the payload is the flow version's queue name (see notify.WorkChannel).
 const WorkChannel = notify.WorkChannel
 
 // Worker claims and executes tasks of the flows registered with it. Any

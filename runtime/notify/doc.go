@@ -5,10 +5,12 @@
 //
 // # Events
 //
-// The engine publishes one event per transition on EventsChannel
+// The engine publishes an event for every transition on EventsChannel
 // ("qflow_events") with pg_notify, inside the transaction that makes the
 // transition. Events are therefore delivered only if that transaction
 // commits, and in commit order; a rolled-back transition publishes nothing.
+// A transaction's events travel together, as few notifications as fit (see
+// Payload); Listener delivers them one Event at a time, in order.
 // The types are:
 //
 //	workflow_started    a run started (one per run)
@@ -28,8 +30,11 @@
 //
 // # Payload
 //
-// The payload is a JSON object; a field that does not apply is absent.
-// Field by field (Event has one Go field per JSON field):
+// The payload is a JSON array of events, in the order of the transitions;
+// a transaction with more events than fit in one notification sends several,
+// each under 7,900 bytes. ParseEvents decodes a payload (and also accepts a
+// single event object). Each event is a JSON object; a field that does not
+// apply is absent. Field by field (Event has one Go field per JSON field):
 //
 //	type             string   the event type (always)
 //	run_id           string   the run's UUID (always)
@@ -47,11 +52,12 @@
 //	error_truncated  boolean  present (true) when error was cut
 //	ts               string   when the transition happened: RFC 3339, UTC, microseconds
 //
-// A payload never exceeds NOTIFY's limit (MaxPayloadBytes): slugs are
-// short, outputs and inputs are never inlined (read them from the run), and
-// an error whose JSON encoding is over 4000 bytes is cut to its first 600
-// characters followed by " …[truncated]", with error_truncated set. The full
-// error is stored on the task and the step.
+// A payload never exceeds NOTIFY's limit (MaxPayloadBytes), and one event
+// stays far below it: slugs are short, outputs and inputs are never inlined
+// (read them from the run), and an error whose JSON encoding is over 4000
+// bytes is cut to its first 600 characters followed by " …[truncated]",
+// with error_truncated set. The full error is stored on the task and the
+// step.
 //
 // New fields may be added; existing ones keep their names and meaning.
 //
@@ -93,7 +99,8 @@
 //
 // # Work notifications
 //
-// The engine also notifies WorkChannel ("qflow_work") with the queue name,
-// once per queue per transaction that queues tasks. Idle workers listen
-// there and claim at once instead of waiting for their poll interval.
+// The engine also notifies WorkChannel ("qflow_work") with the flow
+// version's queue name (<slug>_<version>) when a transaction queues tasks
+// that it does not claim itself. Idle workers listen there and claim at once
+// instead of waiting for their poll interval.
 package notify

@@ -14,8 +14,9 @@ import (
 const EventsChannel = "qflow_events"
 
 // WorkChannel is the channel on which the engine announces new work; the
-// payload is the name of the queue that received tasks. It is sent once
-// per queue per transaction.
+// payload is the queue name of the flow version that received tasks
+// (<slug>_<version>). It is sent once per queue per transaction, and not at
+// all when the transaction claimed every task it queued.
 const WorkChannel = "qflow_work"
 
 // EventType names a transition. See the package documentation for the
