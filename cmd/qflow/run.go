@@ -64,7 +64,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "help", "-h", "-help", "--help":
 		return help(args[1:], stdout, stderr)
 	}
+	// Flags may also come before the command ("qflow --database-url URL
+	// runs"): they are parsed with the command's own.
+	lead, args := leadingFlags(args)
+	if len(args) == 0 {
+		mainUsage(stderr)
+		return 2
+	}
 	cmd, rest := lookup(args)
+	rest = append(lead, rest...)
 	if cmd == nil {
 		fmt.Fprintf(stderr, "qflow %s: unknown command\nRun 'qflow help' for usage.\n", strings.Join(args[:min(len(args), 2)], " "))
 		return 2
@@ -92,6 +100,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "%s: %v\n", e.name, err)
 		return 1
 	}
+}
+
+// leadingFlags splits off the flags before the command name. Only
+// --database-url takes a value as a separate argument; the other flags are
+// booleans or written --name=value.
+func leadingFlags(args []string) (lead, rest []string) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
+		a := args[0]
+		lead, args = append(lead, a), args[1:]
+		if (a == "--database-url" || a == "-database-url") && len(args) > 0 {
+			lead, args = append(lead, args[0]), args[1:]
+		}
+	}
+	return lead, args
 }
 
 // flagError marks an error from flag parsing (a usage error).
