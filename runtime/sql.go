@@ -7,7 +7,7 @@ package runtime
 const (
 	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb)`
 
-	sqlFlowSteps = `SELECT f.queue_name, st.slug, st.timeout_ms
+	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms
 		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
 		WHERE f.id = $1::integer ORDER BY st.idx`
 

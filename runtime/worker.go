@@ -26,11 +26,10 @@ const WorkChannel = notify.WorkChannel
 // number of workers, in any number of processes, may share a database.
 //
 // Inside, a worker is a few parts with one job each:
-//   - the pump (worker_pump.go) makes every round trip that changes tasks:
-//     it settles finished tasks and claims new ones in the same statement,
-//     one round trip at a time, carrying everything finished since the last
-//     (a second pump was measured: round trips of one run then wait on each
-//     other's run lock, and W3 took twice as long);
+//   - two pumps (worker_pump.go) make every round trip that changes tasks:
+//     each settles finished tasks and claims new ones in the same statement,
+//     carrying everything finished since the last; they never settle tasks
+//     of the same run at once, so they never wait on each other;
 //   - the executor (worker_exec.go) runs handlers in at most Concurrency
 //     slots, starting claimed tasks as slots free up;
 //   - the keeper (worker_keep.go) heartbeats the leases of held tasks, stops
@@ -47,12 +46,15 @@ type Worker struct {
 	byID    map[int]*workerFlow
 
 	mu       sync.Mutex
-	held     map[taskKey]*held // claimed and not yet settled or released
-	waiting  []*held           // claimed, waiting for a slot
-	running  int               // handlers executing
-	finished []*result         // waiting for the pump to settle them
-	avgTook  time.Duration     // moving average of handler durations
-	// prioritized: some claimed task had a priority (see room).
+	held     map[taskKey]*held  // claimed and not yet settled or released
+	waiting  []*held            // claimed, waiting for a slot
+	running  int                // handlers executing
+	reserved int                // tasks being claimed by round trips in flight
+	settling map[uuid.UUID]bool // runs whose results a pump is settling
+	finished []*result          // waiting for the pump to settle them
+	avgTook  time.Duration      // moving average of handler durations
+	// prioritized: a registered flow has step priorities, or a claimed task
+	// had one (see reserve).
 	prioritized bool
 	stopping    atomic.Bool // no more claims, no more starts
 
@@ -123,6 +125,7 @@ func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 		byQueue:   map[string]*workerFlow{},
 		byID:      map[int]*workerFlow{},
 		held:      map[taskKey]*held{},
+		settling:  map[uuid.UUID]bool{},
 		kick:      make(chan struct{}, 1),
 		slotFreed: make(chan struct{}, 1),
 		settled:   make(chan struct{}, 1),
@@ -233,8 +236,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	aux.Add(2)
 	go func() { defer aux.Done(); w.listen(auxCtx) }()
 	go func() { defer aux.Done(); w.keep(auxCtx) }()
-	pump.Add(1)
-	go func() { defer pump.Done(); w.pump(pumpCtx) }()
+	for range pumps {
+		pump.Add(1)
+		go func() { defer pump.Done(); w.pump(pumpCtx) }()
+	}
 
 	select {
 	case <-ctx.Done():
@@ -303,11 +308,13 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	for rows.Next() {
 		var s flowStep
 		var ms int64
-		if err := rows.Scan(&f.queue, &s.slug, &ms); err != nil {
+		var prio bool
+		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms); err != nil {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		s.timeout = time.Duration(ms) * time.Millisecond
 		f.steps = append(f.steps, s)
+		w.prioritized = w.prioritized || prio // no other goroutine runs yet
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)

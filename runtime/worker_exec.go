@@ -57,19 +57,29 @@ func (w *Worker) dispatchLocked() {
 	}
 }
 
-// room is how many tasks the pump may claim now: the worker's slots plus,
-// while handlers are quick, two batches (one running while the pump's round
-// trip settles the other), less what it already holds unstarted or running.
-// Once it has seen prioritized tasks it claims only for free slots, so a
-// task of high priority never waits behind tasks claimed ahead of it.
-func (w *Worker) room() int {
+// reserve takes room for the tasks a round trip is about to claim: the
+// worker's slots plus, while handlers are quick, two batches (one running
+// while a round trip settles the other), less what it already holds
+// unstarted or running and what the other pump is claiming. unreserve gives
+// it back once the claimed tasks are accepted. Once the worker has seen
+// prioritized tasks it claims only for free slots, so a task of high
+// priority never waits behind tasks claimed ahead of it.
+func (w *Worker) reserve() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	limit := w.opts.Concurrency
 	if w.avgTook < prefetchBelow && !w.prioritized {
 		limit += 2 * w.opts.BatchSize
 	}
-	return max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)))
+	n := max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)-w.reserved))
+	w.reserved += n
+	return n
+}
+
+func (w *Worker) unreserve(n int) {
+	w.mu.Lock()
+	w.reserved -= n
+	w.mu.Unlock()
 }
 
 // prefetchBelow is the average handler duration under which a worker claims

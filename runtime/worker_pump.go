@@ -25,6 +25,12 @@ type claimedTask struct {
 	priority int32
 }
 
+// pumps is how many round trips a worker keeps in flight. Two let the
+// server work on one while the other commits; they never settle tasks of
+// the same run at once (see takeFinished), so they never wait for each
+// other's run locks, and claims lock no run.
+const pumps = 2
+
 // pump runs until ctx ends. Once the worker is stopping it claims nothing
 // and only settles.
 func (w *Worker) pump(ctx context.Context) {
@@ -36,8 +42,9 @@ func (w *Worker) pump(ctx context.Context) {
 		var f *workerFlow
 		want := 0
 		if !w.stopping.Load() {
-			if want = w.room(); want > 0 {
+			if want = w.reserve(); want > 0 {
 				if f = w.pickFlow(batch, &next); f == nil {
+					w.unreserve(want)
 					want = 0
 				}
 			}
@@ -69,19 +76,43 @@ func (w *Worker) pump(ctx context.Context) {
 			f.wakes.CompareAndSwap(signs, 0)
 		}
 		w.accept(f, claimed)
+		w.unreserve(want)
 		if len(batch) > 0 {
+			w.doneSettling(batch)
 			signal(w.settled)
+			signal(w.kick) // results of these runs may be waiting for another pump
 		}
 	}
 }
 
-// takeFinished takes the results waiting to be settled.
+// takeFinished takes the results waiting to be settled, except those of
+// runs another pump is settling right now, and marks their runs as being
+// settled.
 func (w *Worker) takeFinished() []*result {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	b := w.finished
-	w.finished = nil
-	return b
+	var take, keep []*result
+	for _, r := range w.finished {
+		if w.settling[r.h.key.RunID] {
+			keep = append(keep, r)
+		} else {
+			take = append(take, r)
+		}
+	}
+	for _, r := range take {
+		w.settling[r.h.key.RunID] = true
+	}
+	w.finished = keep
+	return take
+}
+
+// doneSettling clears the marks takeFinished set for batch.
+func (w *Worker) doneSettling(batch []*result) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range batch {
+		delete(w.settling, r.h.key.RunID)
+	}
 }
 
 // pickFlow chooses the flow to claim for: the flow of the first result
