@@ -95,6 +95,11 @@ CREATE TABLE qflow.runs (
     sequential      boolean NOT NULL DEFAULT false,
     max_attempts    integer CHECK (max_attempts >= 1),
     deadline        timestamptz,
+    -- The W3C trace context (OpenTelemetry's propagator fields as a JSON
+    -- object, e.g. {"traceparent": "00-…"}) of the caller that started the
+    -- run; NULL when it had none. Copied to the run's tasks, so a worker's
+    -- task spans are children of the caller's span across processes.
+    trace_context   jsonb,
     started_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz,
     CHECK ((status = 'started') = (finished_at IS NULL)),
@@ -150,6 +155,7 @@ CREATE TABLE qflow.step_tasks (
     events       boolean NOT NULL DEFAULT true,  -- the run's events flag
     sequential   boolean NOT NULL DEFAULT false, -- the run's sequential flag
     input        jsonb,       -- materialised when the task is enqueued
+    trace_context jsonb,      -- the run's trace context, returned with each claim
     output       jsonb,
     error        text,
     worker_id    uuid,
@@ -180,7 +186,8 @@ CREATE TYPE qflow.task_key AS (run_id uuid, step_idx smallint, task_index intege
 CREATE TYPE qflow.ready_step AS (
     run_id uuid, step_idx smallint, flow_id integer, kind text, src jsonb, n integer,
     step_slug text, flow_slug text, queue_name text, events boolean, sequential boolean,
-    max_attempts integer, priority integer, vt timestamptz, deadline timestamptz, dep_slug text
+    max_attempts integer, priority integer, vt timestamptz, deadline timestamptz, dep_slug text,
+    trace_context jsonb
 );
 -- A task a settle completed.
 CREATE TYPE qflow.done_task AS (
@@ -190,7 +197,7 @@ CREATE TYPE qflow.done_task AS (
 -- A task a claim handed out.
 CREATE TYPE qflow.claimed_task AS (
     seq bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer, input jsonb,
-    priority integer, flow_id integer, events boolean
+    priority integer, flow_id integer, events boolean, trace_context jsonb
 );
 
 -- Events ----------------------------------------------------------------------
@@ -370,7 +377,7 @@ BEGIN
            coalesce(ru.max_attempts, st.max_attempts),
            CASE WHEN f.prioritized THEN st.priority ELSE 0 END,
            v_now + make_interval(secs => st.start_delay_ms / 1000.0),
-           ru.deadline, st.dep_slugs[1])::qflow.ready_step ORDER BY x.run_id, x.step_idx)
+           ru.deadline, st.dep_slugs[1], ru.trace_context)::qflow.ready_step ORDER BY x.run_id, x.step_idx)
     INTO v_ready
     FROM unnest(p_runs, p_steps) AS x(run_id, step_idx)
     CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = x.run_id LIMIT 1) ru
@@ -414,9 +421,10 @@ BEGIN
     FROM unnest(v_ready) q;
 
     INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
-                                  events, sequential, input)
+                                  events, sequential, input, trace_context)
     SELECT q.run_id, q.step_idx, e.i, q.flow_id, q.priority, q.max_attempts,
-           CASE WHEN q.sequential THEN 'infinity'::timestamptz ELSE q.vt END, q.deadline, q.events, q.sequential, e.v
+           CASE WHEN q.sequential THEN 'infinity'::timestamptz ELSE q.vt END, q.deadline, q.events, q.sequential, e.v,
+           q.trace_context
     FROM unnest(v_ready) q
     CROSS JOIN LATERAL (
         SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
@@ -529,7 +537,7 @@ END $$;
 
 -- start_runs starts one run per input of flow p_flow_id and returns their
 -- ids in input order. p_opts: {"events": bool, "sequential": bool,
--- "max_attempts": int, "timeout_ms": int}.
+-- "max_attempts": int, "timeout_ms": int, "trace_context": object}.
 CREATE FUNCTION qflow.start_runs(p_flow_id integer, p_inputs jsonb[], p_opts jsonb DEFAULT '{}')
 RETURNS SETOF uuid LANGUAGE plpgsql AS $$
 DECLARE
@@ -564,11 +572,12 @@ BEGIN
     SELECT array_agg(gen_random_uuid()) INTO v_ids FROM unnest(p_inputs);
 
     INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential,
-                            max_attempts, deadline)
+                            max_attempts, deadline, trace_context)
     SELECT r.id, p_flow_id, v_flow.slug, r.input, v_flow.step_count, v_events,
            coalesce((p_opts->>'sequential')::boolean, false),
            nullif((p_opts->>'max_attempts')::integer, 0),
-           now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0)
+           now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
+           p_opts->'trace_context'
     FROM unnest(v_ids, p_inputs) AS r(id, input);
 
     IF v_events AND qflow.events_on() THEN
@@ -840,7 +849,8 @@ BEGIN
             ORDER BY q.priority DESC, q.seq
             LIMIT p_qty
             FOR UPDATE SKIP LOCKED))
-        RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events
+        RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events,
+                  t.trace_context
     )
     SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
     IF v_got IS NULL THEN

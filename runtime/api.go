@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DB is what the runtime needs from a connection: satisfied by
@@ -124,6 +126,15 @@ type ClientOptions struct {
 	DisableEvents bool
 	// Limits bound flow inputs (size, nesting); zero means the defaults.
 	Limits Limits
+	// TracerProvider records a span for each StartRun/StartRuns call (the
+	// parent of the runs' task spans) and for each WaitRun. Nil (or the
+	// no-op provider) records nothing. Either way, the caller's trace
+	// context at StartRun is stored with the run. See "Observability" in
+	// the package docs.
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the qflow.run.started counter. Nil (or the
+	// no-op provider) records nothing.
+	MeterProvider metric.MeterProvider
 }
 
 // DefaultConcurrency is a worker's default number of handler slots.
@@ -159,4 +170,13 @@ type WorkerOptions struct {
 	DisableEvents bool
 	// Limits bound handler outputs (size, nesting); zero means the defaults.
 	Limits Limits
+	// TracerProvider records a span per task attempt, a child of the span
+	// that started the run (across processes). Nil (or the no-op provider)
+	// records nothing and costs nothing. See "Observability" in the package
+	// docs.
+	TracerProvider trace.TracerProvider
+	// MeterProvider records task counters, the task duration histogram,
+	// lease expiries and the queue depth gauge. Nil (or the no-op provider)
+	// records nothing.
+	MeterProvider metric.MeterProvider
 }

@@ -13,6 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/quantumflow/qflow/migrations"
 )
@@ -24,6 +27,9 @@ type Client struct {
 	log    *slog.Logger
 	events bool
 	limits Limits
+
+	tracer      trace.Tracer        // nil: no spans
+	runsStarted metric.Int64Counter // nil: no metrics
 
 	mu      sync.Mutex
 	defined map[string]int // "slug/shape hash" -> flow id, flows this client has defined
@@ -42,6 +48,15 @@ func NewClient(pool *pgxpool.Pool, opts *ClientOptions) *Client {
 	}
 	c := &Client{pool: pool, log: log, events: !opts.DisableEvents, limits: opts.Limits, defined: map[string]int{}}
 	c.waiters = newWaitHub(pool, log)
+	c.tracer = tracerFrom(opts.TracerProvider)
+	if m := meterFrom(opts.MeterProvider); m != nil {
+		var err error
+		c.runsStarted, err = m.Int64Counter("qflow.run.started", metric.WithUnit("{run}"),
+			metric.WithDescription("Runs a client started."))
+		if err != nil {
+			log.Warn("qflow: create metric", "error", err)
+		}
+	}
 	return c
 }
 
@@ -122,8 +137,13 @@ func encodeInput(input any) ([]byte, error) {
 	return b, nil
 }
 
-func (c *Client) startOpts(opts *StartOptions) map[string]any {
+// startOpts are start_runs' options: opts, this client's settings and the
+// trace context of ctx.
+func (c *Client) startOpts(ctx context.Context, opts *StartOptions) map[string]any {
 	o := map[string]any{"events": c.events}
+	if tc := traceContext(ctx); tc != nil {
+		o["trace_context"] = tc
+	}
 	if opts != nil {
 		if opts.Timeout > 0 {
 			o["timeout_ms"] = opts.Timeout.Milliseconds()
@@ -165,10 +185,31 @@ func (c *Client) StartRuns(ctx context.Context, flow string, inputs []any, opts 
 	return c.startRuns(ctx, c.pool, flow, 0, inputs, opts)
 }
 
+// startRuns starts runs inside a span when the client traces: the span
+// that starts runs is their task spans' parent.
 func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) ([]uuid.UUID, error) {
 	if len(inputs) == 0 {
 		return nil, nil
 	}
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.Start(ctx, "qflow.start "+slug, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attrFlow.String(slug), attrRunCount.Int(len(inputs))))
+	}
+	ids, err := c.insertRuns(ctx, db, slug, flowID, inputs, opts)
+	if span != nil {
+		if len(ids) == 1 {
+			span.SetAttributes(attrRunID.String(ids[0].String()))
+		}
+		endSpan(span, err)
+	}
+	if c.runsStarted != nil && len(ids) > 0 {
+		c.runsStarted.Add(ctx, int64(len(ids)), metric.WithAttributes(attrFlow.String(slug)))
+	}
+	return ids, err
+}
+
+func (c *Client) insertRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) ([]uuid.UUID, error) {
 	if flowID == 0 && !ValidSlug(slug) {
 		return nil, fmt.Errorf("%w %q (not a valid flow slug)", ErrUnknownFlow, slug)
 	}
@@ -180,7 +221,7 @@ func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, 
 		}
 		docs[i] = string(b)
 	}
-	optsJSON, _ := json.Marshal(c.startOpts(opts))
+	optsJSON, _ := json.Marshal(c.startOpts(ctx, opts))
 	var rows pgx.Rows
 	var err error
 	if flowID != 0 {
@@ -241,7 +282,27 @@ func (c *Client) StartFlowTx(ctx context.Context, tx pgx.Tx, def FlowDef, input 
 // the event listener is not connected, it polls adaptively, from about a
 // millisecond up to a quarter of a second, so it notices a finished run
 // within a few milliseconds.
+//
+// A client with a TracerProvider records the wait as a span, qflow.wait,
+// that ends when the run does, with the run's outcome.
 func (c *Client) WaitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, error) {
+	if c.tracer == nil {
+		return c.waitRun(ctx, id)
+	}
+	ctx, span := c.tracer.Start(ctx, "qflow.wait", trace.WithAttributes(attrRunID.String(id.String())))
+	out, err := c.waitRun(ctx, id)
+	var re *RunError
+	switch {
+	case err == nil:
+		span.SetAttributes(attrRunStatus.String(StatusCompleted))
+	case errors.As(err, &re):
+		span.SetAttributes(attrRunStatus.String(re.Status), attribute.String("qflow.run.failed_step", re.Step))
+	}
+	endSpan(span, err)
+	return out, err
+}
+
+func (c *Client) waitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, error) {
 	var ch chan struct{}
 	if c.events {
 		ch = c.waiters.subscribe(id)

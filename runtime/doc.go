@@ -13,7 +13,7 @@
 // claim batches of them through a partial index, in priority then FIFO
 // order, with FOR UPDATE SKIP LOCKED.
 //
-// A worker's pump makes one round trip at a time (qflow.settle): it records
+// A worker's pumps make its round trips (qflow.settle): each records
 // every task that finished since its last round trip (completions, failures,
 // retries), which readies the next steps and completes runs with nothing
 // left, and in the same transaction claims the next batch, so a chain hop
@@ -22,4 +22,30 @@
 // holds, and a task whose worker stopped is claimed again when its lease
 // expires. Recording results is exactly-once, handler execution
 // at-least-once (docs/reliability.md).
+//
+// # Observability
+//
+// Every transition is logged with log/slog. ClientOptions.TracerProvider
+// and WorkerOptions.TracerProvider turn on OpenTelemetry spans: a client
+// records "qflow.start <flow>" around each StartRun or StartRuns call (a
+// child of the caller's span) and "qflow.wait" around WaitRun, which ends
+// when the run does; a worker records "qflow.task <flow>/<step>" for each
+// task attempt, with attributes qflow.flow, qflow.step, qflow.task.index,
+// qflow.task.attempt and qflow.run.id, and the error of a failed attempt.
+// The run has no span of its own from start to end, since a client that
+// does not wait cannot know when it ends: the start span is the root of
+// the run's part of the trace.
+//
+// The caller's W3C trace context at StartRun (traceparent, tracestate) is
+// stored with the run even when the client has no TracerProvider, copied
+// to its tasks, and returned with each claim, so a task span is a child of
+// the start span (or of the caller's span) in whatever process runs it.
+// The handler's context carries the task span.
+//
+// ClientOptions.MeterProvider and WorkerOptions.MeterProvider turn on
+// metrics: qflow.run.started (client); qflow.task.started,
+// qflow.task.completed, qflow.task.failed, qflow.task.duration,
+// qflow.task.lease_expiries and the qflow.queue.depth gauge, read from the
+// database at most every 5 seconds (worker). With nil or no-op providers
+// the runtime makes no OpenTelemetry calls.
 package runtime

@@ -22,7 +22,7 @@ const (
 
 	// sqlSettle completes and fails a worker's finished tasks and claims
 	// its next ones in one round trip (a claim alone passes no results).
-	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority
+	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority, trace_context
 		FROM qflow.settle($1::uuid, $2::uuid[], $3::smallint[], $4::integer[], $5::jsonb[],
 		                  $6::uuid[], $7::smallint[], $8::integer[], $9::text[], $10::boolean[],
 		                  $11::integer, $12::integer, $13::bigint)`

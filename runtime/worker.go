@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/quantumflow/qflow/runtime/notify"
 )
@@ -67,6 +69,12 @@ type Worker struct {
 	leaseFloor atomic.Int64
 
 	abandon chan struct{} // tests: stop without touching the database
+
+	// OpenTelemetry (otel.go); all nil unless configured.
+	tracer trace.Tracer
+	meter  metric.Meter
+	met    *workerMetrics
+	depth  depthCache
 }
 
 type workerFlow struct {
@@ -84,6 +92,7 @@ type workerFlow struct {
 type flowStep struct {
 	slug    string
 	timeout time.Duration
+	met     stepMetrics // set when the worker records metrics
 }
 
 type taskKey struct {
@@ -100,6 +109,7 @@ type held struct {
 	priority int32
 	flow     *workerFlow
 	task     *Task
+	trace    []byte                  // the run's trace context (JSON), if any
 	cancel   context.CancelCauseFunc // nil until the handler starts
 }
 
@@ -153,6 +163,14 @@ func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 	w.log = o.Logger
 	if w.log == nil {
 		w.log = slog.Default()
+	}
+	w.tracer = tracerFrom(o.TracerProvider)
+	if w.meter = meterFrom(o.MeterProvider); w.meter != nil {
+		var err error
+		if w.met, err = newWorkerMetrics(w.meter); err != nil {
+			w.log.Warn("qflow: create metrics; recording none", "error", err)
+			w.meter, w.met = nil, nil
+		}
 	}
 	return w
 }
@@ -218,6 +236,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 		queues = append(queues, f.queue)
+	}
+	if w.met != nil {
+		reg, err := w.meter.RegisterCallback(w.observeDepth, w.met.depth)
+		if err != nil {
+			w.log.Warn("qflow: register the queue depth gauge", "worker_id", w.id, "error", err)
+		} else {
+			defer reg.Unregister()
+		}
 	}
 	host, _ := os.Hostname()
 	if _, err := w.pool.Exec(ctx, sqlRegisterWorker, w.id, queues, host, os.Getpid()); err != nil {
@@ -313,6 +339,9 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		s.timeout = time.Duration(ms) * time.Millisecond
+		if w.met != nil {
+			s.met = newStepMetrics(f.def.Slug, s.slug)
+		}
 		f.steps = append(f.steps, s)
 		w.prioritized = w.prioritized || prio // no other goroutine runs yet
 	}

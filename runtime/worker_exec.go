@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The executor: claimed tasks wait in w.waiting until a slot is free, run
@@ -28,7 +30,7 @@ func (w *Worker) accept(f *workerFlow, list []claimedTask) {
 			continue
 		}
 		step := f.steps[c.key.StepIdx]
-		h := &held{key: c.key, seq: c.seq, priority: c.priority, flow: f,
+		h := &held{key: c.key, seq: c.seq, priority: c.priority, flow: f, trace: c.trace,
 			task: &Task{RunID: c.key.RunID, Flow: f.def.Slug, Step: step.slug, Index: int(c.key.TaskIndex), Attempt: c.attempt, Input: c.input}}
 		w.held[c.key] = h
 		w.prioritized = w.prioritized || c.priority != 0
@@ -92,10 +94,22 @@ const prefetchBelow = 50 * time.Millisecond
 // result for the pump.
 func (w *Worker) execute(ctx context.Context, h *held) {
 	t := h.task
-	timeout := h.flow.steps[h.key.StepIdx].timeout
+	step := &h.flow.steps[h.key.StepIdx]
+	timeout := step.timeout
 	w.log.Debug("qflow task started", "type", "task_started", "worker_id", w.id, "queue", h.flow.queue, "seq", h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt)
 	began := time.Now()
-	tctx, tcancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step %q timed out after %s", t.Step, timeout))
+	hctx := ctx // the handler's context: ctx, with the task's span when tracing
+	var span trace.Span
+	if w.tracer != nil {
+		hctx, span = w.tracer.Start(remoteParent(ctx, h.trace), "qflow.task "+t.Flow+"/"+t.Step,
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attrFlow.String(t.Flow), attrStep.String(t.Step), attrTaskIndex.Int(t.Index),
+				attrAttempt.Int(t.Attempt), attrRunID.String(t.RunID.String())))
+	}
+	if w.met != nil {
+		w.met.started.Add(ctx, 1, step.met.attrs)
+	}
+	tctx, tcancel := context.WithTimeoutCause(hctx, timeout, fmt.Errorf("step %q timed out after %s", t.Step, timeout))
 	type outcome struct {
 		output json.RawMessage
 		err    error
@@ -144,11 +158,27 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 		res.err, res.permanent = err, true // see limits.go
 	}
 
+	if span != nil {
+		if res.permanent {
+			span.SetAttributes(attrPermanent.Bool(true))
+		}
+		endSpan(span, res.err)
+	}
+
 	// A handler stopped because the task is no longer ours (its run was
 	// cancelled or its lease lost), or because the worker is shutting
 	// down, has no result to record: the first is none of our business any
 	// more, the second is released to other workers.
 	cause := context.Cause(ctx)
+	if w.met != nil && !errors.Is(cause, errCancelledByEngine) && !errors.Is(cause, errShuttingDown) {
+		if res.err == nil {
+			w.met.completed.Add(ctx, 1, step.met.attrs)
+			w.met.duration.Record(ctx, res.took.Seconds(), step.met.ok)
+		} else {
+			w.met.failed.Add(ctx, 1, step.met.attrs)
+			w.met.duration.Record(ctx, res.took.Seconds(), step.met.fail)
+		}
+	}
 	w.mu.Lock()
 	w.running--
 	w.avgTook = (w.avgTook*7 + res.took) / 8

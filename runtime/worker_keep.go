@@ -43,6 +43,9 @@ func (w *Worker) keep(ctx context.Context) {
 					w.log.Warn("qflow: upkeep", "worker_id", w.id, "error", err)
 				}
 			} else if runs > 0 || tasks > 0 {
+				if w.met != nil && tasks > 0 {
+					w.met.leaseExpired.Add(ctx, int64(tasks), w.met.fromUpkeep)
+				}
 				w.log.Info("qflow upkeep", "worker_id", w.id, "runs_timed_out", runs, "tasks_lease_expired", tasks)
 			}
 		}
@@ -85,6 +88,9 @@ func (w *Worker) beat(ctx context.Context, snapshot map[taskKey]*held) error {
 		h := w.held[k]
 		if h == nil || h != snapshot[k] {
 			continue
+		}
+		if w.met != nil {
+			w.met.leaseExpired.Add(ctx, 1, w.met.fromHeartbeat)
 		}
 		if h.cancel != nil {
 			h.cancel(errCancelledByEngine)

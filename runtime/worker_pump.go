@@ -23,6 +23,7 @@ type claimedTask struct {
 	attempt  int
 	input    []byte
 	priority int32
+	trace    []byte
 }
 
 // pumps is how many round trips a worker keeps in flight. Two let the
@@ -207,9 +208,9 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 	}
 	var list []claimedTask
 	var c claimedTask
-	_, err = pgx.ForEachRow(rows, []any{&c.seq, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.input, &c.priority}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&c.seq, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.input, &c.priority, &c.trace}, func() error {
 		list = append(list, c)
-		c.input = nil
+		c.input, c.trace = nil, nil
 		return nil
 	})
 	return list, err

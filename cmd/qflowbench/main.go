@@ -14,11 +14,17 @@
 //
 // Usage:
 //
-//	go run ./cmd/qflowbench [-workloads w0,w1,w1b,w2,w3] [-reps 3] [-events on|off|both] [-json FILE]
+//	go run ./cmd/qflowbench [-workloads w0,w1,w1b,w2,w3] [-reps 3] [-events on|off|both] [-otel] [-json FILE]
 //
 // It prints a table of medians and writes every measurement as JSON (default
 // qflowbench.json). Flags -runs, -seqruns, -fan, -slots and -batch change the
 // workload sizes and the worker.
+//
+// -otel gives every client and worker an OpenTelemetry SDK TracerProvider
+// (every span sampled, through a batch span processor) and MeterProvider
+// (a periodic reader every 5s): the full cost of recording, with exporters
+// that discard what they are given, so no collector is needed and the
+// result measures the engine and the SDK, not a network.
 package main
 
 import (
@@ -43,6 +49,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	qflow "github.com/quantumflow/qflow/runtime"
 )
@@ -64,6 +75,7 @@ type config struct {
 type Result struct {
 	Workload string             `json:"workload"`
 	Events   *bool              `json:"events,omitempty"`
+	Otel     bool               `json:"otel,omitempty"`
 	Rep      int                `json:"rep"`
 	Metrics  map[string]float64 `json:"metrics"`
 	At       time.Time          `json:"at"`
@@ -83,7 +95,12 @@ func main() {
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (WorkerOptions.Concurrency)")
 	flag.IntVar(&c.batch, "batch", 32, "worker claim batch (WorkerOptions.BatchSize)")
 	flag.IntVar(&c.pgbenchT, "pgbench-seconds", 20, "W0: pgbench -T for the 8-client run")
+	withOtel := flag.Bool("otel", false, "record OpenTelemetry spans and metrics with the SDK (exporters discard them)")
 	flag.Parse()
+	if *withOtel {
+		shutdown := installOtel()
+		defer shutdown()
+	}
 	c.workloads = strings.Split(workloads, ",")
 	switch events {
 	case "on":
@@ -121,7 +138,7 @@ func run(ctx context.Context, c config, log io.Writer) ([]Result, error) {
 				if err != nil {
 					return results, fmt.Errorf("w0: %w", err)
 				}
-				results = append(results, Result{Workload: w, Rep: rep, Metrics: m, At: time.Now().UTC()})
+				results = append(results, Result{Workload: w, Otel: otelTP != nil, Rep: rep, Metrics: m, At: time.Now().UTC()})
 				fmt.Fprintf(log, "rep %d %s %v\n", rep, w, m)
 				continue
 			}
@@ -142,7 +159,7 @@ func run(ctx context.Context, c config, log io.Writer) ([]Result, error) {
 				if err != nil {
 					return results, fmt.Errorf("%s: %w", w, err)
 				}
-				results = append(results, Result{Workload: w, Events: &ev, Rep: rep, Metrics: m, At: time.Now().UTC()})
+				results = append(results, Result{Workload: w, Events: &ev, Otel: otelTP != nil, Rep: rep, Metrics: m, At: time.Now().UTC()})
 				fmt.Fprintf(log, "rep %d %s events=%v %v\n", rep, w, ev, m)
 			}
 		}
@@ -206,7 +223,7 @@ func chainFlow() (qflow.FlowDef, map[string]qflow.Handler) {
 
 // startWorker runs a worker on pool until the returned stop is called.
 func startWorker(c config, pool *pgxpool.Pool, ev bool, def qflow.FlowDef, h map[string]qflow.Handler) (stop func(), err error) {
-	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: c.slots, BatchSize: c.batch, Logger: quiet, DisableEvents: !ev})
+	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: c.slots, BatchSize: c.batch, Logger: quiet, DisableEvents: !ev, TracerProvider: otelTP, MeterProvider: otelMP})
 	if err := w.Register(def, h); err != nil {
 		return nil, err
 	}
@@ -237,7 +254,7 @@ func waitAll(ctx context.Context, pool *pgxpool.Pool, want int) error {
 // chain is W1 (runs started one per call from 8 goroutines) and W1b (one StartRuns call).
 func chain(ctx context.Context, c config, pool *pgxpool.Pool, ev, batch bool) (map[string]float64, error) {
 	def, h := chainFlow()
-	client := qflow.NewClient(pool, &qflow.ClientOptions{Logger: quiet, DisableEvents: !ev})
+	client := qflow.NewClient(pool, &qflow.ClientOptions{Logger: quiet, DisableEvents: !ev, TracerProvider: otelTP, MeterProvider: otelMP})
 	defer client.Close()
 	if _, err := client.DefineFlow(ctx, def); err != nil {
 		return nil, err
@@ -293,7 +310,7 @@ func chain(ctx context.Context, c config, pool *pgxpool.Pool, ev, batch bool) (m
 // sequential is W2: one run at a time, start to result.
 func sequential(ctx context.Context, c config, pool *pgxpool.Pool, ev bool) (map[string]float64, error) {
 	def, h := chainFlow()
-	client := qflow.NewClient(pool, &qflow.ClientOptions{Logger: quiet, DisableEvents: !ev})
+	client := qflow.NewClient(pool, &qflow.ClientOptions{Logger: quiet, DisableEvents: !ev, TracerProvider: otelTP, MeterProvider: otelMP})
 	defer client.Close()
 	if _, err := client.DefineFlow(ctx, def); err != nil {
 		return nil, err
@@ -383,7 +400,7 @@ func fanOut(ctx context.Context, c config, pool *pgxpool.Pool, ev bool) (map[str
 			return json.RawMessage(strconv.Itoa(sum)), nil
 		},
 	}
-	client := qflow.NewClient(pool, &qflow.ClientOptions{Logger: quiet, DisableEvents: !ev})
+	client := qflow.NewClient(pool, &qflow.ClientOptions{Logger: quiet, DisableEvents: !ev, TracerProvider: otelTP, MeterProvider: otelMP})
 	defer client.Close()
 	if _, err := client.DefineFlow(ctx, def); err != nil {
 		return nil, err
@@ -503,3 +520,45 @@ func printTable(w io.Writer, results []Result) {
 	}
 	tw.Flush()
 }
+
+// The providers -otel installs; nil without it.
+var (
+	otelTP trace.TracerProvider
+	otelMP metric.MeterProvider
+)
+
+// installOtel sets otelTP and otelMP to SDK providers whose exporters
+// discard what they get, and returns their shutdown.
+func installOtel() (shutdown func()) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithBatcher(discardSpans{}))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(
+		sdkmetric.NewPeriodicReader(discardMetrics{}, sdkmetric.WithInterval(5*time.Second))))
+	otelTP, otelMP = tp, mp
+	return func() {
+		ctx := context.Background()
+		_ = tp.Shutdown(ctx)
+		_ = mp.Shutdown(ctx)
+	}
+}
+
+// discardSpans is a span exporter that drops every span.
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }
+
+// discardMetrics is a metric exporter that drops every collection.
+type discardMetrics struct{}
+
+func (discardMetrics) Temporality(k sdkmetric.InstrumentKind) metricdata.Temporality {
+	return sdkmetric.DefaultTemporalitySelector(k)
+}
+
+func (discardMetrics) Aggregation(k sdkmetric.InstrumentKind) sdkmetric.Aggregation {
+	return sdkmetric.DefaultAggregationSelector(k)
+}
+
+func (discardMetrics) Export(context.Context, *metricdata.ResourceMetrics) error { return nil }
+func (discardMetrics) ForceFlush(context.Context) error                          { return nil }
+func (discardMetrics) Shutdown(context.Context) error                            { return nil }
