@@ -149,9 +149,10 @@ type WorkerOptions struct {
 	// DefaultConcurrency). See "Sizing a worker" in the README.
 	Concurrency int
 	// BatchSize caps the tasks claimed in one round trip (default
-	// DefaultBatchSize). While handlers are quick (under 50ms on average),
-	// a worker holds up to 2 × BatchSize claimed tasks beyond its slots, so
-	// one batch runs while the next round trip settles the previous one.
+	// DefaultBatchSize). While handlers are quick a worker claims ahead of
+	// its free slots, so the next tasks are ready when slots free up: up to
+	// 2 × BatchSize tasks while they average under 5ms, Concurrency under
+	// 50ms, none above (see "Sizing a worker" in the README).
 	BatchSize int
 	// PollInterval is how often an idle worker looks for work when no
 	// notification arrives (default 1s).

@@ -29,9 +29,10 @@ const WorkChannel = notify.WorkChannel
 //
 // Inside, a worker is a few parts with one job each:
 //   - two pumps (worker_pump.go) make every round trip that changes tasks:
-//     each settles finished tasks and claims new ones in the same statement,
-//     carrying everything finished since the last; they never settle tasks
-//     of the same run at once, so they never wait on each other;
+//     the primary settles finished tasks and claims new ones in the same
+//     statement, carrying everything finished since its last round trip;
+//     the secondary settles other runs' results while the primary's round
+//     trip is on its way;
 //   - the executor (worker_exec.go) runs handlers in at most Concurrency
 //     slots, starting claimed tasks as slots free up;
 //   - the keeper (worker_keep.go) heartbeats the leases of held tasks, stops
@@ -51,7 +52,8 @@ type Worker struct {
 	held     map[taskKey]*held  // claimed and not yet settled or released
 	waiting  []*held            // claimed, waiting for a slot
 	running  int                // handlers executing
-	reserved int                // tasks being claimed by round trips in flight
+	inFlight int                // pumps' round trips on their way
+	timed    int                // handlers timed (see avgTook)
 	settling map[uuid.UUID]bool // runs whose results a pump is settling
 	finished []*result          // waiting for the pump to settle them
 	avgTook  time.Duration      // moving average of handler durations
@@ -60,7 +62,8 @@ type Worker struct {
 	prioritized bool
 	stopping    atomic.Bool // no more claims, no more starts
 
-	kick      chan struct{} // the pump has something to do (coalesced)
+	kick      chan struct{} // the primary pump has something to do (coalesced)
+	kick2     chan struct{} // the secondary pump may have results to settle (coalesced)
 	slotFreed chan struct{} // a handler finished (coalesced)
 	settled   chan struct{} // the pump settled a batch (coalesced)
 
@@ -137,6 +140,7 @@ func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 		held:      map[taskKey]*held{},
 		settling:  map[uuid.UUID]bool{},
 		kick:      make(chan struct{}, 1),
+		kick2:     make(chan struct{}, 1),
 		slotFreed: make(chan struct{}, 1),
 		settled:   make(chan struct{}, 1),
 		abandon:   make(chan struct{}),
@@ -262,10 +266,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	aux.Add(2)
 	go func() { defer aux.Done(); w.listen(auxCtx) }()
 	go func() { defer aux.Done(); w.keep(auxCtx) }()
-	for range pumps {
-		pump.Add(1)
-		go func() { defer pump.Done(); w.pump(pumpCtx) }()
-	}
+	pump.Add(2)
+	go func() { defer pump.Done(); w.pump(pumpCtx, true) }()
+	go func() { defer pump.Done(); w.pump(pumpCtx, false) }()
 
 	select {
 	case <-ctx.Done():

@@ -59,36 +59,31 @@ func (w *Worker) dispatchLocked() {
 	}
 }
 
-// reserve takes room for the tasks a round trip is about to claim: the
-// worker's slots plus, while handlers are quick, two batches (one running
-// while a round trip settles the other), less what it already holds
-// unstarted or running and what the other pump is claiming. unreserve gives
-// it back once the claimed tasks are accepted. Once the worker has seen
-// prioritized tasks it claims only for free slots, so a task of high
-// priority never waits behind tasks claimed ahead of it.
+// reserve takes room for the tasks the primary pump's round trip is about
+// to claim. The room is the
+// worker's slots, plus tasks claimed ahead so that the next ones are ready
+// when slots free up, less what it already holds unstarted or running:
+//   - none until a slot's worth of handlers has been timed, or once the
+//     worker has seen prioritized tasks (a task of high priority must not
+//     wait behind tasks claimed ahead of it);
+//   - two batches while handlers average under 5ms (one runs while a round
+//     trip settles the other): round trips, not handlers, are the limit;
+//   - a slot's worth while they average under 50ms;
+//   - none for slower handlers, which leave the rest to other workers.
 func (w *Worker) reserve() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	limit := w.opts.Concurrency
-	if w.avgTook < prefetchBelow && !w.prioritized {
-		limit += 2 * w.opts.BatchSize
+	if w.timed >= w.opts.Concurrency && !w.prioritized {
+		switch {
+		case w.avgTook < 5*time.Millisecond:
+			limit += 2 * w.opts.BatchSize
+		case w.avgTook < 50*time.Millisecond:
+			limit += w.opts.Concurrency
+		}
 	}
-	n := max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)-w.reserved))
-	w.reserved += n
-	return n
+	return max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)))
 }
-
-func (w *Worker) unreserve(n int) {
-	w.mu.Lock()
-	w.reserved -= n
-	w.mu.Unlock()
-}
-
-// prefetchBelow is the average handler duration under which a worker claims
-// ahead of its free slots: quick handlers would otherwise wait for every
-// round trip, while slow ones gain nothing and would keep tasks from other
-// workers.
-const prefetchBelow = 50 * time.Millisecond
 
 // execute runs one task's handler with the step's timeout and leaves its
 // result for the pump.
@@ -182,6 +177,7 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 	w.mu.Lock()
 	w.running--
 	w.avgTook = (w.avgTook*7 + res.took) / 8
+	w.timed++
 	switch {
 	case errors.Is(cause, errCancelledByEngine):
 		delete(w.held, h.key)
@@ -193,4 +189,5 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 	w.mu.Unlock()
 	signal(w.slotFreed)
 	signal(w.kick)
+	signal(w.kick2)
 }

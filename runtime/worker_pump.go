@@ -26,26 +26,30 @@ type claimedTask struct {
 	trace    []byte
 }
 
-// pumps is how many round trips a worker keeps in flight. Two let the
-// server work on one while the other commits; they never settle tasks of
-// the same run at once (see takeFinished), so they never wait for each
-// other's run locks, and claims lock no run.
-const pumps = 2
+// A worker has two pumps. The primary makes every claim; the secondary only
+// settles, and only while the primary's round trip is on its way, so the
+// server works on one round trip while the other commits. They never settle
+// tasks of the same run at once (see takeFinished), so they never wait on
+// each other's run locks; a worker with one run at a time (or one big map)
+// behaves as with one pump.
 
 // pump runs until ctx ends. Once the worker is stopping it claims nothing
-// and only settles.
-func (w *Worker) pump(ctx context.Context) {
+// and only settles. The secondary pump (primary false) never claims.
+func (w *Worker) pump(ctx context.Context, primary bool) {
 	poll := time.NewTicker(w.opts.PollInterval)
 	defer poll.Stop()
+	kick := w.kick
+	if !primary {
+		kick = w.kick2
+	}
 	next := 0 // round-robin start over flows
 	for ctx.Err() == nil {
-		batch := w.takeFinished()
+		batch := w.takeFinished(primary)
 		var f *workerFlow
 		want := 0
-		if !w.stopping.Load() {
+		if primary && !w.stopping.Load() {
 			if want = w.reserve(); want > 0 {
 				if f = w.pickFlow(batch, &next); f == nil {
-					w.unreserve(want)
 					want = 0
 				}
 			}
@@ -56,7 +60,7 @@ func (w *Worker) pump(ctx context.Context) {
 				return
 			case <-w.abandon:
 				return
-			case <-w.kick:
+			case <-kick:
 			case <-poll.C:
 				for _, fl := range w.flows {
 					fl.wakes.Add(1)
@@ -68,7 +72,13 @@ func (w *Worker) pump(ctx context.Context) {
 			f = batch[0].h.flow
 		}
 		signs := f.wakes.Load()
+		w.mu.Lock()
+		w.inFlight++
+		w.mu.Unlock()
 		claimed, err := w.settle(ctx, batch, f, want)
+		w.mu.Lock()
+		w.inFlight--
+		w.mu.Unlock()
 		switch {
 		case want == 0 || err != nil:
 		case len(claimed) == want: // a full claim: more may be waiting
@@ -77,21 +87,27 @@ func (w *Worker) pump(ctx context.Context) {
 			f.wakes.CompareAndSwap(signs, 0)
 		}
 		w.accept(f, claimed)
-		w.unreserve(want)
 		if len(batch) > 0 {
 			w.doneSettling(batch)
 			signal(w.settled)
-			signal(w.kick) // results of these runs may be waiting for another pump
+			// Results of these runs may have been left for this pump.
+			signal(w.kick)
 		}
 	}
 }
 
 // takeFinished takes the results waiting to be settled, except those of
 // runs another pump is settling right now, and marks their runs as being
-// settled.
-func (w *Worker) takeFinished() []*result {
+// settled. The secondary pump takes results only while the primary's round
+// trip is on its way and results pile up (half a worker's slots or more):
+// a lone result is better left to the primary, which claims what its
+// settle readies in the same round trip.
+func (w *Worker) takeFinished(primary bool) []*result {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !primary && (w.inFlight == 0 || len(w.finished) < max(2, w.opts.Concurrency/2)) {
+		return nil
+	}
 	var take, keep []*result
 	for _, r := range w.finished {
 		if w.settling[r.h.key.RunID] {
