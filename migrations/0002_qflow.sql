@@ -765,13 +765,40 @@ BEGIN
         array_fill(true, ARRAY[cardinality(v_keys)]));
 END $$;
 
+-- refresh_stats analyses the engine's busy tables that changed a lot since
+-- they were last analysed (more than 1,000 rows and a fifth of the table),
+-- as autovacuum's analyse would, and returns how many it analysed. The
+-- engine's plans depend on knowing how big the queue is: planned for an
+-- empty table, a claim sorts the whole backlog instead of reading the ready
+-- index in order. Where autovacuum is off or behind, workers keep the
+-- statistics fresh through this (analysing also replaces the plans cached
+-- for the old sizes). It runs as the schema's owner, so a least-privilege
+-- role can call it; it analyses nothing else.
+CREATE FUNCTION qflow.refresh_stats()
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r   record;
+    v_n integer := 0;
+BEGIN
+    FOR r IN SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+             WHERE s.schemaname = 'qflow' AND s.relname IN ('step_tasks', 'step_states', 'runs')
+               AND s.n_mod_since_analyze > greatest(1000, 0.2 * greatest(c.reltuples, 0)) LOOP
+        EXECUTE format('ANALYZE qflow.%I', r.relname);
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END $$;
+
 -- upkeep runs a worker's periodic chores: runs past their deadline are
--- cancelled, tasks whose lease expired with no attempts left fail.
-CREATE FUNCTION qflow.upkeep(OUT o_runs_expired integer, OUT o_tasks_failed integer)
+-- cancelled, statistics are refreshed where they went stale, and, when
+-- p_leases, tasks whose lease expired with no attempts left fail (that check
+-- reads every unfinished task, so workers run it less often).
+CREATE FUNCTION qflow.upkeep(p_leases boolean, OUT o_runs_expired integer, OUT o_tasks_failed integer)
 LANGUAGE plpgsql AS $$
 BEGIN
     o_runs_expired := qflow.expire_runs();
-    o_tasks_failed := qflow.expire_leases();
+    PERFORM qflow.refresh_stats();
+    o_tasks_failed := CASE WHEN p_leases THEN qflow.expire_leases() ELSE 0 END;
 END $$;
 
 -- heartbeat records that worker p_worker is alive, extends the lease of
@@ -1046,6 +1073,13 @@ ALTER FUNCTION qflow.start_runs(integer, jsonb[], jsonb) SET plan_cache_mode = f
 ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode = force_generic_plan;
+-- The claim is the exception: it is planned on every call (about 0.1 ms),
+-- so the planner sees how many tasks are queued now. A plan made while the
+-- queue was small (a bitmap scan, then a sort of every queued task) was kept
+-- as the generic plan and made each claim sort the whole backlog once it
+-- grew: a 100,000-element map took 40 times as long as a 10,000-element one.
+-- Planned per call it reads the ready index in claim order and stops after
+-- p_qty tasks.
+ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode = force_custom_plan;
 ALTER FUNCTION qflow.heartbeat(uuid, qflow.task_key[], bigint) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[]) SET plan_cache_mode = force_generic_plan;

@@ -34,7 +34,7 @@ const (
 	sqlRelease = `SELECT qflow.release_tasks($1::uuid,
 		(SELECT array_agg((r, s, t)::qflow.task_key) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) AS x(r, s, t)))`
 
-	sqlUpkeep = `SELECT o_runs_expired, o_tasks_failed FROM qflow.upkeep()`
+	sqlUpkeep = `SELECT o_runs_expired, o_tasks_failed FROM qflow.upkeep($1::boolean)`
 
 	sqlRegisterWorker = `INSERT INTO qflow.workers (id, queues, hostname, pid) VALUES ($1::uuid, $2::text[], $3::text, $4::integer)`
 

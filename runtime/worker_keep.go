@@ -9,15 +9,15 @@ import (
 
 // The keeper: heartbeats extend the leases of the tasks this worker holds
 // and tell it which ones it must stop (cancelled runs, lost leases);
-// upkeep cancels runs past their deadline and fails tasks whose lease
-// expired with no attempts left.
+// upkeep cancels runs past their deadline (every PollInterval) and fails
+// tasks whose lease expired with no attempts left (every third of a lease).
 
 // keep runs until ctx ends.
 func (w *Worker) keep(ctx context.Context) {
 	interval := min(time.Second, w.opts.Lease/3)
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var lastUpkeep, lastBeat time.Time
+	var lastUpkeep, lastBeat, lastLeases time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -37,8 +37,14 @@ func (w *Worker) keep(ctx context.Context) {
 		}
 		if time.Since(lastUpkeep) >= w.opts.PollInterval {
 			lastUpkeep = time.Now()
+			// Expired leases are looked for less often (every third of a
+			// lease): that check reads every unfinished task.
+			leases := time.Since(lastLeases) >= max(w.opts.PollInterval, w.opts.Lease/3)
+			if leases {
+				lastLeases = lastUpkeep
+			}
 			var runs, tasks int
-			if err := w.pool.QueryRow(ctx, sqlUpkeep).Scan(&runs, &tasks); err != nil {
+			if err := w.pool.QueryRow(ctx, sqlUpkeep, leases).Scan(&runs, &tasks); err != nil {
 				if ctx.Err() == nil {
 					w.log.Warn("qflow: upkeep", "worker_id", w.id, "error", err)
 				}
