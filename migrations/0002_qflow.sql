@@ -108,6 +108,7 @@ CREATE TABLE qflow.runs (
 CREATE INDEX runs_list ON qflow.runs (flow_slug, status, started_at DESC, id);
 CREATE INDEX runs_started_at ON qflow.runs (started_at DESC, id);
 CREATE INDEX runs_deadline ON qflow.runs (deadline) WHERE status = 'started' AND deadline IS NOT NULL;
+CREATE INDEX runs_finished ON qflow.runs (finished_at) WHERE status <> 'started'; -- pruning
 
 -- A step's state exists from the moment the step starts (its dependencies
 -- have completed); a step with no row has not started yet. The run lock

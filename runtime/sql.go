@@ -34,6 +34,24 @@ const (
 	sqlRelease = `SELECT qflow.release_tasks($1::uuid,
 		(SELECT array_agg((r, s, t)::qflow.task_key) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) AS x(r, s, t)))`
 
+	// sqlPrune deletes one batch of finished runs with their steps and tasks.
+	sqlPrune = `WITH old AS (
+			SELECT r.id FROM qflow.runs r
+			WHERE r.status <> 'started' AND r.status = ANY ($1::text[])
+			  AND r.finished_at < now() - make_interval(secs => $2::bigint / 1000.0)
+			ORDER BY r.finished_at LIMIT $3::integer
+			FOR UPDATE SKIP LOCKED
+		), t AS (
+			DELETE FROM qflow.step_tasks t USING old WHERE t.run_id = old.id RETURNING 1
+		), s AS (
+			DELETE FROM qflow.step_states s USING old WHERE s.run_id = old.id RETURNING 1
+		), st AS (
+			DELETE FROM qflow.stats_runs x USING old WHERE x.run_id = old.id RETURNING 1
+		), r AS (
+			DELETE FROM qflow.runs r USING old WHERE r.id = old.id RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM s), (SELECT count(*) FROM t), (SELECT count(*) FROM st)`
+
 	sqlUpkeep = `SELECT o_runs_expired, o_tasks_failed FROM qflow.upkeep($1::boolean)`
 
 	sqlRegisterWorker = `INSERT INTO qflow.workers (id, queues, hostname, pid) VALUES ($1::uuid, $2::text[], $3::text, $4::integer)`

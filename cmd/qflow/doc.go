@@ -14,6 +14,7 @@
 //	runs            list runs, newest first (--flow, --status, --since, --limit, --after)
 //	runs show ID    print a run's steps with states, attempts, durations, errors and outputs
 //	cancel ID       cancel a run (also: runs cancel ID)
+//	prune           delete finished runs older than a duration, with their steps and tasks
 //	workers         list live workers (--all: also stopped ones) with their queues and held tasks
 //	queues          list the backlog of each flow version: queued, running, oldest wait
 //	events          print live events as they happen (--flow, --run, --count)

@@ -48,7 +48,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		cmdMigrate, cmdFlows, cmdFlowsShow, cmdRuns, cmdRunsShow, cmdCancel,
+		cmdMigrate, cmdFlows, cmdFlowsShow, cmdRuns, cmdRunsShow, cmdCancel, cmdPrune,
 		cmdWorkers, cmdQueues, cmdEvents, cmdServe,
 	}
 }
@@ -187,7 +187,7 @@ The commands are:
 The database is named by --database-url or, without it, DATABASE_URL.
 Every listing takes --json.
 
-Not available yet: resume and prune (the runtime has no run control yet).
+Not available yet: resume (the runtime cannot resume a failed run yet).
 
 Use "qflow help <command>" for more information about a command.
 `)
