@@ -25,6 +25,31 @@ const lockKey int64 = 0x71666c6f776d6967
 // release of QuantumFlow than the running one.
 var ErrNewerSchema = errors.New("qflow: database schema is newer than this build")
 
+// ErrStaleSchema is returned by Migrate for a database that an earlier
+// pre-release build migrated: its engine tables have an older layout under
+// the same migration numbers, and its runs cannot be carried over.
+var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an earlier pre-release build")
+
+// Stale reports whether db holds a pre-release engine schema (see
+// ErrStaleSchema): migration 0002 recorded as applied, but qflow.step_tasks
+// or qflow.runs without the columns the current engine has.
+func Stale(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (bool, error) {
+	var applied, current bool
+	err := db.QueryRow(ctx, `SELECT
+		to_regclass('qflow.schema_migrations') IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		              WHERE n.nspname = 'qflow' AND c.relname = 'step_states'),
+		(SELECT count(*) = 2 FROM information_schema.columns
+		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name = 'seq')
+		                                   OR (table_name = 'runs' AND column_name = 'trace_context')))`).Scan(&applied, &current)
+	if err != nil {
+		return false, err
+	}
+	return applied && !current, nil
+}
+
 // Migration is one embedded, versioned schema change.
 type Migration struct {
 	Version int    // from the file name's numeric prefix
@@ -93,6 +118,12 @@ func MigrateTx(ctx context.Context, tx pgx.Tx) error {
 	}
 	if latest := Latest(); current > latest {
 		return fmt.Errorf("%w: database is at version %d, this build knows up to %d; upgrade QuantumFlow", ErrNewerSchema, current, latest)
+	}
+	if stale, err := Stale(ctx, tx); err != nil {
+		return fmt.Errorf("qflow migrate: %w", err)
+	} else if stale {
+		return fmt.Errorf("%w (its tasks lived in pgmq queue tables); its runs cannot be carried over: "+
+			"drop the qflow schema (DROP SCHEMA qflow CASCADE) or use a new database, then migrate again", ErrStaleSchema)
 	}
 	for _, m := range All() {
 		if m.Version <= current {

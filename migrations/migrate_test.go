@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -84,5 +85,32 @@ func TestAllOrdered(t *testing.T) {
 	}
 	if all[0].Name != "pgmq" {
 		t.Fatalf("first migration is %q, want pgmq", all[0].Name)
+	}
+}
+
+// TestMigrateRefusesStaleSchema: a database migrated by an earlier
+// pre-release build (same migration numbers, older engine tables) gets a
+// clear error with the way out, and nothing is changed.
+func TestMigrateRefusesStaleSchema(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if stale, err := migrations.Stale(ctx, db.Pool); err != nil || stale {
+		t.Fatalf("a current database: stale=%v, %v", stale, err)
+	}
+	// The pre-release layout had no seq column (tasks lived in pgmq queues).
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE qflow.step_tasks DROP COLUMN seq CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, db.Pool); err != nil || !stale {
+		t.Fatalf("stale=%v, %v; want stale", stale, err)
+	}
+	err := migrations.Migrate(ctx, db.Pool)
+	if !errors.Is(err, migrations.ErrStaleSchema) || !strings.Contains(err.Error(), "DROP SCHEMA qflow CASCADE") {
+		t.Fatalf("Migrate: %v; want ErrStaleSchema with the way out", err)
+	}
+	// An empty database is not stale.
+	empty := pgtest.NewEmpty(t)
+	if stale, err := migrations.Stale(ctx, empty.Pool); err != nil || stale {
+		t.Fatalf("an empty database: stale=%v, %v", stale, err)
 	}
 }

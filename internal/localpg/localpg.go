@@ -19,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/quantumflow/qflow/migrations"
 )
 
 // Environment variables Find and Start read.
@@ -397,10 +399,41 @@ func ForProgram(ctx context.Context, name string, announce io.Writer) (url strin
 		fmt.Fprintf(announce, "%s.\nStarted a throwaway PostgreSQL cluster in %s (removed on exit).\n", cluster.Reason, cluster.Dir())
 	}
 	if os.Getenv(EnvURL) == "" {
-		if url, err = EnsureDatabase(ctx, url, name); err != nil {
+		admin := url
+		if url, err = EnsureDatabase(ctx, admin, name); err != nil {
+			stop()
+			return "", nil, err
+		}
+		if err := renewIfStale(ctx, admin, url, name, announce); err != nil {
 			stop()
 			return "", nil, err
 		}
 	}
 	return url, stop, nil
+}
+
+// renewIfStale drops and recreates the program's own database when an
+// earlier pre-release build migrated it (migrations.Stale): its runs are
+// example runs, and the current engine cannot use them.
+func renewIfStale(ctx context.Context, adminURL, u, name string, announce io.Writer) error {
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return err
+	}
+	stale, err := migrations.Stale(ctx, conn)
+	conn.Close(context.Background())
+	if err != nil || !stale {
+		return err
+	}
+	fmt.Fprintf(announce, "Database %s held the schema of an earlier pre-release build; recreating it.\n", name)
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("localpg: drop stale database %s: %w", name, err)
+	}
+	_, err = EnsureDatabase(ctx, adminURL, name)
+	return err
 }
