@@ -181,7 +181,6 @@ CREATE TABLE qflow.workers (
 );
 
 -- Keys used to pass sets of rows between functions.
-CREATE TYPE qflow.step_key AS (run_id uuid, step_idx smallint);
 CREATE TYPE qflow.task_key AS (run_id uuid, step_idx smallint, task_index integer);
 -- A step about to start, with the source of its tasks' inputs.
 CREATE TYPE qflow.ready_step AS (
@@ -917,7 +916,7 @@ DECLARE
     v_cr      uuid[];
     v_cs      smallint[];
     v_cf      integer[];
-    v_seq     uuid[];
+    v_sequential uuid[];
     v_adv     record;
     v_tasks   integer := 0;
     v_queues  text[];
@@ -1000,9 +999,9 @@ BEGIN
             v_queues := v_adv.o_queues;
         END IF;
         -- Sequential runs: the next task takes its turn.
-        SELECT array_agg(DISTINCT d.run_id) INTO v_seq FROM unnest(v_done) d WHERE d.sequential;
-        IF v_seq IS NOT NULL THEN
-            PERFORM qflow.next_turn(v_seq);
+        SELECT array_agg(DISTINCT d.run_id) INTO v_sequential FROM unnest(v_done) d WHERE d.sequential;
+        IF v_sequential IS NOT NULL THEN
+            PERFORM qflow.next_turn(v_sequential);
         END IF;
     END IF;
 
@@ -1020,7 +1019,9 @@ BEGIN
     END IF;
 
     -- Wake other workers, but only for work left behind.
-    IF v_tasks > v_claimed OR (v_tasks > 0 AND cardinality(v_queues) > 1) THEN
+    IF v_tasks > v_claimed
+       OR (v_tasks > 0 AND EXISTS (SELECT 1 FROM unnest(v_queues) AS q
+                                   WHERE q <> (SELECT f.queue_name FROM qflow.flows f WHERE f.id = p_flow_id))) THEN
         FOR v_queue IN SELECT DISTINCT q FROM unnest(v_queues) AS q LOOP
             PERFORM pg_notify('qflow_work', v_queue);
         END LOOP;

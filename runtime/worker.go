@@ -46,7 +46,6 @@ type Worker struct {
 
 	flows   []*workerFlow
 	byQueue map[string]*workerFlow
-	byID    map[int]*workerFlow
 
 	mu       sync.Mutex
 	held     map[taskKey]*held  // claimed and not yet settled or released
@@ -68,7 +67,8 @@ type Worker struct {
 	settled   chan struct{} // the pump settled a batch (coalesced)
 
 	// leaseFloor is when the leases of every held task were last known to
-	// run for a whole Lease: the last successful heartbeat (or claim).
+	// run for a whole Lease: the last successful heartbeat, or the start of
+	// Run (a task claimed since then has a later lease still).
 	leaseFloor atomic.Int64
 
 	abandon chan struct{} // tests: stop without touching the database
@@ -136,7 +136,6 @@ func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 		pool:      pool,
 		id:        uuid.New(),
 		byQueue:   map[string]*workerFlow{},
-		byID:      map[int]*workerFlow{},
 		held:      map[taskKey]*held{},
 		settling:  map[uuid.UUID]bool{},
 		kick:      make(chan struct{}, 1),
@@ -353,7 +352,6 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	}
 	f.id = id
 	w.byQueue[f.queue] = f
-	w.byID[id] = f
 	return nil
 }
 
