@@ -475,13 +475,17 @@ $$;
 -- step and complete when none is left (their output is their leaf steps'
 -- outputs), and dependents whose dependencies have all completed start.
 -- Empty maps started on the way complete at once and propagate in turn.
--- Returns the number of tasks created and the queues that got them.
+-- Returns the number of tasks created and the queues that got them, and
+-- the runs it completed with their outputs (NULL for an output over 8 kB).
 CREATE FUNCTION qflow.advance(p_runs uuid[], p_steps smallint[], p_flows integer[],
-                              OUT o_tasks integer, OUT o_queues text[])
+                              OUT o_tasks integer, OUT o_queues text[],
+                              OUT o_finished uuid[], OUT o_outputs jsonb[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_events boolean := qflow.events_on();
     v_evs    jsonb[];
+    v_fin    uuid[];
+    v_out    jsonb[];
     v_rr     uuid[];
     v_rs     smallint[];
     v_st     record;
@@ -502,12 +506,17 @@ BEGIN
                       SELECT l.ctid FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y) y
                       CROSS JOIN LATERAL (SELECT r2.ctid FROM qflow.runs r2 WHERE r2.id = y.y LIMIT 1) l))
               AND r.id = c.run_id AND r.status = 'started'
-            RETURNING r.id, r.status, r.flow_slug, r.events, r.started_at
+            RETURNING r.id, r.status, r.flow_slug, r.events, r.started_at, r.output
         )
         SELECT array_agg(qflow.ev('workflow_completed', u.id, u.flow_slug, NULL, NULL, 'completed', NULL,
                                   (extract(epoch FROM clock_timestamp() - u.started_at) * 1000)::bigint, NULL, NULL))
-        INTO v_evs FROM u WHERE u.status = 'completed' AND u.events AND v_events;
+                   FILTER (WHERE u.events AND v_events),
+               array_agg(u.id),
+               array_agg(CASE WHEN pg_column_size(u.output) <= 8192 THEN u.output END)
+        INTO v_evs, v_fin, v_out FROM u WHERE u.status = 'completed';
         PERFORM qflow.publish(v_evs);
+        o_finished := o_finished || v_fin;
+        o_outputs := o_outputs || v_out;
 
         -- Dependents whose dependencies have all completed, not started yet
         -- (a finished run has none left; start_steps skips failed ones).
@@ -535,11 +544,13 @@ END $$;
 
 -- Runs: start -------------------------------------------------------------------
 
--- start_runs starts one run per input of flow p_flow_id and returns their
--- ids in input order. p_opts: {"events": bool, "sequential": bool,
+-- start_runs_core starts one run per input of flow p_flow_id and returns
+-- their ids in input order, with the number of tasks created and their
+-- queues; it wakes no worker. p_opts: {"events": bool, "sequential": bool,
 -- "max_attempts": int, "timeout_ms": int, "trace_context": object}.
-CREATE FUNCTION qflow.start_runs(p_flow_id integer, p_inputs jsonb[], p_opts jsonb DEFAULT '{}')
-RETURNS SETOF uuid LANGUAGE plpgsql AS $$
+CREATE FUNCTION qflow.start_runs_core(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
+                                      OUT o_ids uuid[], OUT o_tasks integer, OUT o_queues text[])
+LANGUAGE plpgsql AS $$
 DECLARE
     v_flow   qflow.flows;
     v_ids    uuid[];
@@ -548,8 +559,8 @@ DECLARE
     v_events boolean := coalesce((p_opts->>'events')::boolean, true);
     v_st     record;
     v_adv    record;
-    v_queue  text;
 BEGIN
+    o_tasks := 0;
     SELECT * INTO v_flow FROM qflow.flows WHERE id = p_flow_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'qflow: unknown flow id %', p_flow_id USING ERRCODE = 'QF404';
@@ -589,16 +600,90 @@ BEGIN
     SELECT * INTO v_st FROM qflow.start_steps(
         ARRAY(SELECT r FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY 1, s),
         ARRAY(SELECT s FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY r, 1));
+    o_tasks := v_st.o_tasks;
+    o_queues := v_st.o_queues;
     IF v_st.o_runs IS NOT NULL THEN
         SELECT * INTO v_adv FROM qflow.advance(v_st.o_runs, v_st.o_steps, v_st.o_flows);
-        v_st.o_queues := v_st.o_queues || v_adv.o_queues;
+        o_tasks := o_tasks + v_adv.o_tasks;
+        o_queues := o_queues || v_adv.o_queues;
     END IF;
-    -- Wake idle workers; identical notifications in one transaction are
-    -- delivered once.
-    FOR v_queue IN SELECT DISTINCT q FROM unnest(v_st.o_queues) AS q LOOP
-        PERFORM pg_notify('qflow_work', v_queue);
-    END LOOP;
-    RETURN QUERY SELECT unnest(v_ids);
+    o_ids := v_ids;
+END $$;
+
+-- wake wakes idle workers of these queues (identical notifications in one
+-- transaction are delivered once).
+CREATE FUNCTION qflow.wake(p_queues text[])
+RETURNS void LANGUAGE sql AS $$
+    SELECT pg_notify('qflow_work', q) FROM (SELECT DISTINCT q FROM unnest(p_queues) AS q) d
+$$;
+
+-- start_runs starts one run per input of flow p_flow_id (see
+-- start_runs_core for p_opts), wakes idle workers, and returns the runs'
+-- ids in input order.
+CREATE FUNCTION qflow.start_runs(p_flow_id integer, p_inputs jsonb[], p_opts jsonb DEFAULT '{}')
+RETURNS SETOF uuid LANGUAGE plpgsql AS $$
+DECLARE
+    v_st record;
+BEGIN
+    v_st := qflow.start_runs_core(p_flow_id, p_inputs, p_opts);
+    PERFORM qflow.wake(v_st.o_queues);
+    RETURN QUERY SELECT unnest(v_st.o_ids);
+END $$;
+
+-- start_runs_claim is start_runs for a client with a worker of flow version
+-- p_worker_flow in its own process: in the same transaction it claims up
+-- to p_qty of the new runs' visible tasks for worker p_worker (as claim
+-- does, publishing task_started when p_events), and wakes other workers
+-- only for tasks left unclaimed. So a run's first step costs no round trip
+-- of its own, and no notification. Returns the ids in input order and the
+-- claimed tasks as parallel arrays.
+CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
+                                       p_worker uuid, p_worker_flow integer, p_qty integer,
+                                       p_lease_ms bigint, p_events boolean,
+                                       OUT o_ids uuid[], OUT o_seq bigint[], OUT o_run uuid[],
+                                       OUT o_step smallint[], OUT o_task integer[], OUT o_attempt integer[],
+                                       OUT o_input jsonb[], OUT o_priority integer[], OUT o_trace jsonb[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz;
+    v_st  record;
+    v_got qflow.claimed_task[];
+BEGIN
+    v_st := qflow.start_runs_core(p_flow_id, p_inputs, p_opts);
+    o_ids := v_st.o_ids;
+    v_now := clock_timestamp();
+    IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
+        -- The tasks are this transaction's own, invisible to every other
+        -- session until it commits: nothing to lock or skip.
+        WITH c AS (
+            UPDATE qflow.step_tasks t
+            SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker, started_at = v_now,
+                vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
+            WHERE t.ctid = ANY (ARRAY(
+                SELECT q.ctid FROM unnest(o_ids) AS r(id)
+                CROSS JOIN LATERAL (
+                    SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
+                    WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
+                    ORDER BY q.step_idx, q.task_index LIMIT p_qty) q
+                ORDER BY q.priority DESC, q.seq
+                LIMIT p_qty))
+            RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id,
+                      t.events, t.trace_context
+        )
+        SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
+    END IF;
+    IF v_got IS NOT NULL THEN
+        IF p_events AND qflow.events_on() THEN
+            PERFORM qflow.publish_started(v_got);
+        END IF;
+        SELECT array_agg(g.seq), array_agg(g.run_id), array_agg(g.step_idx), array_agg(g.task_index),
+               array_agg(g.attempt), array_agg(g.input), array_agg(g.priority), array_agg(g.trace_context)
+        INTO o_seq, o_run, o_step, o_task, o_attempt, o_input, o_priority, o_trace
+        FROM unnest(v_got) g;
+    END IF;
+    IF v_st.o_tasks > coalesce(cardinality(v_got), 0) THEN
+        PERFORM qflow.wake(v_st.o_queues);
+    END IF;
 END $$;
 
 -- Runs: fail, cancel, expire ----------------------------------------------------------
@@ -884,14 +969,24 @@ BEGIN
         RETURN;
     END IF;
     IF qflow.events_on() THEN
-        PERFORM qflow.publish(array_agg(qflow.ev('task_started', c.run_id, f.slug, st.slug, c.task_index,
-                                                 'started', c.attempt, NULL, NULL, NULL) ORDER BY c.seq))
-        FROM unnest(v_got) c
-        JOIN qflow.flows f ON f.id = c.flow_id
-        JOIN qflow.steps st ON st.flow_id = c.flow_id AND st.idx = c.step_idx
-        WHERE c.events HAVING count(*) > 0;
+        PERFORM qflow.publish_started(v_got);
     END IF;
     RETURN QUERY SELECT * FROM unnest(v_got);
+END $$;
+
+-- publish_started publishes task_started for the claimed tasks of runs with
+-- events on. It is apart from claim so that its statement keeps a generic
+-- plan while the claim's is made per call (planning this join on every
+-- claim cost more than the claim itself).
+CREATE FUNCTION qflow.publish_started(p_got qflow.claimed_task[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM qflow.publish(array_agg(qflow.ev('task_started', c.run_id, f.slug, st.slug, c.task_index,
+                                             'started', c.attempt, NULL, NULL, NULL) ORDER BY c.seq))
+    FROM unnest(p_got) c
+    JOIN qflow.flows f ON f.id = c.flow_id
+    JOIN qflow.steps st ON st.flow_id = c.flow_id AND st.idx = c.step_idx
+    WHERE c.events HAVING count(*) > 0;
 END $$;
 
 -- settle records a worker's finished tasks and claims new ones in the same
@@ -903,6 +998,9 @@ END $$;
 -- when p_qty > 0, it claims up to p_qty tasks of flow p_flow_id, which may
 -- include the steps this very call started, so a chain hop costs one
 -- commit. Work this call created and did not claim wakes other workers.
+-- It returns the claimed tasks, then a row with a NULL seq for each run it
+-- completed: the run's id and its output (NULL when over 8 kB), which the
+-- worker hands to waiters in its own process.
 CREATE FUNCTION qflow.settle(p_worker uuid,
                              p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                              p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[], p_permanent boolean[],
@@ -921,7 +1019,8 @@ DECLARE
     v_tasks   integer := 0;
     v_queues  text[];
     v_claimed integer := 0;
-    v_queue   text;
+    v_fin     uuid[];
+    v_out     jsonb[];
 BEGIN
     IF cardinality(p_runs) > 0 THEN
         IF cardinality(p_runs) IS DISTINCT FROM cardinality(p_outputs) THEN
@@ -997,6 +1096,8 @@ BEGIN
             SELECT * INTO v_adv FROM qflow.advance(v_cr, v_cs, v_cf);
             v_tasks := v_adv.o_tasks;
             v_queues := v_adv.o_queues;
+            v_fin := v_adv.o_finished;
+            v_out := v_adv.o_outputs;
         END IF;
         -- Sequential runs: the next task takes its turn.
         SELECT array_agg(DISTINCT d.run_id) INTO v_sequential FROM unnest(v_done) d WHERE d.sequential;
@@ -1022,9 +1123,14 @@ BEGIN
     IF v_tasks > v_claimed
        OR (v_tasks > 0 AND EXISTS (SELECT 1 FROM unnest(v_queues) AS q
                                    WHERE q <> (SELECT f.queue_name FROM qflow.flows f WHERE f.id = p_flow_id))) THEN
-        FOR v_queue IN SELECT DISTINCT q FROM unnest(v_queues) AS q LOOP
-            PERFORM pg_notify('qflow_work', v_queue);
-        END LOOP;
+        PERFORM qflow.wake(v_queues);
+    END IF;
+
+    -- The runs this call completed, for waiters in the worker's process.
+    IF v_fin IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::bigint, f.id, NULL::smallint, NULL::integer, NULL::integer, f.output,
+                            NULL::integer, NULL::integer, NULL::boolean, NULL::jsonb
+                     FROM unnest(v_fin, v_out) AS f(id, output);
     END IF;
 END $$;
 
@@ -1071,7 +1177,8 @@ END $$;
 -- dearer than a custom plan, at a cost of up to a millisecond or two a
 -- statement). The statements are written so that their generic plans probe
 -- primary keys (see the note at the top); no planner method is switched off.
-ALTER FUNCTION qflow.start_runs(integer, jsonb[], jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.start_runs_claim(integer, jsonb[], jsonb, uuid, integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
@@ -1083,5 +1190,6 @@ ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[]
 -- Planned per call it reads the ready index in claim order and stops after
 -- p_qty tasks.
 ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION qflow.publish_started(qflow.claimed_task[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.heartbeat(uuid, qflow.task_key[], bigint) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[]) SET plan_cache_mode = force_generic_plan;

@@ -35,6 +35,7 @@ type Client struct {
 	defined map[string]int // "slug/shape hash" -> flow id, flows this client has defined
 
 	waiters *waitHub
+	starts  startBatcher
 }
 
 // NewClient returns a client on pool. opts may be nil.
@@ -47,7 +48,7 @@ func NewClient(pool *pgxpool.Pool, opts *ClientOptions) *Client {
 		log = slog.Default()
 	}
 	c := &Client{pool: pool, log: log, events: !opts.DisableEvents, limits: opts.Limits, defined: map[string]int{}}
-	c.waiters = newWaitHub(pool, log)
+	c.waiters = newWaitHub(pool, log, c.events)
 	c.tracer = tracerFrom(opts.TracerProvider)
 	if m := meterFrom(opts.MeterProvider); m != nil {
 		var err error
@@ -222,6 +223,27 @@ func (c *Client) insertRuns(ctx context.Context, db DB, slug string, flowID int,
 		docs[i] = string(b)
 	}
 	optsJSON, _ := json.Marshal(c.startOpts(ctx, opts))
+	if db != DB(c.pool) {
+		return c.startOn(ctx, db, slug, flowID, docs, optsJSON)
+	}
+	if len(docs) == 1 {
+		return c.starts.start(ctx, c, startKey{slug: slug, flowID: flowID, opts: string(optsJSON)}, docs[0])
+	}
+	return c.startOnPool(ctx, slug, flowID, docs, optsJSON)
+}
+
+// startOnPool starts runs on the client's own pool, claiming their first
+// tasks for a worker of this process when one has room (local.go).
+func (c *Client) startOnPool(ctx context.Context, slug string, flowID int, docs []string, optsJSON []byte) ([]uuid.UUID, error) {
+	startRoundTrips.Add(1)
+	if lc := reserveLocal(c.pool, slug, len(docs)); lc != nil {
+		return c.startLocal(ctx, lc, slug, flowID, docs, optsJSON)
+	}
+	return c.startOn(ctx, c.pool, slug, flowID, docs, optsJSON)
+}
+
+// startOn runs the start statement on db.
+func (c *Client) startOn(ctx context.Context, db DB, slug string, flowID int, docs []string, optsJSON []byte) ([]uuid.UUID, error) {
 	var rows pgx.Rows
 	var err error
 	if flowID != 0 {
@@ -239,8 +261,8 @@ func (c *Client) insertRuns(ctx context.Context, db DB, slug string, flowID int,
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
 	}
-	if len(ids) != len(inputs) {
-		return nil, fmt.Errorf("qflow: start %q: %d runs started for %d inputs", slug, len(ids), len(inputs))
+	if len(ids) != len(docs) {
+		return nil, fmt.Errorf("qflow: start %q: %d runs started for %d inputs", slug, len(ids), len(docs))
 	}
 	for _, id := range ids {
 		c.log.Debug("qflow run started", "run_id", id, "flow", slug)
@@ -303,11 +325,8 @@ func (c *Client) WaitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, er
 }
 
 func (c *Client) waitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, error) {
-	var ch chan struct{}
-	if c.events {
-		ch = c.waiters.subscribe(id)
-		defer c.waiters.unsubscribe(id, ch)
-	}
+	ch := c.waiters.subscribe(id)
+	defer c.waiters.unsubscribe(id, ch)
 	poll := time.Millisecond
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -316,6 +335,10 @@ func (c *Client) waitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, er
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-ch:
+			if out, ok := c.waiters.result(id); ok {
+				localOutputsTaken.Add(1)
+				return out, nil // completed, handed over by a worker of this process
+			}
 		case <-timer.C:
 		}
 		out, done, err := c.runResult(ctx, id)

@@ -3,3 +3,24 @@ package runtime
 // Abandon stops the worker at once without touching the database, as if
 // its process had died: its tasks stay claimed until their leases expire.
 func (w *Worker) Abandon() { close(w.abandon) }
+
+// LocalOutputsTaken counts the WaitRun calls that took their run's output
+// from a local worker's settle.
+func LocalOutputsTaken() int64 { return localOutputsTaken.Load() }
+
+// StartRoundTrips counts the statements that started runs from a client's
+// own pool.
+func StartRoundTrips() int64 { return startRoundTrips.Load() }
+
+// Local reports whether clients of the worker's pool in this process hand
+// it their runs' first tasks (the worker is running).
+func (w *Worker) Local() bool {
+	localWorkers.mu.Lock()
+	defer localWorkers.mu.Unlock()
+	for _, x := range localWorkers.byPool[w.local] {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}

@@ -16,6 +16,15 @@ const (
 
 	sqlStartRunsByID = `SELECT qflow.start_runs($1::integer, $2::jsonb[], $3::jsonb)`
 
+	// sqlStartRunsClaim… start runs and claim their first tasks for a
+	// worker in this process (see local.go).
+	sqlStartRunsClaimBySlug = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[]
+		FROM (SELECT id FROM qflow.flows WHERE slug = $1::text ORDER BY version DESC LIMIT 1) f,
+		     qflow.start_runs_claim(f.id, $2::jsonb[], $3::jsonb, $4::uuid, $5::integer, $6::integer, $7::bigint, $8::boolean) s`
+
+	sqlStartRunsClaimByID = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[]
+		FROM qflow.start_runs_claim($1::integer, $2::jsonb[], $3::jsonb, $4::uuid, $5::integer, $6::integer, $7::bigint, $8::boolean) s`
+
 	sqlRunResult = `SELECT status, output, error, failed_step FROM qflow.runs WHERE id = $1::uuid`
 
 	sqlCancelRun = `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
@@ -22,20 +23,28 @@ const EventsChannel = notify.EventsChannel
 // waiter after a gap (a reconnect, or events dropped), so each re-checks
 // its run. Waiters also re-check on a slow timer, so a missed event or a
 // run started with events off cannot hang them.
+//
+// Workers in this process on the same pool hand runs they complete to the
+// hub directly (local.go), with their outputs when small: a waiter takes
+// its run's output from results instead of reading the run.
 type waitHub struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	events bool // listen for events (else only local handoffs and polls wake waiters)
 
 	mu      sync.Mutex
 	subs    map[uuid.UUID][]chan struct{}
+	results map[uuid.UUID]json.RawMessage // outputs handed over for runs with waiters
+	local   bool                          // listed in localHubs
 	started bool
 	cancel  context.CancelFunc
 	done    chan struct{}
 	lis     *notify.Listener // nil while not listening
 }
 
-func newWaitHub(pool *pgxpool.Pool, log *slog.Logger) *waitHub {
-	return &waitHub{pool: pool, log: log, subs: map[uuid.UUID][]chan struct{}{}}
+func newWaitHub(pool *pgxpool.Pool, log *slog.Logger, events bool) *waitHub {
+	return &waitHub{pool: pool, log: log, events: events, subs: map[uuid.UUID][]chan struct{}{},
+		results: map[uuid.UUID]json.RawMessage{}}
 }
 
 func (h *waitHub) subscribe(id uuid.UUID) chan struct{} {
@@ -43,7 +52,11 @@ func (h *waitHub) subscribe(id uuid.UUID) chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs[id] = append(h.subs[id], ch)
-	if !h.started {
+	if !h.local {
+		h.local = true
+		addLocalHub(h.pool, h)
+	}
+	if h.events && !h.started {
 		h.started = true
 		ctx, cancel := context.WithCancel(context.Background())
 		h.cancel = cancel
@@ -65,6 +78,7 @@ func (h *waitHub) unsubscribe(id uuid.UUID, ch chan struct{}) {
 	}
 	if len(list) == 0 {
 		delete(h.subs, id)
+		delete(h.results, id)
 	} else {
 		h.subs[id] = list
 	}
@@ -78,8 +92,37 @@ func (h *waitHub) healthy() bool {
 	return l != nil && l.Connected()
 }
 
+// completed takes runs a local worker completed: waiters of those runs
+// wake, and find the run's output in results when it came along.
+func (h *waitHub) completed(done []runDone) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, d := range done {
+		list := h.subs[d.id]
+		if len(list) == 0 {
+			continue
+		}
+		if d.output != nil {
+			h.results[d.id] = d.output
+		}
+		signalAll(list)
+	}
+}
+
+// result returns the output a local worker handed over for run id, if any.
+func (h *waitHub) result(id uuid.UUID) (json.RawMessage, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out, ok := h.results[id]
+	return out, ok
+}
+
 func (h *waitHub) close() {
 	h.mu.Lock()
+	if h.local {
+		h.local = false
+		removeLocalHub(h.pool, h)
+	}
 	cancel, done := h.cancel, h.done
 	h.started = false
 	h.cancel, h.done = nil, nil

@@ -40,22 +40,27 @@ const WorkChannel = notify.WorkChannel
 //   - wake-ups come from notify.Listen on WorkChannel.
 type Worker struct {
 	pool *pgxpool.Pool
-	opts WorkerOptions
-	log  *slog.Logger
-	id   uuid.UUID
+	// local is the pool the worker was created with, by which clients in
+	// this process find it (local.go); pool differs with DisableEvents.
+	local *pgxpool.Pool
+	opts  WorkerOptions
+	log   *slog.Logger
+	id    uuid.UUID
 
 	flows   []*workerFlow
 	byQueue map[string]*workerFlow
 
-	mu       sync.Mutex
-	held     map[taskKey]*held  // claimed and not yet settled or released
-	waiting  []*held            // claimed, waiting for a slot
-	running  int                // handlers executing
-	inFlight int                // pumps' round trips on their way
-	timed    int                // handlers timed (see avgTook)
-	settling map[uuid.UUID]bool // runs whose results a pump is settling
-	finished []*result          // waiting for the pump to settle them
-	avgTook  time.Duration      // moving average of handler durations
+	mu            sync.Mutex
+	held          map[taskKey]*held  // claimed and not yet settled or released
+	waiting       []*held            // claimed, waiting for a slot
+	running       int                // handlers executing
+	inFlight      int                // pumps' round trips on their way
+	claiming      int                // room reserved by the pump's claim on its way (see reserve)
+	claimingLocal int                // room reserved by local starts' claims on their way (local.go)
+	timed         int                // handlers timed (see avgTook)
+	settling      map[uuid.UUID]bool // runs whose results a pump is settling
+	finished      []*result          // waiting for the pump to settle them
+	avgTook       time.Duration      // moving average of handler durations
 	// prioritized: a registered flow has step priorities, or a claimed task
 	// had one (see reserve).
 	prioritized bool
@@ -134,6 +139,7 @@ var errCancelledByEngine = errors.New("qflow: task no longer belongs to this wor
 func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 	w := &Worker{
 		pool:      pool,
+		local:     pool,
 		id:        uuid.New(),
 		byQueue:   map[string]*workerFlow{},
 		held:      map[taskKey]*held{},
@@ -269,10 +275,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer pump.Done(); w.pump(pumpCtx, true) }()
 	go func() { defer pump.Done(); w.pump(pumpCtx, false) }()
 
+	addLocal(w.local, w)
 	select {
 	case <-ctx.Done():
 	case <-w.abandon:
 	}
+	removeLocal(w.local, w)
 	w.stopping.Store(true) // from now on nothing claims or starts
 	signal(w.kick)
 

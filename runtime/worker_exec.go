@@ -20,11 +20,18 @@ import (
 // accept takes claimed tasks into the worker and starts as many as slots
 // allow. A task already held (its lease lapsed and this worker claimed it
 // again while still running it) is not started twice.
-func (w *Worker) accept(f *workerFlow, list []claimedTask) {
-	if len(list) == 0 {
+// reserved is the room reserve (or, local, reserveUpTo) took for the
+// claim, given back here.
+func (w *Worker) accept(f *workerFlow, list []claimedTask, reserved int, local bool) {
+	if len(list) == 0 && reserved == 0 {
 		return
 	}
 	w.mu.Lock()
+	if local {
+		w.claimingLocal -= reserved
+	} else {
+		w.claiming -= reserved
+	}
 	for _, c := range list {
 		if _, dup := w.held[c.key]; dup {
 			continue
@@ -70,9 +77,22 @@ func (w *Worker) dispatchLocked() {
 //     trip settles the other): round trips, not handlers, are the limit;
 //   - a slot's worth while they average under 50ms;
 //   - none for slower handlers, which leave the rest to other workers.
+//
+// The room taken is counted in w.claiming until accept gives it back.
+// Claims for local starts (local.go) take room too, and the pump leaves
+// it to them; they do not wait for the pump's room, so a worker may hold
+// up to a batch more than this while both are on their way.
 func (w *Worker) reserve() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	n := max(0, w.roomLocked()-w.claiming)
+	w.claiming += n
+	return n
+}
+
+// roomLocked is the room for claims, less what local starts are claiming
+// now. w.mu is held.
+func (w *Worker) roomLocked() int {
 	limit := w.opts.Concurrency
 	if w.timed >= w.opts.Concurrency && !w.prioritized {
 		switch {
@@ -82,7 +102,7 @@ func (w *Worker) reserve() int {
 			limit += w.opts.Concurrency
 		}
 	}
-	return max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)))
+	return max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)-w.claimingLocal))
 }
 
 // execute runs one task's handler with the step's timeout and leaves its

@@ -48,10 +48,8 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		var f *workerFlow
 		want := 0
 		if primary && !w.stopping.Load() {
-			if want = w.reserve(); want > 0 {
-				if f = w.pickFlow(batch, &next); f == nil {
-					want = 0
-				}
+			if f = w.pickFlow(batch, &next); f != nil {
+				want = w.reserve()
 			}
 		}
 		if len(batch) == 0 && want == 0 {
@@ -86,7 +84,7 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		default: // a short claim emptied the queue for now, unless a sign of new work arrived meanwhile
 			f.wakes.CompareAndSwap(signs, 0)
 		}
-		w.accept(f, claimed)
+		w.accept(f, claimed, want, false)
 		if len(batch) > 0 {
 			w.doneSettling(batch)
 			signal(w.settled)
@@ -216,19 +214,32 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	return claimed, err
 }
 
-// roundTrip runs one settle statement and reads the tasks it claimed.
+// roundTrip runs one settle statement and reads the tasks it claimed; the
+// runs it completed go to waiters in this process once it has committed.
 func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, error) {
 	rows, err := w.pool.Query(ctx, sqlSettle, args...)
 	if err != nil {
 		return nil, err
 	}
 	var list []claimedTask
+	var done []runDone
 	var c claimedTask
-	_, err = pgx.ForEachRow(rows, []any{&c.seq, &c.key.RunID, &c.key.StepIdx, &c.key.TaskIndex, &c.attempt, &c.input, &c.priority, &c.trace}, func() error {
-		list = append(list, c)
+	var seq *int64
+	var step *int16
+	var task, attempt, prio *int32
+	_, err = pgx.ForEachRow(rows, []any{&seq, &c.key.RunID, &step, &task, &attempt, &c.input, &prio, &c.trace}, func() error {
+		if seq == nil { // a run this call completed
+			done = append(done, runDone{id: c.key.RunID, output: c.input})
+		} else {
+			c.seq, c.key.StepIdx, c.key.TaskIndex, c.attempt, c.priority = *seq, *step, *task, int(*attempt), *prio
+			list = append(list, c)
+		}
 		c.input, c.trace = nil, nil
 		return nil
 	})
+	if err == nil && len(done) > 0 {
+		finishedLocal(w.local, done)
+	}
 	return list, err
 }
 

@@ -1,0 +1,213 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Local handoff: a Client and a Worker built on the same pool in one
+// process skip the database's wake-up for a run's first tasks. StartRun
+// (and StartRuns, StartFlow; not the …Tx forms, whose commit is the
+// caller's) claims the new runs' first tasks for that worker in the
+// starting transaction itself, and hands them over in memory once it
+// commits. Nothing else changes: the tasks are claimed with the worker's
+// lease like any other claim, so if the process dies before they run,
+// their leases expire and any worker takes them again.
+
+// The other way, a worker whose settle completed runs hands their outputs
+// to the waiters of those runs in its process (WaitRun on a client of the
+// same pool) as soon as the settle has committed, ahead of the
+// workflow_completed event, which stays the path for every other process.
+
+// Counters for tests.
+var localOutputsTaken, startRoundTrips atomic.Int64
+
+// localWorkers lists the running workers of this process by the pool they
+// were created with.
+var localWorkers struct {
+	mu     sync.Mutex
+	byPool map[*pgxpool.Pool][]*Worker
+	next   int // round-robin start among a pool's workers
+}
+
+// addLocal lists w as running on pool.
+func addLocal(pool *pgxpool.Pool, w *Worker) {
+	localWorkers.mu.Lock()
+	defer localWorkers.mu.Unlock()
+	if localWorkers.byPool == nil {
+		localWorkers.byPool = map[*pgxpool.Pool][]*Worker{}
+	}
+	localWorkers.byPool[pool] = append(localWorkers.byPool[pool], w)
+}
+
+// removeLocal takes w off the list.
+func removeLocal(pool *pgxpool.Pool, w *Worker) {
+	localWorkers.mu.Lock()
+	defer localWorkers.mu.Unlock()
+	list := localWorkers.byPool[pool]
+	for i, x := range list {
+		if x == w {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(localWorkers.byPool, pool)
+	} else {
+		localWorkers.byPool[pool] = list
+	}
+}
+
+// localClaim is room a local worker reserved for a start's first tasks.
+type localClaim struct {
+	w    *Worker
+	f    *workerFlow
+	room int
+}
+
+// reserveLocal finds a running worker on pool that serves flow slug and
+// has room, and reserves up to want tasks' room in it; nil when none does.
+func reserveLocal(pool *pgxpool.Pool, slug string, want int) *localClaim {
+	localWorkers.mu.Lock()
+	list := localWorkers.byPool[pool]
+	start := localWorkers.next
+	localWorkers.next++
+	localWorkers.mu.Unlock()
+	for i := range list {
+		w := list[(start+i)%len(list)]
+		for _, f := range w.flows {
+			if f.def.Slug != slug {
+				continue
+			}
+			if n := w.reserveUpTo(want); n > 0 {
+				return &localClaim{w: w, f: f, room: n}
+			}
+		}
+	}
+	return nil
+}
+
+// reserveUpTo reserves room for up to n tasks, as reserve does for the
+// pump; none once the worker is stopping.
+func (w *Worker) reserveUpTo(n int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopping.Load() {
+		return 0
+	}
+	n = max(0, min(n, w.roomLocked()))
+	w.claimingLocal += n
+	return n
+}
+
+// startLocal runs the start statement that also claims for lc's worker,
+// hands the claimed tasks over, and returns the runs' ids. The reserved
+// room is given back whatever happens.
+func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, flowID int, docs []string, opts []byte) ([]uuid.UUID, error) {
+	w := lc.w
+	var ids []uuid.UUID
+	var seq []int64
+	var runs []uuid.UUID
+	var steps []int16
+	var tasks, attempts, prios []int32
+	var inputs, traces []*string
+	args := []any{docs, opts, w.id, lc.f.id, lc.room, w.opts.Lease.Milliseconds(), !w.opts.DisableEvents}
+	q := sqlStartRunsClaimByID
+	if flowID != 0 {
+		args = append([]any{flowID}, args...)
+	} else {
+		args = append([]any{slug}, args...)
+		q = sqlStartRunsClaimBySlug
+	}
+	rows, err := c.pool.Query(ctx, q, args...)
+	if err != nil {
+		w.accept(lc.f, nil, lc.room, true)
+		return nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+	}
+	found := false
+	for rows.Next() {
+		found = true
+		if err := rows.Scan(&ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces); err != nil {
+			rows.Close()
+			w.accept(lc.f, nil, lc.room, true)
+			return nil, fmt.Errorf("qflow: start %q: %w", slug, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		w.accept(lc.f, nil, lc.room, true)
+		return nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+	}
+	list := make([]claimedTask, len(seq))
+	for i := range list {
+		t := claimedTask{seq: seq[i], key: taskKey{RunID: runs[i], StepIdx: steps[i], TaskIndex: tasks[i]},
+			attempt: int(attempts[i]), priority: prios[i]}
+		if inputs[i] != nil {
+			t.input = []byte(*inputs[i])
+		}
+		if traces[i] != nil {
+			t.trace = []byte(*traces[i])
+		}
+		list[i] = t
+	}
+	w.accept(lc.f, list, lc.room, true)
+	if !found {
+		return nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
+	}
+	return ids, nil
+}
+
+// runDone is a run a settle completed, with its output when small enough
+// to carry (nil otherwise).
+type runDone struct {
+	id     uuid.UUID
+	output json.RawMessage
+}
+
+// localHubs lists, by pool, the wait hubs of this process's clients that
+// have waiters.
+var localHubs struct {
+	mu     sync.Mutex
+	byPool map[*pgxpool.Pool][]*waitHub
+}
+
+func addLocalHub(pool *pgxpool.Pool, h *waitHub) {
+	localHubs.mu.Lock()
+	defer localHubs.mu.Unlock()
+	if localHubs.byPool == nil {
+		localHubs.byPool = map[*pgxpool.Pool][]*waitHub{}
+	}
+	localHubs.byPool[pool] = append(localHubs.byPool[pool], h)
+}
+
+func removeLocalHub(pool *pgxpool.Pool, h *waitHub) {
+	localHubs.mu.Lock()
+	defer localHubs.mu.Unlock()
+	list := localHubs.byPool[pool]
+	for i, x := range list {
+		if x == h {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(localHubs.byPool, pool)
+	} else {
+		localHubs.byPool[pool] = list
+	}
+}
+
+// finishedLocal hands completed runs to the wait hubs on pool.
+func finishedLocal(pool *pgxpool.Pool, done []runDone) {
+	localHubs.mu.Lock()
+	list := localHubs.byPool[pool]
+	localHubs.mu.Unlock()
+	for _, h := range list {
+		h.completed(done)
+	}
+}

@@ -1,0 +1,252 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	qflow "github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/runtime/notify"
+)
+
+// chain3 is a→b→c, each adding one to its input's v.
+func chain3(t *testing.T, slug string) (qflow.FlowDef, map[string]qflow.Handler) {
+	t.Helper()
+	def, err := qflow.NewFlow(slug).
+		Step("a", qflow.StepDef{TakesInput: true}).
+		Step("b", qflow.StepDef{DependsOn: []string{"a"}}).
+		Step("c", qflow.StepDef{DependsOn: []string{"b"}}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type v struct {
+		V int `json:"v"`
+	}
+	h := map[string]qflow.Handler{
+		"a": qflow.HandlerFunc(func(ctx context.Context, in struct {
+			Run v `json:"run"`
+		}) (v, error) {
+			return v{in.Run.V + 1}, nil
+		}),
+		"b": qflow.HandlerFunc(func(ctx context.Context, in struct {
+			A v `json:"a"`
+		}) (v, error) {
+			return v{in.A.V + 1}, nil
+		}),
+		"c": qflow.HandlerFunc(func(ctx context.Context, in struct {
+			B v `json:"b"`
+		}) (v, error) {
+			return v{in.B.V + 1}, nil
+		}),
+	}
+	return def, h
+}
+
+// workWakeUps counts the notifications on qflow_work while f runs (and a
+// moment after).
+func workWakeUps(t *testing.T, pool *pgxpool.Pool, f func()) int {
+	t.Helper()
+	l, err := notify.Listen(context.Background(), pool, &notify.ListenOptions{Logger: quiet()}, qflow.WorkChannel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f()
+	n := 0
+	for {
+		select {
+		case m := <-l.C():
+			if !m.Gap {
+				n++
+			}
+		case <-time.After(300 * time.Millisecond):
+			return n
+		}
+	}
+}
+
+// A client and a worker on the same pool: the start claims the run's first
+// task for the worker in its own transaction, so no wake-up goes out, and
+// every hop after it is claimed by the worker's settle. A client on
+// another pool (as in another process) wakes the workers as before.
+func TestLocalStartHandsFirstTaskToWorkerOfSamePool(t *testing.T) {
+	e := newEnv(t)
+	def, h := chain3(t, "local_chain")
+	w := e.startWorker(def, h, nil)
+	waitFor(t, w.Local)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := e.client.DefineFlow(ctx, def); err != nil {
+		t.Fatal(err)
+	}
+
+	var id [2]string
+	n := workWakeUps(t, e.db.Pool, func() {
+		run, err := e.client.StartRun(ctx, "local_chain", map[string]int{"v": 0}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id[0] = run.String()
+		var status, worker string
+		if err := e.db.Pool.QueryRow(ctx, `SELECT status, coalesce(worker_id::text, 'nobody') FROM qflow.step_tasks WHERE run_id = $1 AND step_idx = 0`, run).Scan(&status, &worker); err != nil {
+			t.Fatal(err)
+		}
+		if status == "queued" || worker != w.ID().String() {
+			t.Errorf("right after StartRun the first task is %s by %s; want claimed by the local worker %s", status, worker, w.ID())
+		}
+		out, err := e.client.WaitRun(ctx, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != `{"c": {"v": 3}}` {
+			t.Errorf("output %s", out)
+		}
+	})
+	if n != 0 {
+		t.Errorf("%d wake-ups on %s for a run started beside its worker; want 0", n, qflow.WorkChannel)
+	}
+
+	// Another pool is another process as far as the handoff knows.
+	other, err := pgxpool.New(ctx, e.db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	remote := qflow.NewClient(other, &qflow.ClientOptions{Logger: quiet()})
+	defer remote.Close()
+	n = workWakeUps(t, e.db.Pool, func() {
+		run, err := remote.StartRun(ctx, "local_chain", map[string]int{"v": 10}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id[1] = run.String()
+		out, err := remote.WaitRun(ctx, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != `{"c": {"v": 13}}` {
+			t.Errorf("output %s", out)
+		}
+	})
+	if n == 0 {
+		t.Errorf("no wake-up for a run started from another pool")
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE status = 'completed' AND attempts = 1`, 6)
+}
+
+// WaitRun on a client of the worker's pool takes the run's output from the
+// settle that completed it, without reading the run again.
+func TestLocalWaitTakesOutputFromSettle(t *testing.T) {
+	e := newEnv(t)
+	def, h := chain3(t, "local_wait")
+	waitFor(t, e.startWorker(def, h, nil).Local)
+	ctx := ctxT(t, 30*time.Second)
+	// Events off: without the handoff, WaitRun would find out by polling.
+	c := qflow.NewClient(e.db.Pool, &qflow.ClientOptions{Logger: quiet(), DisableEvents: true})
+	defer c.Close()
+	if _, err := c.DefineFlow(ctx, def); err != nil {
+		t.Fatal(err)
+	}
+	before := qflow.LocalOutputsTaken()
+	for i := range 5 {
+		run, err := c.StartRun(ctx, "local_wait", map[string]int{"v": i}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.WaitRun(ctx, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ C struct{ V int } }
+		if err := json.Unmarshal(out, &got); err != nil || got.C.V != i+3 {
+			t.Fatalf("output %s, want c.v = %d", out, i+3)
+		}
+	}
+	if taken := qflow.LocalOutputsTaken() - before; taken == 0 {
+		t.Errorf("no WaitRun took its output from the local settle")
+	}
+}
+
+// Concurrent StartRun calls of one flow go to the server together: while
+// the first is held up, the others queue, and one more round trip starts
+// them all. A bad input in a batch fails only its own caller.
+func TestConcurrentStartsShareRoundTrips(t *testing.T) {
+	e := newEnv(t)
+	def, err := qflow.NewFlow("batched_starts").MapStep("m", "", qflow.StepOptions{}).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []int{-1, 7} {
+		// Hold the first start: a run's insert waits for this lock on its flow.
+		tx, err := e.db.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.flows WHERE id = $1 FOR UPDATE`, flowID); err != nil {
+			t.Fatal(err)
+		}
+		before := qflow.StartRoundTrips()
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var input any = []int{i}
+				if i == bad {
+					input = "not an array" // a map step at the root needs one
+				}
+				_, errs[i] = e.client.StartRun(ctx, "batched_starts", input, nil)
+			}()
+			if i == 0 { // the first is on its way (and held) before the others come
+				waitFor(t, func() bool { return qflow.StartRoundTrips() > before })
+			}
+		}
+		time.Sleep(200 * time.Millisecond) // the others queue behind the first
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if i == bad {
+				if !errors.Is(err, qflow.ErrBadInput) {
+					t.Errorf("start %d (not an array): %v; want ErrBadInput", i, err)
+				}
+			} else if err != nil {
+				t.Errorf("start %d: %v", i, err)
+			}
+		}
+		got := qflow.StartRoundTrips() - before
+		switch {
+		case bad < 0 && got != 2:
+			// One round trip for the first, one for the 19 that queued.
+			t.Errorf("%d round trips for %d starts; want 2", got, n)
+		case bad >= 0 && got != 2+n-1:
+			// The batch of 19 fails on one input, then each goes on its own.
+			t.Errorf("%d round trips for %d starts with a bad one; want %d", got, n, 2+n-1)
+		}
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.runs`, 20+19)
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met in 10s")
+}
