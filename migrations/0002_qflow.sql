@@ -851,8 +851,10 @@ BEGIN
 END $$;
 
 -- refresh_stats analyses the engine's busy tables that changed a lot since
--- they were last analysed (more than 1,000 rows and a fifth of the table),
--- as autovacuum's analyse would, and returns how many it analysed. The
+-- they were last analysed (more than 1,000 rows and as many as the table
+-- had then, so a growing table is analysed each time it doubles: an
+-- analyse costs tens of milliseconds, and the plans need sizes right to a
+-- factor, not a percent), and returns how many it analysed. The
 -- engine's plans depend on knowing how big the queue is: planned for an
 -- empty table, a claim sorts the whole backlog instead of reading the ready
 -- index in order. Where autovacuum is off or behind, workers keep the
@@ -867,7 +869,7 @@ DECLARE
 BEGIN
     FOR r IN SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
              WHERE s.schemaname = 'qflow' AND s.relname IN ('step_tasks', 'step_states', 'runs')
-               AND s.n_mod_since_analyze > greatest(1000, 0.2 * greatest(c.reltuples, 0)) LOOP
+               AND s.n_mod_since_analyze > greatest(1000, c.reltuples) LOOP
         EXECUTE format('ANALYZE qflow.%I', r.relname);
         v_n := v_n + 1;
     END LOOP;
