@@ -180,4 +180,9 @@ type WorkerOptions struct {
 	// lease expiries and the queue depth gauge. Nil (or the no-op provider)
 	// records nothing.
 	MeterProvider metric.MeterProvider
+	// Retention, when set, makes the worker delete finished runs older than
+	// Retention.OlderThan every Retention.Interval, as Client.Prune does.
+	// Any number of workers may have it: one prunes at a time (an advisory
+	// lock), the others skip their turn. Nil: no pruning (the default).
+	Retention *RetentionOptions
 }

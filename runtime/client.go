@@ -330,10 +330,22 @@ func (c *Client) waitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, er
 	poll := time.Millisecond
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// A run that no live worker serves would wait for ever: say so, once.
+	served := time.NewTimer(unservedAfter)
+	defer served.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-served.C:
+			flow, version, unserved, err := c.unserved(ctx, id)
+			if err == nil && unserved {
+				c.log.Warn("qflow: no live worker serves this run's flow version; the run waits until one starts",
+					"run_id", id, "flow", flow, "flow_version", version)
+				continue
+			}
+			served.Reset(6 * unservedAfter)
+			continue
 		case <-ch:
 			if out, ok := c.waiters.result(id); ok {
 				localOutputsTaken.Add(1)
@@ -366,6 +378,10 @@ func (c *Client) waitRun(ctx context.Context, id uuid.UUID) (json.RawMessage, er
 		timer.Reset(delay)
 	}
 }
+
+// unservedAfter is how long WaitRun waits before it checks that a live
+// worker serves the run (tests shorten it).
+var unservedAfter = 5 * time.Second
 
 // runResult reads a run's outcome: done is false while it is running.
 func (c *Client) runResult(ctx context.Context, id uuid.UUID) (json.RawMessage, bool, error) {

@@ -1,5 +1,7 @@
 package runtime
 
+import "time"
+
 // Abandon stops the worker at once without touching the database, as if
 // its process had died: its tasks stay claimed until their leases expire.
 func (w *Worker) Abandon() { close(w.abandon) }
@@ -23,4 +25,20 @@ func (w *Worker) Local() bool {
 		}
 	}
 	return false
+}
+
+// ShortenRetention lets RetentionOptions.Interval go down to d until the
+// test ends.
+func ShortenRetention(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := minRetentionInterval
+	minRetentionInterval = d
+	t.Cleanup(func() { minRetentionInterval = old })
+}
+
+// ShortenUnserved makes WaitRun check for a live worker after d until the
+// test ends.
+func ShortenUnserved(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := unservedAfter
+	unservedAfter = d
+	t.Cleanup(func() { unservedAfter = old })
 }

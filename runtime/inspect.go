@@ -23,7 +23,12 @@ type Run struct {
 	FailedStep  string          `json:"failed_step,omitempty"`
 	StartedAt   time.Time       `json:"started_at"`
 	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
-	Steps       []StepState     `json:"steps,omitempty"`
+	// Unserved reports that the run is still going but no live worker
+	// serves its flow version: none has heartbeated within
+	// DefaultWorkerStaleAfter with the version's queue, so nothing will run
+	// its tasks until one starts.
+	Unserved bool        `json:"unserved,omitempty"`
+	Steps    []StepState `json:"steps,omitempty"`
 }
 
 // StepState is one step of a run.
@@ -65,6 +70,11 @@ func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
 		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
 	}
 	r.Error, r.FailedStep = deref(errText), deref(failed)
+	if r.Status == StatusStarted {
+		if _, _, r.Unserved, err = c.unserved(ctx, id); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := c.pool.Query(ctx, `
 		SELECT st.idx, st.slug,
 		       coalesce(ss.status, CASE WHEN r.status IN ('failed', 'cancelled') THEN 'cancelled' ELSE 'created' END),
@@ -204,4 +214,17 @@ func (c *Client) ListFlows(ctx context.Context) ([]FlowInfo, error) {
 		return nil, fmt.Errorf("qflow: list flows: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[FlowInfo])
+}
+
+// unserved reports whether run id is going with no live worker serving its
+// flow version (see Run.Unserved).
+func (c *Client) unserved(ctx context.Context, id uuid.UUID) (flow string, version int, unserved bool, err error) {
+	err = c.pool.QueryRow(ctx, sqlUnserved, id, DefaultWorkerStaleAfter.Seconds()).Scan(&flow, &version, &unserved)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", 0, false, fmt.Errorf("%w: %s", ErrRunNotFound, id)
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("qflow: get run %s: %w", id, err)
+	}
+	return flow, version, unserved, nil
 }

@@ -76,3 +76,58 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("a pruned run: %v; want ErrRunNotFound", err)
 	}
 }
+
+// TestWorkerRetention: workers with Retention prune old finished runs on
+// their own, one at a time: while another session holds the retention
+// lock, nothing is pruned. Bad options stop Run before it starts.
+func TestWorkerRetention(t *testing.T) {
+	qflow.ShortenRetention(t, 50*time.Millisecond)
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	def, h := mapFlow(t)
+	bad := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), Retention: &qflow.RetentionOptions{}})
+	if err := bad.Register(def, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Run(ctx); !errors.Is(err, qflow.ErrBadPrune) {
+		t.Fatalf("Run with Retention but no OlderThan: %v; want ErrBadPrune", err)
+	}
+
+	// Another session holds the lock the workers take to prune.
+	conn, err := e.db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4141047795805631332)`); err != nil {
+		t.Fatal(err)
+	}
+	retain := &qflow.RetentionOptions{PruneOptions: qflow.PruneOptions{OlderThan: time.Hour}, Interval: 50 * time.Millisecond}
+	for range 2 {
+		e.startWorker(def, h, &qflow.WorkerOptions{Retention: retain})
+	}
+	for range 3 {
+		run, err := e.client.StartFlow(ctx, def, 3, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := run.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE qflow.runs SET finished_at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // six turns each
+	assertCount(t, e, `SELECT count(*) FROM qflow.runs`, 3)
+
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(4141047795805631332)`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		var n int
+		_ = e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM qflow.runs`).Scan(&n)
+		return n == 0
+	})
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks`, 0)
+}

@@ -27,6 +27,15 @@ const (
 
 	sqlRunResult = `SELECT status, output, error, failed_step FROM qflow.runs WHERE id = $1::uuid`
 
+	// sqlUnserved reports, for a run still going, whether no live worker
+	// (not stopped, heartbeat within $2 seconds) serves its flow version.
+	sqlUnserved = `SELECT r.flow_slug, f.version,
+			r.status = 'started' AND NOT EXISTS (
+				SELECT 1 FROM qflow.workers w
+				WHERE f.queue_name = ANY (w.queues) AND w.stopped_at IS NULL
+				  AND w.heartbeat_at > now() - make_interval(secs => $2::float8))
+		FROM qflow.runs r JOIN qflow.flows f ON f.id = r.flow_id WHERE r.id = $1::uuid`
+
 	sqlCancelRun = `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`
 
 	// sqlSettle completes and fails a worker's finished tasks and claims

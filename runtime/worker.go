@@ -230,6 +230,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	if len(w.flows) == 0 {
 		return errors.New("qflow: worker has no registered flows")
 	}
+	if r := w.opts.Retention; r != nil {
+		o := *r
+		if err := o.check(); err != nil {
+			return err
+		}
+		w.opts.Retention = &o
+	}
 	if w.opts.DisableEvents {
 		p, err := eventsOffPool(ctx, w.pool)
 		if err != nil {
@@ -271,6 +278,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	aux.Add(2)
 	go func() { defer aux.Done(); w.listen(auxCtx) }()
 	go func() { defer aux.Done(); w.keep(auxCtx) }()
+	if w.opts.Retention != nil {
+		aux.Add(1)
+		go func() { defer aux.Done(); w.retain(auxCtx) }()
+	}
 	pump.Add(2)
 	go func() { defer pump.Done(); w.pump(pumpCtx, true) }()
 	go func() { defer pump.Done(); w.pump(pumpCtx, false) }()

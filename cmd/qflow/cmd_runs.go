@@ -195,6 +195,9 @@ func printRun(w io.Writer, r *runtime.Run, def *runtime.FlowDef, maxOut, maxTask
 	fmt.Fprintf(w, "run      %s\n", r.ID)
 	fmt.Fprintf(w, "flow     %s (version %d)\n", r.Flow, r.FlowVersion)
 	fmt.Fprintf(w, "status   %s\n", status)
+	if r.Unserved {
+		fmt.Fprintf(w, "warning  no live worker serves %s version %d: the run waits until one starts\n", r.Flow, r.FlowVersion)
+	}
 	fmt.Fprintf(w, "started  %s\n", r.StartedAt.Local().Format("2006-01-02 15:04:05.000 MST"))
 	fmt.Fprintf(w, "input    %s\n", flowview.Cut(r.Input, maxOut))
 	if r.Error != "" {
