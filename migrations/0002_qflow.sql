@@ -645,37 +645,16 @@ CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_op
                                        OUT o_input jsonb[], OUT o_priority integer[], OUT o_trace jsonb[])
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_now timestamptz;
     v_st  record;
     v_got qflow.claimed_task[];
 BEGIN
     v_st := qflow.start_runs_core(p_flow_id, p_inputs, p_opts);
     o_ids := v_st.o_ids;
-    v_now := clock_timestamp();
     IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
-        -- The tasks are this transaction's own, invisible to every other
-        -- session until it commits: nothing to lock or skip.
-        WITH c AS (
-            UPDATE qflow.step_tasks t
-            SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker, started_at = v_now,
-                vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
-            WHERE t.ctid = ANY (ARRAY(
-                SELECT q.ctid FROM unnest(o_ids) AS r(id)
-                CROSS JOIN LATERAL (
-                    SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
-                    WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
-                    ORDER BY q.step_idx, q.task_index LIMIT p_qty) q
-                ORDER BY q.priority DESC, q.seq
-                LIMIT p_qty))
-            RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id,
-                      t.events, t.trace_context
-        )
-        SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
+        SELECT array_agg(c ORDER BY c.priority DESC, c.seq) INTO v_got
+        FROM qflow.claim_runs(o_ids, p_worker_flow, p_worker, p_qty, p_lease_ms, p_events) c;
     END IF;
     IF v_got IS NOT NULL THEN
-        IF p_events AND qflow.events_on() THEN
-            PERFORM qflow.publish_started(v_got);
-        END IF;
         SELECT array_agg(g.seq), array_agg(g.run_id), array_agg(g.step_idx), array_agg(g.task_index),
                array_agg(g.attempt), array_agg(g.input), array_agg(g.priority), array_agg(g.trace_context)
         INTO o_seq, o_run, o_step, o_task, o_attempt, o_input, o_priority, o_trace
@@ -991,6 +970,46 @@ BEGIN
     WHERE c.events HAVING count(*) > 0;
 END $$;
 
+-- claim_runs claims for worker p_worker up to p_qty visible queued tasks of
+-- these runs of flow version p_flow_id, by primary key: the steps a settle
+-- or a start has just made ready go to the worker that made them ready,
+-- which so finishes the runs it has begun before it begins others. Its
+-- plan does not depend on how many tasks are queued, so it keeps a generic
+-- plan. Tasks another session holds are skipped.
+CREATE FUNCTION qflow.claim_runs(p_runs uuid[], p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint,
+                                 p_events boolean)
+RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_got qflow.claimed_task[];
+BEGIN
+    WITH c AS (
+        UPDATE qflow.step_tasks t
+        SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker, started_at = v_now,
+            vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
+        WHERE t.ctid = ANY (ARRAY(
+            SELECT q.ctid FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y) r(id)
+            CROSS JOIN LATERAL (
+                SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
+                WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
+                  AND q.flow_id = p_flow_id AND (q.deadline IS NULL OR q.deadline > v_now)
+                ORDER BY q.step_idx, q.task_index LIMIT p_qty
+                FOR UPDATE SKIP LOCKED) q
+            ORDER BY q.priority DESC, q.seq
+            LIMIT p_qty))
+        RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events,
+                  t.trace_context
+    )
+    SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
+    IF v_got IS NULL THEN
+        RETURN;
+    END IF;
+    IF p_events AND qflow.events_on() THEN
+        PERFORM qflow.publish_started(v_got);
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(v_got);
+END $$;
+
 -- settle records a worker's finished tasks and claims new ones in the same
 -- transaction (one round trip). Completions: tasks still started become
 -- completed (a late or duplicate completion changes nothing), steps with
@@ -1006,7 +1025,7 @@ END $$;
 CREATE FUNCTION qflow.settle(p_worker uuid,
                              p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                              p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[], p_permanent boolean[],
-                             p_flow_id integer, p_qty integer, p_lease_ms bigint)
+                             p_flow_id integer, p_qty integer, p_lease_ms bigint, p_scan boolean)
 RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
 DECLARE
     v_now     timestamptz := clock_timestamp();
@@ -1020,7 +1039,7 @@ DECLARE
     v_adv     record;
     v_tasks   integer := 0;
     v_queues  text[];
-    v_claimed integer := 0;
+    v_claimed integer := 0; -- claimed of what this call made ready
     v_fin     uuid[];
     v_out     jsonb[];
 BEGIN
@@ -1116,12 +1135,33 @@ BEGIN
             p_errors, p_permanent);
     END IF;
 
-    IF p_qty > 0 THEN
-        RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
+    -- Claim: first what this call made ready (unless the flow has step
+    -- priorities, which only the queue's order honours), then, when the
+    -- worker has seen signs of other work (p_scan), from the queue.
+    IF p_qty > 0 AND v_cr IS NOT NULL
+       AND NOT (SELECT f.prioritized FROM qflow.flows f WHERE f.id = p_flow_id) THEN
+        RETURN QUERY SELECT * FROM qflow.claim_runs(v_cr, p_flow_id, p_worker, p_qty, p_lease_ms, true);
         GET DIAGNOSTICS v_claimed = ROW_COUNT;
     END IF;
+    IF p_scan AND p_qty > v_claimed THEN
+        RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty - v_claimed, p_lease_ms);
+    END IF;
 
-    -- Wake other workers, but only for work left behind.
+    -- Retried tasks are queued with a delay: a row with neither seq nor
+    -- run tells the worker when the first becomes visible (attempt: in how
+    -- many milliseconds), so it looks for it then.
+    IF cardinality(p_frun) > 0 THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::uuid, NULL::smallint, NULL::integer,
+                            greatest(ceil(extract(epoch FROM min(t.vt) - clock_timestamp()) * 1000), 0)::integer,
+                            NULL::jsonb, NULL::integer, NULL::integer, NULL::boolean, NULL::jsonb
+                     FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)
+                     JOIN qflow.step_tasks t ON t.run_id = x.r AND t.step_idx = x.s AND t.task_index = x.t
+                     WHERE t.status = 'queued' HAVING count(*) > 0;
+    END IF;
+
+    -- Wake other workers, but only for work this call made ready and did
+    -- not take (the queue's claim may have taken some of it: a spare
+    -- wake-up costs little).
     IF v_tasks > v_claimed
        OR (v_tasks > 0 AND EXISTS (SELECT 1 FROM unnest(v_queues) AS q
                                    WHERE q <> (SELECT f.queue_name FROM qflow.flows f WHERE f.id = p_flow_id))) THEN
@@ -1183,7 +1223,8 @@ ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb) SET plan_cache_mod
 ALTER FUNCTION qflow.start_runs_claim(integer, jsonb[], jsonb, uuid, integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 -- The claim is the exception: it is planned on every call (about 0.1 ms),
 -- so the planner sees how many tasks are queued now. A plan made while the
 -- queue was small (a bitmap scan, then a sort of every queued task) was kept

@@ -250,3 +250,30 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met in 10s")
 }
+
+// A retried task becomes visible after its delay; the settle that queued
+// it tells the worker when, so the worker does not wait for its next poll.
+func TestRetryIsClaimedWhenItsDelayEnds(t *testing.T) {
+	e := newEnv(t)
+	def := single("retry_soon", qflow.StepOptions{MaxAttempts: 2, BaseDelay: 50 * time.Millisecond})
+	var calls sync.Map
+	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		if _, again := calls.LoadOrStore(task.RunID, true); !again {
+			return nil, errors.New("first try fails")
+		}
+		return json.RawMessage(`"ok"`), nil
+	}}, &qflow.WorkerOptions{PollInterval: time.Minute})
+	ctx := ctxT(t, 30*time.Second)
+	began := time.Now()
+	h, err := e.client.StartFlow(ctx, def, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Without the settle's word the retry would wait for the poll, a minute.
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the retry after a 50ms delay came %v after the start", took)
+	}
+}

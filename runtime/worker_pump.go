@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -69,11 +70,14 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		if f == nil {
 			f = batch[0].h.flow
 		}
+		// Without a sign of other work the round trip claims only what its
+		// own settle makes ready, which needs no look at the queue.
 		signs := f.wakes.Load()
+		scan := want > 0 && signs != 0
 		w.mu.Lock()
 		w.inFlight++
 		w.mu.Unlock()
-		claimed, err := w.settle(ctx, batch, f, want)
+		claimed, err := w.settle(ctx, batch, f, want, scan)
 		w.mu.Lock()
 		w.inFlight--
 		w.mu.Unlock()
@@ -81,7 +85,7 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		case want == 0 || err != nil:
 		case len(claimed) == want: // a full claim: more may be waiting
 			f.wakes.Add(1)
-		default: // a short claim emptied the queue for now, unless a sign of new work arrived meanwhile
+		case scan: // a short claim emptied the queue for now, unless a sign of new work arrived meanwhile
 			f.wakes.CompareAndSwap(signs, 0)
 		}
 		w.accept(f, claimed, want, false)
@@ -153,7 +157,7 @@ func (w *Worker) pickFlow(batch []*result, next *int) *workerFlow {
 // known to run a whole Lease), so a connection blip or a server restart
 // shorter than the lease does not make other workers run them again. The
 // batch is forgotten afterwards, written or not.
-func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int) ([]claimedTask, error) {
+func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int, scan bool) ([]claimedTask, error) {
 	var okKeys, failKeys []taskKey
 	var outputs []json.RawMessage
 	var errs []string
@@ -170,7 +174,7 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	}
 	okRuns, okSteps, okTasks := splitKeys(okKeys)
 	fRuns, fSteps, fTasks := splitKeys(failKeys)
-	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms, f.id, want, w.opts.Lease.Milliseconds()}
+	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms, f.id, want, w.opts.Lease.Milliseconds(), scan}
 
 	var claimed []claimedTask
 	var err error
@@ -225,22 +229,33 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 	var done []runDone
 	var c claimedTask
 	var seq *int64
+	var run *uuid.UUID
 	var step *int16
 	var task, attempt, prio *int32
-	_, err = pgx.ForEachRow(rows, []any{&seq, &c.key.RunID, &step, &task, &attempt, &c.input, &prio, &c.trace}, func() error {
-		if seq == nil { // a run this call completed
-			done = append(done, runDone{id: c.key.RunID, output: c.input})
-		} else {
-			c.seq, c.key.StepIdx, c.key.TaskIndex, c.attempt, c.priority = *seq, *step, *task, int(*attempt), *prio
+	retryIn := time.Duration(-1)
+	_, err = pgx.ForEachRow(rows, []any{&seq, &run, &step, &task, &attempt, &c.input, &prio, &c.trace}, func() error {
+		switch {
+		case seq != nil: // a claimed task
+			c.seq, c.key, c.attempt, c.priority = *seq, taskKey{RunID: *run, StepIdx: *step, TaskIndex: *task}, int(*attempt), *prio
 			list = append(list, c)
+		case run != nil: // a run this call completed
+			done = append(done, runDone{id: *run, output: c.input})
+		case attempt != nil: // retries become visible in this many milliseconds
+			retryIn = time.Duration(*attempt) * time.Millisecond
 		}
 		c.input, c.trace = nil, nil
 		return nil
 	})
-	if err == nil && len(done) > 0 {
+	if err != nil {
+		return nil, err
+	}
+	if len(done) > 0 {
 		finishedLocal(w.local, done)
 	}
-	return list, err
+	if retryIn >= 0 {
+		time.AfterFunc(retryIn, w.wakeAll)
+	}
+	return list, nil
 }
 
 // errorText is what is stored for a failed attempt.
