@@ -26,12 +26,10 @@ type word struct {
 // optionSpec holds the timing options a flow or a step may set. A field is
 // zero when the option is absent.
 type optionSpec struct {
-	Retries    int // MaxAttempts
-	Backoff    time.Duration
-	Timeout    time.Duration
-	Delay      time.Duration
-	RetriesSet bool
-	DelaySet   bool
+	Retries int // MaxAttempts
+	Backoff time.Duration
+	Timeout time.Duration
+	Delay   time.Duration
 }
 
 // directive is a parsed //qflow:flow or //qflow:step line.
@@ -157,7 +155,7 @@ func parseDirective(text string) (*directive, []parseError) {
 				bad(valOff, "retries=%s: want a whole number of attempts from 1 to 1000", val)
 				continue
 			}
-			d.Options.Retries, d.Options.RetriesSet = n, true
+			d.Options.Retries = n
 		case "backoff", "timeout", "delay":
 			dur, err := time.ParseDuration(val)
 			switch {
@@ -174,7 +172,7 @@ func parseDirective(text string) (*directive, []parseError) {
 			case "timeout":
 				d.Options.Timeout = dur
 			case "delay":
-				d.Options.Delay, d.Options.DelaySet = dur, true
+				d.Options.Delay = dur
 			}
 		}
 	}

@@ -44,7 +44,7 @@ func TestParseDirective(t *testing.T) {
 	want := got
 	want.Kind, want.Slug, want.Flow, want.Map = "step", "load", "etl", true
 	want.Depends = []word{{"Clean", 21}, {"Count", 27}}
-	want.Opts = optionSpec{Retries: 5, Backoff: 2 * time.Second, Timeout: 30 * time.Second, Delay: time.Minute, RetriesSet: true, DelaySet: true}
+	want.Opts = optionSpec{Retries: 5, Backoff: 2 * time.Second, Timeout: 30 * time.Second, Delay: time.Minute}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
