@@ -387,9 +387,6 @@ func TestBasicLevelTunesFromStatistics(t *testing.T) {
 func TestAdvancedLevelClaimsCriticalPathFirst(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxT(t, 40*time.Second)
-	if ok, err := goals.EngineHasPriorities(ctx, c); err != nil || !ok {
-		t.Skipf("engine lacks qflow.set_step_priorities (priority-aware claiming not in migrations yet): %v", err)
-	}
 	dec := table{"cp": {
 		{ID: "side1", Kind: "short"}, {ID: "side2", Kind: "short"}, {ID: "side3", Kind: "short"},
 		{ID: "side4", Kind: "short"}, {ID: "side5", Kind: "short"},
