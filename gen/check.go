@@ -35,6 +35,7 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 		return nil, nil
 	}
 	m := &pkgModel{Path: p.PkgPath, Name: p.Name, Dir: pkgDir(p), Types: p.Types, Fset: p.Fset}
+	c.retriesMeaning(anns, m.Dir)
 	c.flows(m, anns)
 	c.steps(m, anns)
 	c.deps(m)

@@ -1,9 +1,13 @@
 package gen
 
 import (
+	"bytes"
 	"go/ast"
 	"go/token"
+	"os"
 	"path/filepath"
+
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 // This file is the first phase of the check: it finds the //qflow:
@@ -79,4 +83,26 @@ func (c *checker) collect() []*annotation {
 		}
 	}
 	return out
+}
+
+// retriesMeaning reports each retries= option of a package whose
+// qflow_gen.go was written by a qflowgen that read retries=N as N attempts
+// in all (it wrote StepOptions{MaxAttempts: N}). retries=N now counts the
+// tries after the first, so regenerating would quietly add an attempt;
+// the user chooses instead, with attempts=N (the old meaning) or
+// attempts=N+1. A package generated since, or never, is not affected.
+func (c *checker) retriesMeaning(anns []*annotation, dir string) {
+	old, err := os.ReadFile(filepath.Join(dir, GeneratedFile))
+	if err != nil || !bytes.Contains(old, []byte("StepOptions{MaxAttempts: ")) {
+		return
+	}
+	for _, a := range anns {
+		o := a.d.Options
+		if o.RetriesOff < 0 || o.Retries == flowdef.NoRetries {
+			continue // retries=0 was refused before: it has no old meaning
+		}
+		n := o.Retries
+		c.errorf(a.at(o.RetriesOff), "retries=%d now means %d retries after the first attempt (%d attempts in all); %s was generated when it meant %d attempts in all: write attempts=%d to keep that, or attempts=%d to take the new meaning",
+			n, n, n+1, GeneratedFile, n, n, n+1)
+	}
 }

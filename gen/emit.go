@@ -11,7 +11,7 @@ import (
 
 	"github.com/dave/jennifer/jen"
 
-	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/flowdef"
 	"github.com/quantumflow/qflow/templates"
 )
 
@@ -124,7 +124,15 @@ func (e *emitter) templateData(f *flowModel) templates.Flow {
 	if err != nil {
 		panic(err) // plain data
 	}
-	d := templates.Flow{Slug: f.Name, ShapeHash: def.ShapeHash(), Definition: string(js)}
+	norm, err := def.Normalize()
+	if err != nil {
+		panic(err) // analyze validated the definition
+	}
+	steps, err := json.Marshal(norm.Steps)
+	if err != nil {
+		panic(err) // plain data
+	}
+	d := templates.Flow{Slug: f.Name, ShapeHash: def.ShapeHash(), Definition: string(js), StepsJSON: string(steps)}
 	for _, s := range def.Steps {
 		d.Steps = append(d.Steps, templates.Step{Slug: s.Slug, DependsOn: s.DependsOn, Map: s.Map, TakesInput: s.TakesInput})
 	}
@@ -320,11 +328,14 @@ func (e *emitter) handler(s *stepModel) jen.Code {
 		Params(jen.Qual("encoding/json", "RawMessage"), jen.Error()).Block(body...)
 }
 
-// optionsCode renders a runtime.StepOptions literal, or nil when o is zero.
-func optionsCode(o runtime.StepOptions) jen.Code {
+// optionsCode renders a flowdef.StepOptions literal, or nil when o is zero.
+func optionsCode(o flowdef.StepOptions) jen.Code {
 	var fs []jen.Code
-	if o.MaxAttempts != 0 {
-		fs = append(fs, jen.Id("MaxAttempts").Op(":").Lit(o.MaxAttempts))
+	switch {
+	case o.Retries == flowdef.NoRetries:
+		fs = append(fs, jen.Id("Retries").Op(":").Qual(runtimePath, "NoRetries"))
+	case o.Retries != 0:
+		fs = append(fs, jen.Id("Retries").Op(":").Lit(o.Retries))
 	}
 	if o.BaseDelay != 0 {
 		fs = append(fs, jen.Id("BaseDelay").Op(":").Add(durationCode(o.BaseDelay)))

@@ -5,7 +5,7 @@ import (
 	"go/token"
 	"go/types"
 
-	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 // The model is plain data built by the checker (check.go and the files it
@@ -30,7 +30,7 @@ type flowModel struct {
 	NamePos token.Pos
 	GoName  string          // exported Go name derived from Name: etl_v2 -> EtlV2
 	Input   *types.TypeName // the annotated type
-	Options runtime.StepOptions
+	Options flowdef.StepOptions
 	Steps   []*stepModel // in source order
 	// OutputFields are the fields of <Flow>Output: one per leaf step with
 	// an output, keyed by its slug (set by layout).
@@ -50,7 +50,7 @@ type stepModel struct {
 	MapPos   token.Pos
 	Deps     []*depModel
 	DepsPos  token.Pos // of "depends=", or of the directive when absent
-	Options  runtime.StepOptions
+	Options  flowdef.StepOptions
 
 	// Signature analysis.
 	TakesInput bool        // the parameter after ctx is the flow input
@@ -106,10 +106,10 @@ func (s *stepModel) outputSeen() types.Type {
 func (s *stepModel) goName() string { return s.Func.Name() }
 
 // def returns the runtime definition of f.
-func (f *flowModel) def() runtime.FlowDef {
-	d := runtime.FlowDef{Slug: f.Name, Options: f.Options}
+func (f *flowModel) def() flowdef.FlowDef {
+	d := flowdef.FlowDef{Slug: f.Name, Options: f.Options}
 	for _, s := range f.Steps {
-		sd := runtime.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options}
+		sd := flowdef.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options}
 		for _, dep := range s.Deps {
 			if dep.Step != nil {
 				sd.DependsOn = append(sd.DependsOn, dep.Step.Slug)

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 // This file builds the model's flows and steps from the collected
@@ -26,7 +26,7 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 			continue
 		}
 		seenSpec[a.spec] = true
-		if !runtime.ValidSlug(a.d.Name.Text) {
+		if !flowdef.ValidSlug(a.d.Name.Text) {
 			continue // reported by the parser
 		}
 		tn, _ := c.pkg.Types.Scope().Lookup(a.spec.Name.Name).(*types.TypeName)
@@ -43,10 +43,10 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 			NamePos: a.at(a.d.Name.Off),
 			GoName:  exportName(a.d.Name.Text),
 			Input:   tn,
-			Options: runtime.StepOptions{
-				MaxAttempts: a.d.Options.Retries,
-				BaseDelay:   a.d.Options.Backoff,
-				Timeout:     a.d.Options.Timeout,
+			Options: flowdef.StepOptions{
+				Retries:   a.d.Options.Retries,
+				BaseDelay: a.d.Options.Backoff,
+				Timeout:   a.d.Options.Timeout,
 			},
 		}
 		if prev := byName[f.Name]; prev != nil {
@@ -102,11 +102,11 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 			DirPos:   a.pos,
 			Map:      a.d.Map,
 			FlowName: a.d.Flow,
-			Options: runtime.StepOptions{
-				MaxAttempts: a.d.Options.Retries,
-				BaseDelay:   a.d.Options.Backoff,
-				Timeout:     a.d.Options.Timeout,
-				StartDelay:  a.d.Options.Delay,
+			Options: flowdef.StepOptions{
+				Retries:    a.d.Options.Retries,
+				BaseDelay:  a.d.Options.Backoff,
+				Timeout:    a.d.Options.Timeout,
+				StartDelay: a.d.Options.Delay,
 			},
 		}
 		if a.d.Map {
@@ -123,7 +123,7 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 			s.Slug, s.SlugPos = a.d.Slug.Text, a.at(a.d.Slug.Off)
 		} else {
 			s.Slug, s.SlugPos = snakeCase(fn.Name.Name), fn.Name.Pos()
-			if !runtime.ValidSlug(s.Slug) {
+			if !flowdef.ValidSlug(s.Slug) {
 				c.errorf(fn.Name.Pos(), "step name %q derived from %s is not a valid step name: set name=", s.Slug, fn.Name.Name)
 			}
 		}

@@ -36,7 +36,7 @@
 // //qflow: (no space after the slashes, like //go:generate). Words are
 // separated by spaces; options are key=value.
 //
-// # //qflow:flow NAME [retries=N] [backoff=DUR] [timeout=DUR]
+// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR]
 //
 // On a type declaration: declares flow NAME whose input is that type. NAME
 // is the flow's slug (a lowercase letter, then lowercase letters, digits or
@@ -44,14 +44,26 @@
 // form (etl_v2 gives EtlV2Flow, RunEtlV2, ...). A package may declare
 // several flows. Options set the defaults of every step of the flow:
 //
-//	retries=N    attempts in all, counting the first (runtime StepOptions.MaxAttempts), 1..1000
+//	retries=N    how many times a failed task is tried again after its first
+//	             attempt, 0..999: retries=3 allows 4 attempts in all
+//	             (runtime StepOptions.Retries; retries=0 is runtime.NoRetries)
+//	attempts=N   the same as attempts in all, counting the first, 1..1000:
+//	             attempts=4 is retries=3 (give one of the two)
 //	backoff=DUR  delay before the first retry, doubled for each later one (BaseDelay)
 //	timeout=DUR  a handler's context is cancelled after DUR (Timeout)
 //
 // DUR is a Go duration: 500ms, 30s, 5m, 1h30m. An option left out takes the
-// runtime's default (3 attempts, 1s, 60s).
+// runtime's default (2 retries, so 3 attempts; 1s; 60s).
 //
-// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [retries=N] [backoff=DUR] [timeout=DUR] [delay=DUR]
+// Before this release retries=N meant N attempts in all. When the
+// qflow_gen.go being replaced was written under that meaning, qflowgen
+// reports each retries=N instead of silently adding an attempt:
+//
+//	flow.go:9:16: retries=3 now means 3 retries after the first attempt (4 attempts in all); qflow_gen.go was generated when it meant 3 attempts in all: write attempts=3 to keep that, or attempts=4 to take the new meaning
+//
+// Once regenerated, retries=N may be written again with its new meaning.
+//
+// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR]
 //
 // On a package-level function (not a method, not generic; it may be
 // unexported, as the generated code lives in the same package): makes it a
@@ -62,7 +74,7 @@
 //	             or, with no dependency, of the flow input (which must then be a slice)
 //	name=SLUG    the step's slug; default: the function name in snake_case (LoadRows: load_rows)
 //	flow=NAME    the step's flow; required when the package declares more than one flow
-//	retries=N, backoff=DUR, timeout=DUR
+//	retries=N, attempts=N, backoff=DUR, timeout=DUR
 //	             override the flow's options for this step
 //	delay=DUR    hold the step's tasks back for DUR after it becomes ready (StartDelay)
 //
@@ -125,7 +137,8 @@
 //		also write qflow_<flow>.mmd, a Mermaid flowchart of each flow
 //	-sql
 //		also write qflow_<flow>.sql, an idempotent SQL migration that registers
-//		each flow's shape (SELECT qflow.define_flow(slug, shape_hash, definition))
+//		each flow's shape (SELECT qflow.define_flow(slug, shape_hash,
+//		definition, normalised steps))
 //	-tags list
 //		comma-separated build tags to apply when loading the packages
 //	-v
