@@ -71,7 +71,7 @@ type stepModel struct {
 // field is one field of a generated struct.
 type field struct {
 	Name string     // the Go field name
-	Key  string     // the JSON key: a step slug, or "run" for the flow input
+	Key  string     // the JSON key: a step slug, or flowdef.InputKey for the flow input
 	Type types.Type // the field's type
 }
 
@@ -157,7 +157,7 @@ func (m *pkgModel) layout() {
 		}
 		used := fieldNamer{}
 		if s.TakesInput {
-			s.InputFields = append(s.InputFields, field{Name: used.name("run"), Key: "run", Type: s.Flow.Input.Type()})
+			s.InputFields = append(s.InputFields, field{Name: used.name(flowdef.InputKey), Key: flowdef.InputKey, Type: s.Flow.Input.Type()})
 		}
 		for _, d := range s.Deps {
 			if d.Param >= 0 {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"go/ast"
 	"go/types"
-	"slices"
 	"strings"
 
 	"github.com/quantumflow/qflow/flowdef"
@@ -127,8 +126,8 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 				c.errorf(fn.Name.Pos(), "step name %q derived from %s is not a valid step name: set name=", s.Slug, fn.Name.Name)
 			}
 		}
-		if s.Slug == "run" {
-			c.errorf(s.SlugPos, `step name "run" is reserved for the flow input: set name= on %s`, fn.Name.Name)
+		if s.Slug == flowdef.InputKey {
+			c.errorf(s.SlugPos, "step name %q is reserved for the flow input: set name= on %s", flowdef.InputKey, fn.Name.Name)
 		}
 		// The flow.
 		switch {
@@ -216,72 +215,60 @@ func (c *checker) deps(m *pkgModel) {
 	}
 }
 
-// cycles reports every dependency cycle of f once, hop by hop.
+// cycles reports every dependency cycle of f once, hop by hop, each
+// hop at its depends= entry. The search is flowdef.Cycles, the one the
+// runtime validates with.
 func (c *checker) cycles(f *flowModel) {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := map[*stepModel]int{}
-	inCycle := map[*stepModel]bool{}
-	var stack []*stepModel
-	var edges []*depModel // edges[i] leads from stack[i] to stack[i+1]
-	var visit func(s *stepModel)
-	visit = func(s *stepModel) {
-		color[s] = grey
-		stack = append(stack, s)
-		for _, dep := range s.Deps {
-			d := dep.Step
-			if d == nil {
-				continue
-			}
-			edges = append(edges, dep)
-			switch color[d] {
-			case grey:
-				i := slices.Index(stack, d)
-				c.reportCycle(stack[i:], edges[i:], inCycle)
-			case white:
-				visit(d)
-			}
-			edges = edges[:len(edges)-1]
-		}
-		stack = stack[:len(stack)-1]
-		color[s] = black
+	index := make(map[*stepModel]int, len(f.Steps))
+	for i, s := range f.Steps {
+		index[s] = i
 	}
-	for _, s := range f.Steps {
-		if color[s] == white {
-			visit(s)
+	found := flowdef.Cycles(len(f.Steps), func(i int) []int {
+		var out []int
+		for _, dep := range f.Steps[i].Deps {
+			if dep.Step != nil {
+				out = append(out, index[dep.Step])
+			}
 		}
+		return out
+	})
+	for _, cyc := range found {
+		steps := make([]*stepModel, len(cyc))
+		for k, i := range cyc {
+			steps[k] = f.Steps[i]
+		}
+		c.reportCycle(steps)
 	}
 }
 
-// reportCycle reports the cycle steps[0] -> ... -> steps[0] unless one of
-// its steps was already reported in a cycle. The cycle is rotated to start
-// at its first step in source order, so the report is stable.
-func (c *checker) reportCycle(steps []*stepModel, edges []*depModel, done map[*stepModel]bool) {
-	for _, s := range steps {
-		if done[s] {
-			return
-		}
-	}
+// reportCycle reports the cycle steps[0] -> ... -> steps[0], rotated to
+// start at its first step in source order, so the report is stable.
+func (c *checker) reportCycle(steps []*stepModel) {
+	n := len(steps)
 	start := 0
 	for i, s := range steps {
 		if s.Decl.Pos() < steps[start].Decl.Pos() {
 			start = i
 		}
 	}
-	n := len(steps)
+	// edge returns the depends= entry by which steps[i] depends on the next.
+	edge := func(i int) *depModel {
+		next := steps[(i+1)%n]
+		for _, dep := range steps[i].Deps {
+			if dep.Step == next {
+				return dep
+			}
+		}
+		panic("qflowgen: a cycle hop without its dependency") // flowdef.Cycles follows Deps
+	}
 	names := make([]string, 0, n+1)
 	for i := range n {
 		names = append(names, steps[(start+i)%n].goName())
-		done[steps[i]] = true
 	}
 	names = append(names, steps[start].goName())
-	first := edges[start%n]
-	d := c.errorf(first.Pos, "dependency cycle: %s", strings.Join(names, " -> "))
+	d := c.errorf(edge(start).Pos, "dependency cycle: %s", strings.Join(names, " -> "))
 	for i := range n {
-		s, e := steps[(start+i)%n], edges[(start+i)%n]
+		s, e := steps[(start+i)%n], edge((start+i)%n)
 		c.note(d, e.Pos, "%s depends on %s", s.goName(), e.Name)
 	}
 }
