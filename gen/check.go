@@ -16,6 +16,7 @@ type checker struct {
 	pkg   *packages.Package
 	fset  *token.FileSet
 	diags []Diagnostic
+	lost  map[*types.Var]bool // unexported fields reported by lostFields
 }
 
 func (c *checker) errorf(pos token.Pos, format string, a ...any) *Diagnostic {

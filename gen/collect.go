@@ -54,6 +54,9 @@ func (c *checker) collect() []*annotation {
 		for _, g := range f.Comments {
 			for _, cm := range g.List {
 				if !isDirective(cm.Text) {
+					if fixed := nearMiss(cm.Text); fixed != "" {
+						c.errorf(cm.Slash, "comment %q is not a directive, so it does nothing: a directive starts with exactly //qflow: (no space, lowercase); did you mean %s?", cm.Text, fixed)
+					}
 					continue
 				}
 				d, errs := parseDirective(cm.Text)

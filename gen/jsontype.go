@@ -11,10 +11,57 @@ import (
 // This file checks that the types which travel between steps survive
 // encoding/json.
 
-// jsonCheck reports t when encoding/json cannot round-trip it.
+// jsonCheck reports t, used at pos as what, when encoding/json cannot
+// round-trip it; else it reports each unexported field of the package's
+// struct types in t, whose value would be silently lost.
 func (c *checker) jsonCheck(pos token.Pos, what string, t types.Type) {
 	if msg := jsonProblem(t, c.pkg.Types, map[types.Type]bool{}); msg != "" {
 		c.errorf(pos, "%s cannot be JSON-encoded: %s", what, msg)
+		return
+	}
+	c.lostFields(pos, what, t, map[types.Type]bool{})
+}
+
+// lostFields reports, once each, the unexported fields of struct types
+// declared in the package being generated that encoding/json would leave
+// out of t: their values would vanish between steps. A field tagged
+// `json:"-"` is left out on purpose and not reported; types with their own
+// MarshalJSON or MarshalText are trusted. Fields of other packages' types
+// are not reported (they cannot be changed here).
+func (c *checker) lostFields(pos token.Pos, what string, t types.Type, seen map[types.Type]bool) {
+	if seen[t] {
+		return
+	}
+	seen[t] = true
+	if hasMethod(t, "MarshalJSON") || hasMethod(t, "MarshalText") {
+		return
+	}
+	switch u := t.Underlying().(type) {
+	case *types.Pointer:
+		c.lostFields(pos, what, u.Elem(), seen)
+	case *types.Slice:
+		c.lostFields(pos, what, u.Elem(), seen)
+	case *types.Array:
+		c.lostFields(pos, what, u.Elem(), seen)
+	case *types.Map:
+		c.lostFields(pos, what, u.Elem(), seen)
+	case *types.Struct:
+		for i := range u.NumFields() {
+			f := u.Field(i)
+			switch {
+			case jsonName(u.Tag(i)) == "-":
+			case f.Exported() || f.Embedded():
+				c.lostFields(pos, what, f.Type(), seen)
+			case f.Pkg() == c.pkg.Types && !c.lost[f]:
+				if c.lost == nil {
+					c.lost = map[*types.Var]bool{}
+				}
+				c.lost[f] = true
+				d := c.errorf(f.Pos(), "field %s of %s is unexported, so encoding/json leaves it out and its value is lost between steps: export it, or tag it `json:\"-\"` to leave it out on purpose",
+					f.Name(), typeString(t, c.pkg.Types))
+				c.note(d, pos, "%s travels as JSON here", what)
+			}
+		}
 	}
 }
 

@@ -98,7 +98,11 @@ func parseDirective(text string) (*directive, []parseError) {
 		}
 	case "step":
 	default:
-		bad(d.Kind.Off, "unknown directive //qflow:%s (want //qflow:flow or //qflow:step)", d.Kind.Text)
+		if alt := suggest(d.Kind.Text, []string{"flow", "step"}); alt != "" {
+			bad(d.Kind.Off, "unknown directive //qflow:%s (did you mean //qflow:%s?)", d.Kind.Text, alt)
+		} else {
+			bad(d.Kind.Off, "unknown directive //qflow:%s (want //qflow:flow or //qflow:step)", d.Kind.Text)
+		}
 		return nil, errs
 	}
 	seen := map[string]bool{}
@@ -203,6 +207,36 @@ func parseDirective(text string) (*directive, []parseError) {
 		return d, errs
 	}
 	return d, nil
+}
+
+// nearMiss returns the directive a comment that is not one was probably
+// meant to be, or "": a line comment whose text, after spaces, starts with
+// qflow: in any case and then names flow or step or a likely typo of them
+// ("// qflow:step depends=A", "//QFlow:stpe"). Like go vet's check of
+// misspelled build tags, it catches a step that would silently vanish.
+func nearMiss(text string) string {
+	rest, ok := strings.CutPrefix(text, "//")
+	if !ok {
+		return "" // a /* */ comment
+	}
+	body := strings.TrimLeft(rest, " \t")
+	const name = "qflow:"
+	if len(body) <= len(name) || !strings.EqualFold(body[:len(name)], name) {
+		return ""
+	}
+	kind, args := body[len(name):], ""
+	if i := strings.IndexAny(kind, " \t"); i >= 0 {
+		kind, args = kind[:i], strings.TrimSpace(kind[i:])
+	}
+	fixed := suggest(kind, []string{"flow", "step"})
+	if fixed == "" {
+		return ""
+	}
+	fixed = directivePrefix + fixed
+	if args != "" {
+		fixed += " " + args
+	}
+	return fixed
 }
 
 // splitWords splits text[from:] at spaces and tabs, keeping offsets.

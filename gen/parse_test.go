@@ -93,6 +93,36 @@ func TestParseRetries(t *testing.T) {
 	}
 }
 
+// TestNearMiss: comments meant as directives but not read as one are
+// recognised, with the directive they were meant to be; prose is not.
+func TestNearMiss(t *testing.T) {
+	for text, want := range map[string]string{
+		"// qflow:step":                 "//qflow:step",
+		"//  qflow:step depends=A map":  "//qflow:step depends=A map",
+		"//\tqflow:flow etl retries=3":  "//qflow:flow etl retries=3",
+		"//QFlow:step":                  "//qflow:step",
+		"// QFLOW:STEP name=x":          "//qflow:step name=x",
+		"//qflow:stpe":                  "", // a directive: the parser reports it
+		"// qflow:stpe depends=A":       "//qflow:step depends=A",
+		"// qflow: a comment about it":  "",
+		"// qflow:workers are separate": "",
+		"// see //qflow:step":           "",
+		"/* qflow:step */":              "",
+		"// qflowstep":                  "",
+		"// qflow:":                     "",
+	} {
+		if text == "//qflow:stpe" {
+			if !isDirective(text) {
+				t.Errorf("%q is not taken as a directive", text)
+			}
+			continue
+		}
+		if got := nearMiss(text); got != want {
+			t.Errorf("nearMiss(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
+
 func TestSnakeCase(t *testing.T) {
 	for in, want := range map[string]string{
 		"Extract": "extract", "LoadRows": "load_rows", "HTTPFetch": "http_fetch", "ParseJSON": "parse_json",

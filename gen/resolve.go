@@ -194,10 +194,8 @@ func (c *checker) deps(m *pkgModel) {
 			d := byGo[dep.Name]
 			if d == nil {
 				msg := fmt.Sprintf("unknown dependency %s of step %s: no //qflow:step function has that name", dep.Name, s.goName())
-				if s.Flow != nil {
-					if alt := bySlug[s.Flow.Name+"\x00"+dep.Name]; alt != nil {
-						msg += fmt.Sprintf(" (depends= takes Go function names: did you mean %s?)", alt.goName())
-					}
+				if alt := c.depSuggestion(m, s, dep.Name, bySlug); alt != "" {
+					msg += alt
 				}
 				c.errorf(dep.Pos, "%s", msg)
 				continue
@@ -213,6 +211,27 @@ func (c *checker) deps(m *pkgModel) {
 			dep.Step = d
 		}
 	}
+}
+
+// depSuggestion is the hint for an unknown depends= name: the step whose
+// slug it is (depends= takes Go names), else the step of s's flow (of the
+// package when s has none) whose Go name is a likely typo of it, else "".
+func (c *checker) depSuggestion(m *pkgModel, s *stepModel, name string, bySlug map[string]*stepModel) string {
+	if s.Flow != nil {
+		if alt := bySlug[s.Flow.Name+"\x00"+name]; alt != nil {
+			return fmt.Sprintf(" (depends= takes Go function names: did you mean %s?)", alt.goName())
+		}
+	}
+	var names []string
+	for _, o := range m.Steps {
+		if o != s && (s.Flow == nil || o.Flow == s.Flow) {
+			names = append(names, o.goName())
+		}
+	}
+	if alt := suggest(name, names); alt != "" {
+		return fmt.Sprintf(" (did you mean %s?)", alt)
+	}
+	return ""
 }
 
 // cycles reports every dependency cycle of f once, hop by hop, each

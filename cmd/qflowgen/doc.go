@@ -34,7 +34,10 @@
 //
 // A directive is a line of a declaration's doc comment that starts with
 // //qflow: (no space after the slashes, like //go:generate). Words are
-// separated by spaces; options are key=value.
+// separated by spaces; options are key=value. A comment that looks meant
+// as one but is not read as one, such as "// qflow:step" or "//QFlow:step",
+// is a diagnostic (as go vet reports misspelled build tags), and so is an
+// unknown directive name such as //qflow:stpe, with the likely meaning.
 //
 // # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR]
 //
@@ -95,7 +98,14 @@
 // survive encoding/json: no channels, functions, complex numbers, non-empty
 // interfaces, maps with unsupported key types, or structs without exported
 // fields (unless the type implements json.Marshaler or
-// encoding.TextMarshaler).
+// encoding.TextMarshaler). An unexported field of a struct declared in the
+// package would lose its value between steps, so it is a diagnostic at the
+// field; tag it `json:"-"` to say it is left out on purpose:
+//
+//	type Order struct {
+//		ID    string
+//		cache map[string]int `json:"-"` // rebuilt by each step, never sent
+//	}
 //
 // # What is generated
 //
@@ -126,7 +136,9 @@
 // the column at the word at fault; explanations follow on lines indented by
 // a tab (the hops of a dependency cycle, where the other side of a type
 // mismatch is declared). After 10 problems qflowgen prints "too many errors"
-// and stops.
+// and stops. Names that are probably typos get a hint: a depends= name one
+// or two edits from a step's function name ends in "(did you mean
+// Transform?)".
 //
 // # Flags
 //
