@@ -101,6 +101,7 @@ func TestNearMiss(t *testing.T) {
 		"//  qflow:step depends=A map":  "//qflow:step depends=A map",
 		"//\tqflow:flow etl retries=3":  "//qflow:flow etl retries=3",
 		"//QFlow:step":                  "//qflow:step",
+		"// QFlow:step depends=Ok":      "//qflow:step depends=Ok", // as gofmt rewrites //QFlow:step
 		"// QFLOW:STEP name=x":          "//qflow:step name=x",
 		"//qflow:stpe":                  "", // a directive: the parser reports it
 		"// qflow:stpe depends=A":       "//qflow:step depends=A",

@@ -35,7 +35,7 @@
 // A directive is a line of a declaration's doc comment that starts with
 // //qflow: (no space after the slashes, like //go:generate). Words are
 // separated by spaces; options are key=value. A comment that looks meant
-// as one but is not read as one, such as "// qflow:step" or "//QFlow:step",
+// as one but is not read as one, such as "// qflow:step" or "// QFlow:step",
 // is a diagnostic (as go vet reports misspelled build tags), and so is an
 // unknown directive name such as //qflow:stpe, with the likely meaning.
 //

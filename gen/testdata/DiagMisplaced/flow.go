@@ -28,7 +28,7 @@ func body() {
 // qflow:step
 func Spaced(ctx context.Context) (int, error) { return 0, nil }
 
-//QFlow:step depends=Ok
+// QFlow:step depends=Ok
 func Shouted(ctx context.Context, n int) (int, error) { return n, nil }
 
 // qflow: prose that mentions qflow: is left alone.
