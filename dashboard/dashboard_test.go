@@ -33,7 +33,6 @@ type env struct {
 	srv                 *httptest.Server
 	h                   *dashboard.Handler
 	logs                *bytes.Buffer
-	slowDef             runtime.FlowDef
 	reportDef, waitFlow runtime.FlowDef
 }
 
