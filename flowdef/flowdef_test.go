@@ -155,6 +155,9 @@ func TestShapeHash(t *testing.T) {
 	if len(h) != 32 || h != base.ShapeHash() {
 		t.Fatalf("hash %q is not a stable 32-digit hex string", h)
 	}
+	if norm, err := base.Normalize(); err != nil || norm.ShapeHash() != h {
+		t.Fatalf("the normalised form hashes to %q (%v), the definition to %q", norm.ShapeHash(), err, h)
+	}
 	// The same behaviour spelled differently: the same shape.
 	same := base
 	same.Options = flowdef.StepOptions{Retries: flowdef.DefaultRetries, Timeout: flowdef.DefaultTimeout}

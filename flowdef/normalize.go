@@ -80,8 +80,12 @@ func Attempts(retries int) int { return max(retries, 0) + 1 }
 // the flow execute: its Normalized form (step slugs, order, dependencies,
 // map and input flags, resolved options). Two definitions with the same
 // hash are interchangeable, however their options were spelled.
-func (f FlowDef) ShapeHash() string {
-	b, err := json.Marshal(f.normal())
+func (f FlowDef) ShapeHash() string { return f.normal().ShapeHash() }
+
+// ShapeHash returns the shape hash of the definition n was made from (see
+// FlowDef.ShapeHash).
+func (n Normalized) ShapeHash() string {
+	b, err := json.Marshal(n)
 	if err != nil {
 		panic(err) // plain data: cannot fail
 	}

@@ -85,7 +85,7 @@ func (c *Client) defineFlow(ctx context.Context, db DB, def FlowDef) (int, error
 	if err != nil {
 		return 0, err
 	}
-	hash := def.ShapeHash()
+	hash := norm.ShapeHash()
 	key := def.Slug + "/" + hash
 	c.mu.Lock()
 	id, ok := c.defined[key]
