@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 // The output of c for input n is 6n+6.
 var chaosFlow = qflow.FlowDef{
 	Slug:    "chaos",
-	Options: qflow.StepOptions{MaxAttempts: 20, BaseDelay: 100 * time.Millisecond, Timeout: time.Minute},
+	Options: qflow.StepOptions{Retries: 19, BaseDelay: 100 * time.Millisecond, Timeout: time.Minute},
 	Steps: []qflow.StepDef{
 		{Slug: "a", TakesInput: true},
 		{Slug: "b", Map: true, DependsOn: []string{"a"}},

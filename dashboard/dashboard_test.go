@@ -33,13 +33,12 @@ type env struct {
 	srv                 *httptest.Server
 	h                   *dashboard.Handler
 	logs                *bytes.Buffer
-	slowDef             runtime.FlowDef
 	reportDef, waitFlow runtime.FlowDef
 }
 
 func reportFlow(t testing.TB) (runtime.FlowDef, map[string]runtime.Handler) {
 	def, err := runtime.NewFlow("report").
-		Options(runtime.StepOptions{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond}).
+		Options(runtime.StepOptions{Retries: 1, BaseDelay: 10 * time.Millisecond}).
 		Step("fetch", runtime.StepDef{TakesInput: true}).
 		MapStep("score", "fetch", runtime.StepOptions{}).
 		Step("total", runtime.StepDef{DependsOn: []string{"score"}}).

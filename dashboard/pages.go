@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/quantumflow/qflow/flowdef"
 	"github.com/quantumflow/qflow/internal/flowview"
 	"github.com/quantumflow/qflow/runtime"
 )
@@ -345,7 +346,7 @@ func (h *Handler) runData(r *http.Request) (*runView, int, error) {
 func stepInput(run *runtime.Run, states map[string]runtime.StepState, sd runtime.StepDef) json.RawMessage {
 	in := map[string]json.RawMessage{}
 	if sd.TakesInput {
-		in["run"] = run.Input
+		in[flowdef.InputKey] = run.Input
 	}
 	for _, d := range sd.DependsOn {
 		if out := states[d].Output; len(out) > 0 {

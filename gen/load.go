@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/tools/go/packages"
@@ -72,43 +73,29 @@ func packageError(e packages.Error) Diagnostic {
 	if e.Pos == "" || e.Pos == "-" {
 		return d
 	}
-	// Pos is file:line:col or file:line or file.
-	pos := e.Pos
-	var p token.Position
-	parts := strings.Split(pos, ":")
-	switch {
-	case len(parts) >= 3 && isNum(parts[len(parts)-1]) && isNum(parts[len(parts)-2]):
-		p.Filename = strings.Join(parts[:len(parts)-2], ":")
-		p.Line = atoi(parts[len(parts)-2])
-		p.Column = atoi(parts[len(parts)-1])
-	case len(parts) >= 2 && isNum(parts[len(parts)-1]):
-		p.Filename = strings.Join(parts[:len(parts)-1], ":")
-		p.Line = atoi(parts[len(parts)-1])
-	default:
-		p.Filename = pos
+	// Pos is file:line:col, file:line or file.
+	p := token.Position{Filename: e.Pos}
+	var nums []int
+	for len(nums) < 2 {
+		i := strings.LastIndexByte(p.Filename, ':')
+		if i < 0 {
+			break
+		}
+		n, err := strconv.ParseUint(p.Filename[i+1:], 10, 31)
+		if err != nil {
+			break
+		}
+		nums = append([]int{int(n)}, nums...)
+		p.Filename = p.Filename[:i]
+	}
+	switch len(nums) {
+	case 2:
+		p.Line, p.Column = nums[0], nums[1]
+	case 1:
+		p.Line = nums[0]
 	}
 	d.Pos = p
 	return d
-}
-
-func isNum(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
 
 // pkgDir returns the directory of a loaded package.

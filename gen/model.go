@@ -5,11 +5,13 @@ import (
 	"go/token"
 	"go/types"
 
-	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/flowdef"
 )
 
-// The model is plain data built by check.go from a loaded package and read
-// by emit.go. It holds go/types objects and token positions, nothing else.
+// The model is plain data built by the checker (check.go and the files it
+// calls: collect, resolve, signature, jsontype, names) from a loaded
+// package, and read by emit.go. It holds go/types objects and token
+// positions, nothing else.
 
 // pkgModel is one Go package that holds qflow annotations.
 type pkgModel struct {
@@ -28,8 +30,11 @@ type flowModel struct {
 	NamePos token.Pos
 	GoName  string          // exported Go name derived from Name: etl_v2 -> EtlV2
 	Input   *types.TypeName // the annotated type
-	Options runtime.StepOptions
+	Options flowdef.StepOptions
 	Steps   []*stepModel // in source order
+	// OutputFields are the fields of <Flow>Output: one per leaf step with
+	// an output, keyed by its slug (set by layout).
+	OutputFields []field
 }
 
 // stepModel is one //qflow:step function.
@@ -45,7 +50,7 @@ type stepModel struct {
 	MapPos   token.Pos
 	Deps     []*depModel
 	DepsPos  token.Pos // of "depends=", or of the directive when absent
-	Options  runtime.StepOptions
+	Options  flowdef.StepOptions
 
 	// Signature analysis.
 	TakesInput bool        // the parameter after ctx is the flow input
@@ -54,6 +59,20 @@ type stepModel struct {
 	BadResults bool        // the results are neither (T, error) nor error
 	DirPos     token.Pos   // the //qflow:step comment
 	Params     []paramInfo // every parameter, ctx included
+
+	// InputFields are the fields of the struct a task's JSON input decodes
+	// into, in parameter order: the flow input, then one per dependency
+	// with an output. Nil when the input is not an object: a map step (its
+	// input is the element) or a step that takes no parameter but ctx.
+	// Set by layout.
+	InputFields []field
+}
+
+// field is one field of a generated struct.
+type field struct {
+	Name string     // the Go field name
+	Key  string     // the JSON key: a step slug, or flowdef.InputKey for the flow input
+	Type types.Type // the field's type
 }
 
 // paramInfo is one parameter of a step function.
@@ -87,10 +106,10 @@ func (s *stepModel) outputSeen() types.Type {
 func (s *stepModel) goName() string { return s.Func.Name() }
 
 // def returns the runtime definition of f.
-func (f *flowModel) def() runtime.FlowDef {
-	d := runtime.FlowDef{Slug: f.Name, Options: f.Options}
+func (f *flowModel) def() flowdef.FlowDef {
+	d := flowdef.FlowDef{Slug: f.Name, Options: f.Options}
 	for _, s := range f.Steps {
-		sd := runtime.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options}
+		sd := flowdef.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options}
 		for _, dep := range s.Deps {
 			if dep.Step != nil {
 				sd.DependsOn = append(sd.DependsOn, dep.Step.Slug)
@@ -116,4 +135,34 @@ func (f *flowModel) leaves() []*stepModel {
 		}
 	}
 	return out
+}
+
+// layout names the fields of the structs generated for m: each flow's
+// output and each step's task input. Each struct's names are chosen once,
+// here, and emit reads them for both the declaration and the uses.
+func (m *pkgModel) layout() {
+	for _, f := range m.Flows {
+		used := fieldNamer{}
+		f.OutputFields = nil
+		for _, s := range f.leaves() {
+			if s.Out != nil {
+				f.OutputFields = append(f.OutputFields, field{Name: used.name(s.Slug), Key: s.Slug, Type: s.outputSeen()})
+			}
+		}
+	}
+	for _, s := range m.Steps {
+		s.InputFields = nil
+		if s.Flow == nil || s.Map {
+			continue
+		}
+		used := fieldNamer{}
+		if s.TakesInput {
+			s.InputFields = append(s.InputFields, field{Name: used.name(flowdef.InputKey), Key: flowdef.InputKey, Type: s.Flow.Input.Type()})
+		}
+		for _, d := range s.Deps {
+			if d.Param >= 0 {
+				s.InputFields = append(s.InputFields, field{Name: used.name(d.Step.Slug), Key: d.Step.Slug, Type: d.Step.outputSeen()})
+			}
+		}
+	}
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 // This file parses one //qflow: directive line. It knows nothing about
@@ -26,12 +26,16 @@ type word struct {
 // optionSpec holds the timing options a flow or a step may set. A field is
 // zero when the option is absent.
 type optionSpec struct {
-	Retries    int // MaxAttempts
+	// Retries is the value for flowdef.StepOptions.Retries: from retries=N
+	// (N, or flowdef.NoRetries for 0) or attempts=N (N-1, or NoRetries
+	// for 1); 0 when neither is given.
+	Retries int
+	// RetriesOff is the offset of a retries= option, -1 when absent: the
+	// spelling whose meaning changed (see checker.retriesMeaning).
+	RetriesOff int
 	Backoff    time.Duration
 	Timeout    time.Duration
 	Delay      time.Duration
-	RetriesSet bool
-	DelaySet   bool
 }
 
 // directive is a parsed //qflow:flow or //qflow:step line.
@@ -69,7 +73,7 @@ func parseDirective(text string) (*directive, []parseError) {
 	bad := func(off int, format string, a ...any) {
 		errs = append(errs, parseError{Off: off, Msg: fmt.Sprintf(format, a...)})
 	}
-	d := &directive{DependsOff: -1, MapOff: -1}
+	d := &directive{DependsOff: -1, MapOff: -1, Options: optionSpec{RetriesOff: -1}}
 	if !isDirective(text) {
 		bad(0, "not a //qflow: directive")
 		return nil, errs
@@ -88,13 +92,17 @@ func parseDirective(text string) (*directive, []parseError) {
 		} else {
 			d.Name = words[0]
 			words = words[1:]
-			if !runtime.ValidSlug(d.Name.Text) {
+			if !flowdef.ValidSlug(d.Name.Text) {
 				bad(d.Name.Off, "invalid flow name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 40)", d.Name.Text)
 			}
 		}
 	case "step":
 	default:
-		bad(d.Kind.Off, "unknown directive //qflow:%s (want //qflow:flow or //qflow:step)", d.Kind.Text)
+		if alt := suggest(d.Kind.Text, []string{"flow", "step"}); alt != "" {
+			bad(d.Kind.Off, "unknown directive //qflow:%s (did you mean //qflow:%s?)", d.Kind.Text, alt)
+		} else {
+			bad(d.Kind.Off, "unknown directive //qflow:%s (want //qflow:flow or //qflow:step)", d.Kind.Text)
+		}
 		return nil, errs
 	}
 	seen := map[string]bool{}
@@ -146,18 +154,35 @@ func parseDirective(text string) (*directive, []parseError) {
 			}
 		case "name":
 			d.Slug = word{val, valOff}
-			if !runtime.ValidSlug(val) {
+			if !flowdef.ValidSlug(val) {
 				bad(valOff, "invalid step name %q: want a lowercase letter, then lowercase letters, digits or underscores (at most 40)", val)
 			}
 		case "flow":
 			d.Flow = word{val, valOff}
-		case "retries":
-			n, err := strconv.Atoi(val)
-			if err != nil || n < 1 || n > 1000 {
-				bad(valOff, "retries=%s: want a whole number of attempts from 1 to 1000", val)
+		case "retries", "attempts":
+			other := map[string]string{"retries": "attempts", "attempts": "retries"}[key]
+			if seen[other] {
+				bad(w.Off, "%s= and %s= both set how often a task is tried: give one", other, key)
 				continue
 			}
-			d.Options.Retries, d.Options.RetriesSet = n, true
+			n, err := strconv.Atoi(val)
+			if key == "retries" {
+				if err != nil || n < 0 || n > maxRetries {
+					bad(valOff, "retries=%s: want a whole number of retries after the first attempt, from 0 to %d", val, maxRetries)
+					continue
+				}
+				d.Options.RetriesOff = w.Off
+			} else {
+				if err != nil || n < 1 || n > maxRetries+1 {
+					bad(valOff, "attempts=%s: want a whole number of attempts in all, from 1 to %d", val, maxRetries+1)
+					continue
+				}
+				n--
+			}
+			d.Options.Retries = n
+			if n == 0 {
+				d.Options.Retries = flowdef.NoRetries
+			}
 		case "backoff", "timeout", "delay":
 			dur, err := time.ParseDuration(val)
 			switch {
@@ -174,7 +199,7 @@ func parseDirective(text string) (*directive, []parseError) {
 			case "timeout":
 				d.Options.Timeout = dur
 			case "delay":
-				d.Options.Delay, d.Options.DelaySet = dur, true
+				d.Options.Delay = dur
 			}
 		}
 	}
@@ -182,6 +207,36 @@ func parseDirective(text string) (*directive, []parseError) {
 		return d, errs
 	}
 	return d, nil
+}
+
+// nearMiss returns the directive a comment that is not one was probably
+// meant to be, or "": a line comment whose text, after spaces, starts with
+// qflow: in any case and then names flow or step or a likely typo of them
+// ("// qflow:step depends=A", "//QFlow:stpe"). Like go vet's check of
+// misspelled build tags, it catches a step that would silently vanish.
+func nearMiss(text string) string {
+	rest, ok := strings.CutPrefix(text, "//")
+	if !ok {
+		return "" // a /* */ comment
+	}
+	body := strings.TrimLeft(rest, " \t")
+	const name = "qflow:"
+	if len(body) <= len(name) || !strings.EqualFold(body[:len(name)], name) {
+		return ""
+	}
+	kind, args := body[len(name):], ""
+	if i := strings.IndexAny(kind, " \t"); i >= 0 {
+		kind, args = kind[:i], strings.TrimSpace(kind[i:])
+	}
+	fixed := suggest(kind, []string{"flow", "step"})
+	if fixed == "" {
+		return ""
+	}
+	fixed = directivePrefix + fixed
+	if args != "" {
+		fixed += " " + args
+	}
+	return fixed
 }
 
 // splitWords splits text[from:] at spaces and tabs, keeping offsets.
@@ -203,9 +258,12 @@ func splitWords(text string, from int) []word {
 	return out
 }
 
+// maxRetries is the most retries an annotation may ask for.
+const maxRetries = 999
+
 func knownOption(kind, key string) bool {
 	switch key {
-	case "retries", "backoff", "timeout":
+	case "retries", "attempts", "backoff", "timeout":
 		return true
 	case "depends", "map", "name", "flow", "delay":
 		return kind == "step"
@@ -215,9 +273,9 @@ func knownOption(kind, key string) bool {
 
 func optionList(kind string) string {
 	if kind == "flow" {
-		return "retries=N, backoff=DUR, timeout=DUR"
+		return "retries=N, attempts=N, backoff=DUR, timeout=DUR"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, retries=N, backoff=DUR, timeout=DUR, delay=DUR"
+	return "depends=A,B, map, name=slug, flow=NAME, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 var directiveSeeds = []string{
@@ -28,6 +28,8 @@ var directiveSeeds = []string{
 	"//qflow:step backoff=-1s delay=0s timeout=0s",
 	"//qflow:flow é retries=99999999999999999999",
 	"//qflow:step name=ünïcode depends=Ä",
+	"//qflow:step retries=0 attempts=1",
+	"//qflow:flow f attempts=1000 retries=999",
 }
 
 func TestParseDirective(t *testing.T) {
@@ -44,18 +46,81 @@ func TestParseDirective(t *testing.T) {
 	want := got
 	want.Kind, want.Slug, want.Flow, want.Map = "step", "load", "etl", true
 	want.Depends = []word{{"Clean", 21}, {"Count", 27}}
-	want.Opts = optionSpec{Retries: 5, Backoff: 2 * time.Second, Timeout: 30 * time.Second, Delay: time.Minute, RetriesSet: true, DelaySet: true}
+	want.Opts = optionSpec{Retries: 5, RetriesOff: 56, Backoff: 2 * time.Second, Timeout: 30 * time.Second, Delay: time.Minute}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
 
 	_, errs = parseDirective("//qflow:step retries=lots timeout=soon")
 	wantErrs := []parseError{
-		{21, "retries=lots: want a whole number of attempts from 1 to 1000"},
+		{21, "retries=lots: want a whole number of retries after the first attempt, from 0 to 999"},
 		{34, "timeout=soon: want a duration such as 500ms, 30s or 5m"},
 	}
 	if diff := cmp.Diff(wantErrs, errs); diff != "" {
 		t.Errorf("errors (-want +got)\n%s", diff)
+	}
+}
+
+// TestParseRetries: retries=N counts the tries after the first, attempts=N
+// all of them; both become flowdef.StepOptions.Retries, with NoRetries for
+// a single attempt. Only retries= is remembered for the check of its old
+// meaning.
+func TestParseRetries(t *testing.T) {
+	for _, tc := range []struct {
+		text    string
+		retries int
+		off     int
+	}{
+		{"//qflow:step retries=3", 3, 13},
+		{"//qflow:step retries=0", flowdef.NoRetries, 13},
+		{"//qflow:step attempts=4", 3, -1},
+		{"//qflow:step attempts=1", flowdef.NoRetries, -1},
+		{"//qflow:flow f timeout=1s retries=999", 999, 26},
+		{"//qflow:step", 0, -1},
+	} {
+		d, errs := parseDirective(tc.text)
+		if errs != nil {
+			t.Fatalf("%s: %v", tc.text, errs)
+		}
+		if d.Options.Retries != tc.retries || d.Options.RetriesOff != tc.off {
+			t.Errorf("%s: Retries %d at %d, want %d at %d", tc.text, d.Options.Retries, d.Options.RetriesOff, tc.retries, tc.off)
+		}
+	}
+	for _, text := range []string{"//qflow:step retries=1000", "//qflow:step attempts=0", "//qflow:step attempts=1001", "//qflow:step retries=-1", "//qflow:step attempts=2 retries=1"} {
+		if _, errs := parseDirective(text); len(errs) != 1 {
+			t.Errorf("%s: %d errors, want 1", text, len(errs))
+		}
+	}
+}
+
+// TestNearMiss: comments meant as directives but not read as one are
+// recognised, with the directive they were meant to be; prose is not.
+func TestNearMiss(t *testing.T) {
+	for text, want := range map[string]string{
+		"// qflow:step":                 "//qflow:step",
+		"//  qflow:step depends=A map":  "//qflow:step depends=A map",
+		"//\tqflow:flow etl retries=3":  "//qflow:flow etl retries=3",
+		"//QFlow:step":                  "//qflow:step",
+		"// QFlow:step depends=Ok":      "//qflow:step depends=Ok", // as gofmt rewrites //QFlow:step
+		"// QFLOW:STEP name=x":          "//qflow:step name=x",
+		"//qflow:stpe":                  "", // a directive: the parser reports it
+		"// qflow:stpe depends=A":       "//qflow:step depends=A",
+		"// qflow: a comment about it":  "",
+		"// qflow:workers are separate": "",
+		"// see //qflow:step":           "",
+		"/* qflow:step */":              "",
+		"// qflowstep":                  "",
+		"// qflow:":                     "",
+	} {
+		if text == "//qflow:stpe" {
+			if !isDirective(text) {
+				t.Errorf("%q is not taken as a directive", text)
+			}
+			continue
+		}
+		if got := nearMiss(text); got != want {
+			t.Errorf("nearMiss(%q) = %q, want %q", text, got, want)
+		}
 	}
 }
 
@@ -113,7 +178,7 @@ func FuzzParseDirective(f *testing.F) {
 		for _, w := range d.Depends {
 			check(w)
 		}
-		if len(errs) == 0 && d.Kind.Text == "flow" && !runtime.ValidSlug(d.Name.Text) {
+		if len(errs) == 0 && d.Kind.Text == "flow" && !flowdef.ValidSlug(d.Name.Text) {
 			t.Fatalf("flow name %q accepted", d.Name.Text)
 		}
 	})

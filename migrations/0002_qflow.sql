@@ -257,83 +257,49 @@ END $$;
 
 -- Definitions: define_flow ------------------------------------------------------
 
--- define_flow stores a flow definition (the JSON of runtime.FlowDef) and
--- returns its id. It is idempotent: the same slug and shape hash return the
--- existing row; a different shape under an existing slug becomes the next
--- version (runs keep the version they started on).
-CREATE FUNCTION qflow.define_flow(p_slug text, p_shape_hash text, p_def jsonb)
+-- define_flow stores a flow definition that Go has validated and
+-- normalised (package flowdef: FlowDef.Normalize) and returns its id.
+-- p_steps holds the steps in order, each with every option resolved and
+-- durations in milliseconds: {"slug", "depends_on": [slugs in parameter
+-- order], "map", "takes_input", "max_attempts", "base_delay_ms",
+-- "timeout_ms", "start_delay_ms"}; p_def is the definition as written,
+-- kept for display. The rules of a definition (slugs, defaults, the
+-- dependency graph and its cycles) live in Go; here only the tables'
+-- integrity constraints apply: a step naming an unknown dependency fails
+-- the NOT NULL of deps.dep_idx.
+--
+-- It is idempotent: the same slug and shape hash return the existing row;
+-- a different shape under an existing slug becomes the next version (runs
+-- keep the version they started on).
+CREATE FUNCTION qflow.define_flow(p_slug text, p_shape_hash text, p_def jsonb, p_steps jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_id      integer;
     v_version integer;
-    v_bad     text;
-    v_n       integer;
-    v_ns      constant double precision := 1e6; -- Go durations are nanoseconds
 BEGIN
-    IF p_slug IS NULL OR p_slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
-        RAISE EXCEPTION 'qflow: invalid flow slug "%": use a lowercase letter, then lowercase letters, digits or underscores, at most 40 characters', p_slug
-            USING ERRCODE = '22023';
-    END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('qflow.define_flow:' || p_slug, 0));
     SELECT id INTO v_id FROM qflow.flows WHERE slug = p_slug AND shape_hash = p_shape_hash;
     IF FOUND THEN
         RETURN v_id;
     END IF;
-    v_n := jsonb_array_length(coalesce(p_def->'steps', '[]'));
-    IF v_n = 0 THEN
-        RAISE EXCEPTION 'qflow: flow "%" has no steps', p_slug USING ERRCODE = '22023';
-    END IF;
     SELECT coalesce(max(version), 0) + 1 INTO v_version FROM qflow.flows WHERE slug = p_slug;
     INSERT INTO qflow.flows (slug, version, shape_hash, queue_name, step_count, definition)
-    VALUES (p_slug, v_version, p_shape_hash, p_slug || '_' || v_version, v_n, p_def)
+    VALUES (p_slug, v_version, p_shape_hash, p_slug || '_' || v_version, jsonb_array_length(p_steps), p_def)
     RETURNING id INTO v_id;
 
     INSERT INTO qflow.steps (flow_id, idx, slug, kind, takes_input, max_attempts, base_delay_ms,
                              timeout_ms, start_delay_ms, dep_count, is_leaf)
-    SELECT v_id, (o - 1)::smallint, s->>'slug',
-           CASE WHEN coalesce((s->>'map')::boolean, false) THEN 'map' ELSE 'single' END,
-           coalesce((s->>'takes_input')::boolean, false),
-           coalesce(nullif((s->'options'->>'max_attempts')::integer, 0),
-                    nullif((p_def->'options'->>'max_attempts')::integer, 0), 3),
-           (coalesce(nullif((s->'options'->>'base_delay')::bigint, 0),
-                     nullif((p_def->'options'->>'base_delay')::bigint, 0), 1000000000) / v_ns)::bigint,
-           greatest(1, (coalesce(nullif((s->'options'->>'timeout')::bigint, 0),
-                     nullif((p_def->'options'->>'timeout')::bigint, 0), 60000000000) / v_ns)::bigint),
-           (coalesce((s->'options'->>'start_delay')::bigint, 0) / v_ns)::bigint,
-           jsonb_array_length(coalesce(s->'depends_on', '[]')),
-           false
-    FROM jsonb_array_elements(p_def->'steps') WITH ORDINALITY AS t(s, o);
-
-    SELECT string_agg(format('step "%s" depends on unknown step "%s"', st.slug, d.dep), '; ')
-    INTO v_bad
-    FROM jsonb_array_elements(p_def->'steps') AS t(s)
-    JOIN qflow.steps st ON st.flow_id = v_id AND st.slug = t.s->>'slug'
-    CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(t.s->'depends_on', '[]')) AS d(dep)
-    WHERE NOT EXISTS (SELECT 1 FROM qflow.steps x WHERE x.flow_id = v_id AND x.slug = d.dep);
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'qflow: flow "%": %', p_slug, v_bad USING ERRCODE = '22023';
-    END IF;
+    SELECT v_id, (e.o - 1)::smallint, s.slug, CASE WHEN s.map THEN 'map' ELSE 'single' END, s.takes_input,
+           s.max_attempts, s.base_delay_ms, s.timeout_ms, s.start_delay_ms, cardinality(s.depends_on), false
+    FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
+    CROSS JOIN LATERAL jsonb_to_record(e.v) AS s(slug text, depends_on text[], map boolean, takes_input boolean,
+         max_attempts integer, base_delay_ms bigint, timeout_ms bigint, start_delay_ms bigint);
 
     INSERT INTO qflow.deps (flow_id, step_idx, dep_idx, position)
-    SELECT v_id, st.idx, dp.idx, (d.o - 1)::smallint
-    FROM jsonb_array_elements(p_def->'steps') AS t(s)
-    JOIN qflow.steps st ON st.flow_id = v_id AND st.slug = t.s->>'slug'
-    CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(t.s->'depends_on', '[]')) WITH ORDINALITY AS d(dep, o)
-    JOIN qflow.steps dp ON dp.flow_id = v_id AND dp.slug = d.dep;
-
-    -- Reject cycles: a step that can reach itself.
-    WITH RECURSIVE reach(start_idx, idx, depth) AS (
-        SELECT step_idx, dep_idx, 1 FROM qflow.deps WHERE flow_id = v_id
-        UNION
-        SELECT r.start_idx, d.dep_idx, r.depth + 1
-        FROM reach r JOIN qflow.deps d ON d.flow_id = v_id AND d.step_idx = r.idx
-        WHERE r.depth <= v_n
-    )
-    SELECT st.slug INTO v_bad FROM reach r JOIN qflow.steps st ON st.flow_id = v_id AND st.idx = r.start_idx
-    WHERE r.start_idx = r.idx LIMIT 1;
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'qflow: flow "%": step "%" is part of a dependency cycle', p_slug, v_bad USING ERRCODE = '22023';
-    END IF;
+    SELECT v_id, (s.o - 1)::smallint, dp.idx, (d.o - 1)::smallint
+    FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS s(v, o)
+    CROSS JOIN LATERAL jsonb_array_elements_text(s.v->'depends_on') WITH ORDINALITY AS d(dep, o)
+    LEFT JOIN qflow.steps dp ON dp.flow_id = v_id AND dp.slug = d.dep;
 
     UPDATE qflow.steps st SET
         is_leaf = NOT EXISTS (SELECT 1 FROM qflow.deps d WHERE d.flow_id = v_id AND d.dep_idx = st.idx),

@@ -32,7 +32,9 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 
 // Stale reports whether db holds a pre-release engine schema (see
 // ErrStaleSchema): migration 0002 recorded as applied, but qflow.step_tasks
-// or qflow.runs without the columns the current engine has.
+// or qflow.runs without the columns the current engine has, or a
+// qflow.define_flow that still takes the definition without its normalised
+// steps (and read durations as nanoseconds).
 func Stale(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (bool, error) {
@@ -43,7 +45,8 @@ func Stale(ctx context.Context, db interface {
 		              WHERE n.nspname = 'qflow' AND c.relname = 'step_states'),
 		(SELECT count(*) = 2 FROM information_schema.columns
 		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name = 'seq')
-		                                   OR (table_name = 'runs' AND column_name = 'trace_context')))`).Scan(&applied, &current)
+		                                   OR (table_name = 'runs' AND column_name = 'trace_context')))
+		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL`).Scan(&applied, &current)
 	if err != nil {
 		return false, err
 	}
@@ -122,7 +125,7 @@ func MigrateTx(ctx context.Context, tx pgx.Tx) error {
 	if stale, err := Stale(ctx, tx); err != nil {
 		return fmt.Errorf("qflow migrate: %w", err)
 	} else if stale {
-		return fmt.Errorf("%w (its tasks lived in pgmq queue tables); its runs cannot be carried over: "+
+		return fmt.Errorf("%w; its runs cannot be carried over: "+
 			"drop the qflow schema (DROP SCHEMA qflow CASCADE) or use a new database, then migrate again", ErrStaleSchema)
 	}
 	for _, m := range All() {

@@ -108,6 +108,17 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if !errors.Is(err, migrations.ErrStaleSchema) || !strings.Contains(err.Error(), "DROP SCHEMA qflow CASCADE") {
 		t.Fatalf("Migrate: %v; want ErrStaleSchema with the way out", err)
 	}
+	// Nor can a database whose define_flow predates flowdef's normalised
+	// definitions (it read options as Go nanosecond durations).
+	old := pgtest.New(t)
+	if _, err := old.Pool.Exec(ctx, `DROP FUNCTION qflow.define_flow(text, text, jsonb, jsonb);
+		CREATE FUNCTION qflow.define_flow(p_slug text, p_shape_hash text, p_def jsonb) RETURNS integer
+		LANGUAGE sql AS 'SELECT 0'`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, old.Pool); err != nil || !stale {
+		t.Fatalf("old define_flow: stale=%v, %v; want stale", stale, err)
+	}
 	// An empty database is not stale.
 	empty := pgtest.NewEmpty(t)
 	if stale, err := migrations.Stale(ctx, empty.Pool); err != nil || stale {

@@ -31,8 +31,9 @@ type Task struct {
 	Index   int       // element index for a map step, 0 otherwise
 	Attempt int       // 1 for the first try
 	// Input is the task's JSON input. For a map step it is the element; for
-	// other steps an object with the flow input under "run" (when the step
-	// takes it) and each dependency's output under the dependency's slug.
+	// other steps an object with the flow input under "run"
+	// (flowdef.InputKey, when the step takes it) and each dependency's
+	// output under the dependency's slug.
 	Input json.RawMessage
 }
 
@@ -112,8 +113,10 @@ const (
 type StartOptions struct {
 	// Timeout cancels the whole run when it has not finished in time (0: none).
 	Timeout time.Duration
-	// MaxAttempts overrides the attempts of every step of this run (0: keep each step's own).
-	MaxAttempts int
+	// Retries overrides the retries of every step of this run: how many
+	// times a failed task is tried again after its first attempt. 0 keeps
+	// each step's own; NoRetries means one attempt and no retry.
+	Retries int
 	// Sequential runs at most one task of the run at a time (the seed's parallel: false).
 	Sequential bool
 }

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/quantumflow/qflow/flowdef"
 	"github.com/quantumflow/qflow/migrations"
 )
 
@@ -81,10 +82,11 @@ func (c *Client) DefineFlow(ctx context.Context, def FlowDef) (int, error) {
 }
 
 func (c *Client) defineFlow(ctx context.Context, db DB, def FlowDef) (int, error) {
-	if err := def.Validate(); err != nil {
+	norm, err := def.Normalize()
+	if err != nil {
 		return 0, err
 	}
-	hash := def.ShapeHash()
+	hash := norm.ShapeHash()
 	key := def.Slug + "/" + hash
 	c.mu.Lock()
 	id, ok := c.defined[key]
@@ -92,7 +94,7 @@ func (c *Client) defineFlow(ctx context.Context, db DB, def FlowDef) (int, error
 	if ok {
 		return id, nil
 	}
-	id, err := defineFlow(ctx, db, def, hash)
+	id, err = storeFlow(ctx, db, def, norm, hash)
 	if err != nil {
 		return 0, err
 	}
@@ -104,13 +106,30 @@ func (c *Client) defineFlow(ctx context.Context, db DB, def FlowDef) (int, error
 	return id, nil
 }
 
+// defineFlow validates and normalises def and stores it (the worker's way
+// in; the client's goes through Client.defineFlow, which remembers ids).
 func defineFlow(ctx context.Context, db DB, def FlowDef, hash string) (int, error) {
+	norm, err := def.Normalize()
+	if err != nil {
+		return 0, err
+	}
+	return storeFlow(ctx, db, def, norm, hash)
+}
+
+// storeFlow calls qflow.define_flow with a definition Go has validated and
+// normalised: the engine stores the normalised steps as they are, and
+// keeps def as written for GetFlow.
+func storeFlow(ctx context.Context, db DB, def FlowDef, norm flowdef.Normalized, hash string) (int, error) {
 	body, err := json.Marshal(def)
 	if err != nil {
 		return 0, err
 	}
+	steps, err := json.Marshal(norm.Steps)
+	if err != nil {
+		return 0, err
+	}
 	var id int
-	if err := db.QueryRow(ctx, sqlDefineFlow, def.Slug, hash, body).Scan(&id); err != nil {
+	if err := db.QueryRow(ctx, sqlDefineFlow, def.Slug, hash, body, steps).Scan(&id); err != nil {
 		return 0, mapError(fmt.Errorf("qflow: define flow %q: %w", def.Slug, err))
 	}
 	return id, nil
@@ -149,8 +168,8 @@ func (c *Client) startOpts(ctx context.Context, opts *StartOptions) map[string]a
 		if opts.Timeout > 0 {
 			o["timeout_ms"] = opts.Timeout.Milliseconds()
 		}
-		if opts.MaxAttempts > 0 {
-			o["max_attempts"] = opts.MaxAttempts
+		if opts.Retries != 0 {
+			o["max_attempts"] = flowdef.Attempts(opts.Retries)
 		}
 		if opts.Sequential {
 			o["sequential"] = true

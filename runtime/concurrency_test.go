@@ -76,7 +76,7 @@ func TestTwoWorkersRunEveryTaskExactlyOnce(t *testing.T) {
 
 func TestDeadWorkersTaskIsRetakenAfterLease(t *testing.T) {
 	e := newEnv(t)
-	def := single("orphan", qflow.StepOptions{MaxAttempts: 2})
+	def := single("orphan", qflow.StepOptions{Retries: 1})
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	claimedByA := make(chan struct{})
@@ -120,7 +120,7 @@ func TestDeadWorkersTaskIsRetakenAfterLease(t *testing.T) {
 
 func TestLeaseExpiredWithNoAttemptsLeftFails(t *testing.T) {
 	e := newEnv(t)
-	def := single("orphan_once", qflow.StepOptions{MaxAttempts: 1})
+	def := single("orphan_once", qflow.StepOptions{Retries: qflow.NoRetries})
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	claimed := make(chan struct{})
@@ -153,7 +153,7 @@ func TestLeaseExpiredWithNoAttemptsLeftFails(t *testing.T) {
 
 func TestGracefulShutdownReleasesUnfinishedTasks(t *testing.T) {
 	e := newEnv(t)
-	def := single("handover", qflow.StepOptions{MaxAttempts: 1})
+	def := single("handover", qflow.StepOptions{Retries: qflow.NoRetries})
 	started := make(chan struct{})
 	a := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{ShutdownTimeout: 200 * time.Millisecond, Logger: quiet()})
 	_ = a.Register(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
@@ -227,17 +227,25 @@ func TestSequentialRunsOneTaskAtATime(t *testing.T) {
 	}
 }
 
-func TestMaxAttemptsOverride(t *testing.T) {
+// TestStartRetriesOverride: StartOptions.Retries replaces every step's
+// retries for one run; it counts the tries after the first.
+func TestStartRetriesOverride(t *testing.T) {
 	e := newEnv(t)
-	def := single("override", qflow.StepOptions{MaxAttempts: 5, BaseDelay: time.Millisecond})
+	def := single("override", qflow.StepOptions{Retries: 4, BaseDelay: time.Millisecond})
 	var calls atomic.Int32
 	e.startWorker(def, map[string]qflow.Handler{"only": func(context.Context, *qflow.Task) (json.RawMessage, error) {
 		calls.Add(1)
 		return nil, errors.New("nope")
 	}}, &qflow.WorkerOptions{PollInterval: 20 * time.Millisecond})
-	waitFailed(t, e, def, nil, &qflow.StartOptions{MaxAttempts: 1})
-	if calls.Load() != 1 {
-		t.Fatalf("%d calls with MaxAttempts 1", calls.Load())
+	for _, tc := range []struct {
+		retries   int
+		wantCalls int32
+	}{{qflow.NoRetries, 1}, {1, 2}, {0, 5}} {
+		calls.Store(0)
+		waitFailed(t, e, def, nil, &qflow.StartOptions{Retries: tc.retries})
+		if got := calls.Load(); got != tc.wantCalls {
+			t.Errorf("StartOptions.Retries %d: %d calls, want %d", tc.retries, got, tc.wantCalls)
+		}
 	}
 }
 

@@ -26,7 +26,7 @@ func FuzzEventPayload(f *testing.F) {
 		f.Add(s)
 	}
 	e := newEnv(f)
-	def := single("evfuzz", qflow.StepOptions{MaxAttempts: 1})
+	def := single("evfuzz", qflow.StepOptions{Retries: qflow.NoRetries})
 	e.startWorker(def, map[string]qflow.Handler{"only": func(_ context.Context, task *qflow.Task) (json.RawMessage, error) {
 		var msg string
 		if err := json.Unmarshal(task.Input, &struct{ Run *string }{&msg}); err != nil {

@@ -183,7 +183,7 @@ func TestEventsFailingFlow(t *testing.T) {
 	l := listenEvents(t, e)
 	def, _ := qflow.NewFlow("ev_fail").
 		Step("ok", qflow.StepDef{}).
-		Step("boom", qflow.StepDef{DependsOn: []string{"ok"}, Options: qflow.StepOptions{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond}}).
+		Step("boom", qflow.StepDef{DependsOn: []string{"ok"}, Options: qflow.StepOptions{Retries: 1, BaseDelay: 10 * time.Millisecond}}).
 		Step("never", qflow.StepDef{DependsOn: []string{"boom"}}).
 		Build()
 	var attempts atomic.Int32

@@ -20,7 +20,7 @@ func ExampleNewFlow() {
 
 	stages := []string{"fetch", "resize", "watermark", "publish"}
 
-	b := runtime.NewFlow("images").Options(runtime.StepOptions{MaxAttempts: 2})
+	b := runtime.NewFlow("images").Options(runtime.StepOptions{Retries: 1})
 	handlers := map[string]runtime.Handler{}
 	prev := ""
 	for _, stage := range stages {

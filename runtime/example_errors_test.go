@@ -12,15 +12,15 @@ import (
 )
 
 // A flaky step: an error fails the attempt and the task is retried after a
-// delay that doubles from BaseDelay (with jitter), up to MaxAttempts
-// attempts in all, counting the first.
+// delay that doubles from BaseDelay (with jitter), up to Retries times after
+// the first attempt (Retries 2: three attempts in all).
 func Example_retries() {
 	pool, done := exampleDatabase()
 	defer done()
 	ctx := context.Background()
 
 	def, err := runtime.NewFlow("flaky").
-		Step("call", runtime.StepDef{Options: runtime.StepOptions{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond}}).
+		Step("call", runtime.StepDef{Options: runtime.StepOptions{Retries: 2, BaseDelay: 10 * time.Millisecond}}).
 		Build()
 	if err != nil {
 		fmt.Println(err)
@@ -57,7 +57,7 @@ func ExamplePermanent() {
 	ctx := context.Background()
 
 	def, err := runtime.NewFlow("checkout").
-		Step("charge", runtime.StepDef{TakesInput: true, Options: runtime.StepOptions{MaxAttempts: 5}}).
+		Step("charge", runtime.StepDef{TakesInput: true, Options: runtime.StepOptions{Retries: 4}}).
 		Build()
 	if err != nil {
 		fmt.Println(err)
@@ -91,7 +91,7 @@ func Example_timeout() {
 	ctx := context.Background()
 
 	def, err := runtime.NewFlow("report").
-		Step("render", runtime.StepDef{Options: runtime.StepOptions{Timeout: 100 * time.Millisecond, MaxAttempts: 1}}).
+		Step("render", runtime.StepDef{Options: runtime.StepOptions{Timeout: 100 * time.Millisecond, Retries: runtime.NoRetries}}).
 		Build()
 	if err != nil {
 		fmt.Println(err)

@@ -38,7 +38,7 @@ func waitFailed(t *testing.T, e *env, def qflow.FlowDef, input any, opts *qflow.
 
 func TestRetriesWithBackoff(t *testing.T) {
 	e := newEnv(t)
-	def := single("flaky", qflow.StepOptions{MaxAttempts: 3, BaseDelay: 200 * time.Millisecond})
+	def := single("flaky", qflow.StepOptions{Retries: 2, BaseDelay: 200 * time.Millisecond})
 	var mu sync.Mutex
 	var starts []time.Time
 	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
@@ -76,7 +76,7 @@ func TestRetriesWithBackoff(t *testing.T) {
 
 func TestAttemptsExhaustedStoresLastError(t *testing.T) {
 	e := newEnv(t)
-	def := single("doomed", qflow.StepOptions{MaxAttempts: 2, BaseDelay: time.Millisecond})
+	def := single("doomed", qflow.StepOptions{Retries: 1, BaseDelay: time.Millisecond})
 	var calls atomic.Int32
 	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
 		calls.Add(1)
@@ -94,7 +94,7 @@ func TestAttemptsExhaustedStoresLastError(t *testing.T) {
 
 func TestPermanentErrorIsNotRetried(t *testing.T) {
 	e := newEnv(t)
-	def := single("permanent", qflow.StepOptions{MaxAttempts: 5, BaseDelay: time.Millisecond})
+	def := single("permanent", qflow.StepOptions{Retries: 4, BaseDelay: time.Millisecond})
 	var calls atomic.Int32
 	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
 		calls.Add(1)
@@ -108,7 +108,7 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 
 func TestPanicFailsAttemptAndWorkerSurvives(t *testing.T) {
 	e := newEnv(t)
-	def := single("panicky", qflow.StepOptions{MaxAttempts: 2, BaseDelay: time.Millisecond})
+	def := single("panicky", qflow.StepOptions{Retries: 1, BaseDelay: time.Millisecond})
 	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
 		if task.Attempt == 1 {
 			panic("kaboom")
@@ -128,7 +128,7 @@ func TestPanicFailsAttemptAndWorkerSurvives(t *testing.T) {
 		t.Fatalf("task %+v; want completed on attempt 2", task)
 	}
 	// A second run with a panic on every attempt fails with the panic and its stack.
-	def2 := single("panicky_always", qflow.StepOptions{MaxAttempts: 1})
+	def2 := single("panicky_always", qflow.StepOptions{Retries: qflow.NoRetries})
 	e.startWorker(def2, map[string]qflow.Handler{"only": func(context.Context, *qflow.Task) (json.RawMessage, error) {
 		panic("kaboom always")
 	}}, nil)
@@ -140,7 +140,7 @@ func TestPanicFailsAttemptAndWorkerSurvives(t *testing.T) {
 
 func TestStepTimeoutCancelsHandler(t *testing.T) {
 	e := newEnv(t)
-	def := single("slow", qflow.StepOptions{MaxAttempts: 1, Timeout: 300 * time.Millisecond})
+	def := single("slow", qflow.StepOptions{Retries: qflow.NoRetries, Timeout: 300 * time.Millisecond})
 	ctxEnded := make(chan error, 1)
 	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
 		<-ctx.Done()
@@ -377,7 +377,7 @@ func TestListRuns(t *testing.T) {
 func TestLateFailureCannotFailAnotherWorkersAttempt(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t, 30*time.Second)
-	def := single("takeover", qflow.StepOptions{MaxAttempts: 3})
+	def := single("takeover", qflow.StepOptions{Retries: 2})
 	id, err := e.client.DefineFlow(ctx, def)
 	if err != nil {
 		t.Fatal(err)

@@ -204,12 +204,15 @@ type FlowInfo struct {
 	Queue     string    `json:"queue"`
 	Steps     int       `json:"steps"`
 	CreatedAt time.Time `json:"created_at"`
+	ID        int       `json:"id"` // as DefineFlow returns it
 }
+
+// sqlFlowInfo selects FlowInfo's columns, in its field order.
+const sqlFlowInfo = `SELECT slug, version, shape_hash, queue_name, step_count, created_at, id FROM qflow.flows`
 
 // ListFlows lists every stored flow version, by slug then version.
 func (c *Client) ListFlows(ctx context.Context) ([]FlowInfo, error) {
-	rows, err := c.pool.Query(ctx, `SELECT slug, version, shape_hash, queue_name, step_count, created_at
-		FROM qflow.flows ORDER BY slug, version`)
+	rows, err := c.pool.Query(ctx, sqlFlowInfo+` ORDER BY slug, version`)
 	if err != nil {
 		return nil, fmt.Errorf("qflow: list flows: %w", err)
 	}
@@ -227,4 +230,21 @@ func (c *Client) unserved(ctx context.Context, id uuid.UUID) (flow string, versi
 		return "", 0, false, fmt.Errorf("qflow: get run %s: %w", id, err)
 	}
 	return flow, version, unserved, nil
+}
+
+// GetFlowInfo describes the flow version with this id (as DefineFlow
+// returns it), or fails with ErrUnknownFlow.
+func (c *Client) GetFlowInfo(ctx context.Context, id int) (*FlowInfo, error) {
+	rows, err := c.pool.Query(ctx, sqlFlowInfo+` WHERE id = $1::integer`, id)
+	if err != nil {
+		return nil, fmt.Errorf("qflow: get flow id %d: %w", id, err)
+	}
+	info, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[FlowInfo])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no flow version has id %d", ErrUnknownFlow, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("qflow: get flow id %d: %w", id, err)
+	}
+	return &info, nil
 }

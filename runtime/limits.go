@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 // Defaults for Limits. They are generous for ordinary payloads and small
@@ -19,9 +21,10 @@ const (
 	// PostgreSQL's jsonb parser is recursive and fails with "stack depth
 	// limit exceeded" somewhere in the thousands; Go's decoder stops at 10,000.
 	DefaultMaxJSONDepth = 256
-	// MaxFlowSteps is the most steps one flow may have (steps are indexed
-	// by a smallint in the database; this leaves ample room).
-	MaxFlowSteps = 10000
+	// MaxFlowSteps is the most steps one flow may have (flowdef.MaxSteps:
+	// steps are indexed by a smallint in the database; this leaves ample
+	// room).
+	MaxFlowSteps = flowdef.MaxSteps
 )
 
 // Limits bound the JSON documents the runtime accepts. The zero value

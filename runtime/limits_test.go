@@ -84,7 +84,7 @@ func TestInputLimits(t *testing.T) {
 // other tasks finishing in the same batch are not affected.
 func TestOutputLimits(t *testing.T) {
 	e := newEnv(t)
-	def := qflow.FlowDef{Slug: "outs", Steps: []qflow.StepDef{{Slug: "make", Map: true, Options: qflow.StepOptions{MaxAttempts: 3}}}}
+	def := qflow.FlowDef{Slug: "outs", Steps: []qflow.StepDef{{Slug: "make", Map: true, Options: qflow.StepOptions{Retries: 2}}}}
 	var calls atomic.Int32
 	e.startWorker(def, map[string]qflow.Handler{"make": func(_ context.Context, task *qflow.Task) (json.RawMessage, error) {
 		calls.Add(1)

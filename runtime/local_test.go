@@ -255,7 +255,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // it tells the worker when, so the worker does not wait for its next poll.
 func TestRetryIsClaimedWhenItsDelayEnds(t *testing.T) {
 	e := newEnv(t)
-	def := single("retry_soon", qflow.StepOptions{MaxAttempts: 2, BaseDelay: 50 * time.Millisecond})
+	def := single("retry_soon", qflow.StepOptions{Retries: 1, BaseDelay: 50 * time.Millisecond})
 	var calls sync.Map
 	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
 		if _, again := calls.LoadOrStore(task.RunID, true); !again {

@@ -22,7 +22,7 @@ import (
 // otelFlow maps over its input (a negative element fails for good) and sums.
 func otelFlow() (qflow.FlowDef, map[string]qflow.Handler) {
 	def := qflow.FlowDef{Slug: "traced", Steps: []qflow.StepDef{
-		{Slug: "square", Map: true, Options: qflow.StepOptions{MaxAttempts: 2}},
+		{Slug: "square", Map: true, Options: qflow.StepOptions{Retries: 1}},
 		{Slug: "sum", DependsOn: []string{"square"}},
 	}}
 	return def, map[string]qflow.Handler{

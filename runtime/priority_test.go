@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -40,16 +41,8 @@ func TestStepPriorities(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.prios != nil {
-				var slugs []string
-				var prios []int32
-				for s, p := range tc.prios {
-					slugs = append(slugs, s)
-					prios = append(prios, int32(p))
-				}
-				if _, err := e.db.Pool.Exec(ctx, `SELECT qflow.set_step_priorities($1::integer, $2::text[], $3::integer[])`, id, slugs, prios); err != nil {
-					t.Fatal(err)
-				}
+			if err := e.client.SetStepPriorities(ctx, id, tc.prios); err != nil {
+				t.Fatal(err)
 			}
 			// Two runs queued before any worker runs: all six tasks are ready.
 			var ids []uuid.UUID
@@ -95,7 +88,9 @@ func TestStepPriorities(t *testing.T) {
 	}
 }
 
-// TestStepPrioritiesErrors: unknown steps and mismatched arrays are refused.
+// TestStepPrioritiesErrors: unknown steps, unknown flow versions and
+// priorities that do not fit the engine's integer are refused, with the
+// package's errors; the SQL function refuses mismatched arrays itself.
 func TestStepPrioritiesErrors(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -104,13 +99,52 @@ func TestStepPrioritiesErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]any{
-		{id, []string{"nope"}, []int32{1}},
-		{id, []string{"a"}, []int32{1, 2}},
-		{id + 1000, []string{"a"}, []int32{1}},
+	for _, tc := range []struct {
+		id    int
+		prios map[string]int
+		want  error
+	}{
+		{id, map[string]int{"nope": 1}, qflow.ErrInvalidFlow},
+		{id, map[string]int{"a": 1 << 40}, qflow.ErrInvalidFlow},
+		{id + 1000, map[string]int{"a": 1}, qflow.ErrUnknownFlow},
 	} {
-		if _, err := e.db.Pool.Exec(ctx, `SELECT qflow.set_step_priorities($1::integer, $2::text[], $3::integer[])`, args...); err == nil {
-			t.Errorf("set_step_priorities%v: no error", args)
+		if err := e.client.SetStepPriorities(ctx, tc.id, tc.prios); !errors.Is(err, tc.want) {
+			t.Errorf("SetStepPriorities(%d, %v) = %v, want %v", tc.id, tc.prios, err, tc.want)
 		}
+	}
+	if _, err := e.db.Pool.Exec(ctx, `SELECT qflow.set_step_priorities($1::integer, $2::text[], $3::integer[])`, id, []string{"a"}, []int32{1, 2}); err == nil {
+		t.Error("set_step_priorities with 1 slug and 2 priorities: no error")
+	}
+	if err := e.client.SetStepPriorities(ctx, id, nil); err != nil {
+		t.Errorf("no priorities: %v", err)
+	}
+}
+
+// TestGetFlowInfo: a flow version is found by the id DefineFlow returned.
+func TestGetFlowInfo(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	def, _ := qflow.NewFlow("info").Step("a", qflow.StepDef{}).Step("b", qflow.StepDef{DependsOn: []string{"a"}}).Build()
+	id, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def2, _ := qflow.NewFlow("info").Step("a", qflow.StepDef{}).Build()
+	id2, err := e.client.DefineFlow(ctx, def2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.client.GetFlowInfo(ctx, id2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID != id2 || info.Slug != "info" || info.Version != 2 || info.Steps != 1 || info.ShapeHash != def2.ShapeHash() || info.Queue != "info_2" {
+		t.Errorf("GetFlowInfo(%d) = %+v", id2, info)
+	}
+	if info, err := e.client.GetFlowInfo(ctx, id); err != nil || info.Version != 1 {
+		t.Errorf("GetFlowInfo(%d) = %+v, %v", id, info, err)
+	}
+	if _, err := e.client.GetFlowInfo(ctx, id2+1000); !errors.Is(err, qflow.ErrUnknownFlow) {
+		t.Errorf("unknown id: %v", err)
 	}
 }

@@ -5,7 +5,7 @@ package runtime
 // every parameter is cast so plans do not depend on inferred types, and
 // pgx prepares each statement once per connection.
 const (
-	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb)`
+	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb, $4::jsonb)`
 
 	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms
 		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id

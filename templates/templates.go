@@ -17,8 +17,9 @@ var FS embed.FS
 // Flow is the data every template receives.
 type Flow struct {
 	Slug       string // flow slug
-	ShapeHash  string // runtime.FlowDef.ShapeHash of the definition
-	Definition string // the runtime.FlowDef as JSON
+	ShapeHash  string // flowdef.FlowDef.ShapeHash of the definition
+	Definition string // the flowdef.FlowDef as JSON
+	StepsJSON  string // the steps of its flowdef.Normalized form as JSON (define_flow's p_steps)
 	Steps      []Step // in definition order
 }
 

@@ -110,7 +110,7 @@ func seed(ts *testscript.TestScript, neg bool, args []string) {
 // so it is tried twice), total adds them up.
 func ReportFlow() (runtime.FlowDef, map[string]runtime.Handler) {
 	def, err := runtime.NewFlow("report").
-		Options(runtime.StepOptions{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond}).
+		Options(runtime.StepOptions{Retries: 1, BaseDelay: 10 * time.Millisecond}).
 		Step("fetch", runtime.StepDef{TakesInput: true}).
 		MapStep("score", "fetch", runtime.StepOptions{}).
 		Step("total", runtime.StepDef{DependsOn: []string{"score"}}).

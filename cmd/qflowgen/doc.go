@@ -34,9 +34,12 @@
 //
 // A directive is a line of a declaration's doc comment that starts with
 // //qflow: (no space after the slashes, like //go:generate). Words are
-// separated by spaces; options are key=value.
+// separated by spaces; options are key=value. A comment that looks meant
+// as one but is not read as one, such as "// qflow:step" or "// QFlow:step",
+// is a diagnostic (as go vet reports misspelled build tags), and so is an
+// unknown directive name such as //qflow:stpe, with the likely meaning.
 //
-// # //qflow:flow NAME [retries=N] [backoff=DUR] [timeout=DUR]
+// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR]
 //
 // On a type declaration: declares flow NAME whose input is that type. NAME
 // is the flow's slug (a lowercase letter, then lowercase letters, digits or
@@ -44,14 +47,26 @@
 // form (etl_v2 gives EtlV2Flow, RunEtlV2, ...). A package may declare
 // several flows. Options set the defaults of every step of the flow:
 //
-//	retries=N    attempts in all, counting the first (runtime StepOptions.MaxAttempts), 1..1000
+//	retries=N    how many times a failed task is tried again after its first
+//	             attempt, 0..999: retries=3 allows 4 attempts in all
+//	             (runtime StepOptions.Retries; retries=0 is runtime.NoRetries)
+//	attempts=N   the same as attempts in all, counting the first, 1..1000:
+//	             attempts=4 is retries=3 (give one of the two)
 //	backoff=DUR  delay before the first retry, doubled for each later one (BaseDelay)
 //	timeout=DUR  a handler's context is cancelled after DUR (Timeout)
 //
 // DUR is a Go duration: 500ms, 30s, 5m, 1h30m. An option left out takes the
-// runtime's default (3 attempts, 1s, 60s).
+// runtime's default (2 retries, so 3 attempts; 1s; 60s).
 //
-// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [retries=N] [backoff=DUR] [timeout=DUR] [delay=DUR]
+// Before this release retries=N meant N attempts in all. When the
+// qflow_gen.go being replaced was written under that meaning, qflowgen
+// reports each retries=N instead of silently adding an attempt:
+//
+//	flow.go:9:16: retries=3 now means 3 retries after the first attempt (4 attempts in all); qflow_gen.go was generated when it meant 3 attempts in all: write attempts=3 to keep that, or attempts=4 to take the new meaning
+//
+// Once regenerated, retries=N may be written again with its new meaning.
+//
+// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR]
 //
 // On a package-level function (not a method, not generic; it may be
 // unexported, as the generated code lives in the same package): makes it a
@@ -62,7 +77,7 @@
 //	             or, with no dependency, of the flow input (which must then be a slice)
 //	name=SLUG    the step's slug; default: the function name in snake_case (LoadRows: load_rows)
 //	flow=NAME    the step's flow; required when the package declares more than one flow
-//	retries=N, backoff=DUR, timeout=DUR
+//	retries=N, attempts=N, backoff=DUR, timeout=DUR
 //	             override the flow's options for this step
 //	delay=DUR    hold the step's tasks back for DUR after it becomes ready (StartDelay)
 //
@@ -83,7 +98,14 @@
 // survive encoding/json: no channels, functions, complex numbers, non-empty
 // interfaces, maps with unsupported key types, or structs without exported
 // fields (unless the type implements json.Marshaler or
-// encoding.TextMarshaler).
+// encoding.TextMarshaler). An unexported field of a struct declared in the
+// package would lose its value between steps, so it is a diagnostic at the
+// field; tag it `json:"-"` to say it is left out on purpose:
+//
+//	type Order struct {
+//		ID    string
+//		cache map[string]int `json:"-"` // rebuilt by each step, never sent
+//	}
 //
 // # What is generated
 //
@@ -114,7 +136,9 @@
 // the column at the word at fault; explanations follow on lines indented by
 // a tab (the hops of a dependency cycle, where the other side of a type
 // mismatch is declared). After 10 problems qflowgen prints "too many errors"
-// and stops.
+// and stops. Names that are probably typos get a hint: a depends= name one
+// or two edits from a step's function name ends in "(did you mean
+// Transform?)".
 //
 // # Flags
 //
@@ -125,7 +149,8 @@
 //		also write qflow_<flow>.mmd, a Mermaid flowchart of each flow
 //	-sql
 //		also write qflow_<flow>.sql, an idempotent SQL migration that registers
-//		each flow's shape (SELECT qflow.define_flow(slug, shape_hash, definition))
+//		each flow's shape (SELECT qflow.define_flow(slug, shape_hash,
+//		definition, normalised steps))
 //	-tags list
 //		comma-separated build tags to apply when loading the packages
 //	-v

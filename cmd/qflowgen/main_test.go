@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,26 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"qflowgen": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
+}
+
+// TestNoEngineDependency keeps the generator free of the engine: qflowgen
+// needs the flow model (package flowdef), not the database driver, the
+// runtime or its migrations.
+func TestNoEngineDependency(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/quantumflow/qflow/flowdef") {
+		t.Fatalf("go list -deps found no flowdef in:\n%s", out) // the list is not what this test thinks it is
+	}
+	for _, d := range deps {
+		if strings.HasPrefix(d, "github.com/jackc/") || d == "github.com/quantumflow/qflow/runtime" ||
+			strings.HasPrefix(d, "github.com/quantumflow/qflow/runtime/") || d == "github.com/quantumflow/qflow/migrations" {
+			t.Errorf("qflowgen depends on %s", d)
+		}
+	}
 }
 
 // TestScripts runs testdata/scripts/*.txtar at the module root. Each script

@@ -12,12 +12,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/quantumflow/qflow/flowdef"
 	"github.com/quantumflow/qflow/runtime"
 	"github.com/quantumflow/qflow/templates"
 )
 
 // Options are a step's options after inheriting from its flow and the
-// engine's defaults.
+// engine's defaults, as the engine applies them: MaxAttempts counts the
+// first try (retries + 1).
 type Options struct {
 	MaxAttempts int           `json:"max_attempts"`
 	BaseDelay   time.Duration `json:"base_delay"`
@@ -25,39 +27,22 @@ type Options struct {
 	StartDelay  time.Duration `json:"start_delay"`
 }
 
-// Effective returns the options the engine applies to step s of def.
+// Effective returns the options the engine applies to step s of def
+// (flowdef.FlowDef.Effective, with retries as attempts in all).
 func Effective(def *runtime.FlowDef, s runtime.StepDef) Options {
-	pick := func(step, flow, dflt time.Duration) time.Duration {
-		if step != 0 {
-			return step
-		}
-		if flow != 0 {
-			return flow
-		}
-		return dflt
-	}
-	o := Options{
-		BaseDelay:  pick(s.Options.BaseDelay, def.Options.BaseDelay, runtime.DefaultBaseDelay),
-		Timeout:    pick(s.Options.Timeout, def.Options.Timeout, runtime.DefaultTimeout),
-		StartDelay: s.Options.StartDelay,
-	}
-	switch {
-	case s.Options.MaxAttempts != 0:
-		o.MaxAttempts = s.Options.MaxAttempts
-	case def.Options.MaxAttempts != 0:
-		o.MaxAttempts = def.Options.MaxAttempts
-	default:
-		o.MaxAttempts = runtime.DefaultMaxAttempts
-	}
-	return o
+	o := def.Effective(s)
+	return Options{MaxAttempts: flowdef.Attempts(o.Retries), BaseDelay: o.BaseDelay, Timeout: o.Timeout, StartDelay: o.StartDelay}
 }
 
 // Overrides renders the options a step sets itself, as annotation options
 // ("retries=5 timeout=30s"); "" when it sets none.
 func Overrides(s runtime.StepDef) string {
 	var parts []string
-	if s.Options.MaxAttempts != 0 {
-		parts = append(parts, fmt.Sprintf("retries=%d", s.Options.MaxAttempts))
+	switch r := s.Options.Retries; {
+	case r == runtime.NoRetries:
+		parts = append(parts, "retries=0")
+	case r != 0:
+		parts = append(parts, fmt.Sprintf("retries=%d", r))
 	}
 	if s.Options.BaseDelay != 0 {
 		parts = append(parts, "backoff="+s.Options.BaseDelay.String())

@@ -32,11 +32,11 @@ func TestCut(t *testing.T) {
 }
 
 func TestLayersAndOptions(t *testing.T) {
-	def, err := runtime.NewFlow("f").Options(runtime.StepOptions{MaxAttempts: 5}).
+	def, err := runtime.NewFlow("f").Options(runtime.StepOptions{Retries: 4}).
 		Step("a", runtime.StepDef{TakesInput: true}).
 		MapStep("b", "a", runtime.StepOptions{Timeout: 2 * time.Second}).
 		Step("c", runtime.StepDef{DependsOn: []string{"a"}}).
-		Step("d", runtime.StepDef{DependsOn: []string{"b", "c"}, Options: runtime.StepOptions{MaxAttempts: 1}}).
+		Step("d", runtime.StepDef{DependsOn: []string{"b", "c"}, Options: runtime.StepOptions{Retries: runtime.NoRetries}}).
 		Build()
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +51,12 @@ func TestLayersAndOptions(t *testing.T) {
 	}
 	if o := Effective(&def, def.Steps[3]); o.MaxAttempts != 1 {
 		t.Errorf("Effective(d) = %+v", o)
+	}
+	if got := Overrides(def.Steps[3]); got != "retries=0" {
+		t.Errorf("Overrides(d) = %q, want retries=0", got)
+	}
+	if got := Overrides(def.Steps[1]); got != "timeout=2s" {
+		t.Errorf("Overrides(b) = %q, want timeout=2s", got)
 	}
 	m, err := Mermaid(&def)
 	if err != nil || !strings.Contains(m, "s_a -- each --> s_b") || !strings.Contains(m, "s_c --> s_d") {

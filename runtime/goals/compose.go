@@ -30,8 +30,9 @@ type Result struct {
 	Duration time.Duration // from start to end of the run
 	// Hedges counts second copies started by the aggressive level.
 	Hedges int
-	// PrioritiesApplied reports whether the engine took the advanced
-	// level's claim priorities (it needs qflow.set_step_priorities).
+	// PrioritiesApplied reports whether the run used the advanced level's
+	// claim priorities (Client.SetStepPriorities): true at LevelAdvanced
+	// and above.
 	PrioritiesApplied bool
 	// Err is the goal's error in ComposeMany's results.
 	Err error
@@ -146,16 +147,15 @@ func RunPlan(ctx context.Context, client *runtime.Client, plan *Plan, handlers H
 	if err != nil {
 		return res, err
 	}
-	if err := pool.QueryRow(ctx, `SELECT version FROM qflow.flows WHERE id = $1::integer`, flowID).Scan(&res.FlowVersion); err != nil {
-		return res, err
-	}
-	res.PrioritiesApplied, err = applyPriorities(ctx, client, flowID, plan)
+	info, err := client.GetFlowInfo(ctx, flowID)
 	if err != nil {
 		return res, err
 	}
-	if plan.Level >= LevelAdvanced && !res.PrioritiesApplied {
-		log.Warn("goals: the engine has no qflow.set_step_priorities; running without critical-path priorities", "flow", plan.Def.Slug)
+	res.FlowVersion = info.Version
+	if err := client.SetStepPriorities(ctx, flowID, plan.stepPriorities()); err != nil {
+		return res, fmt.Errorf("goals: %w", err)
 	}
+	res.PrioritiesApplied = plan.Level >= LevelAdvanced
 
 	concurrency := opts.Concurrency
 	if concurrency <= 0 {
@@ -269,32 +269,18 @@ func RunPlan(ctx context.Context, client *runtime.Client, plan *Plan, handlers H
 	return res, runErr
 }
 
-// applyPriorities hands the plan's claim priorities to the engine, or
-// clears earlier ones below LevelAdvanced (the same plan shape shares one
-// flow version). It reports false when the engine lacks
-// qflow.set_step_priorities.
-func applyPriorities(ctx context.Context, client *runtime.Client, flowID int, plan *Plan) (bool, error) {
-	ok, err := EngineHasPriorities(ctx, client)
-	if err != nil || !ok {
-		return false, err
+// stepPriorities are the claim priorities to hand the engine for plan:
+// its learned ones at LevelAdvanced and above, else 0 for every step, which
+// clears those an earlier run of the same shape (the same flow version)
+// set.
+func (p *Plan) stepPriorities() map[string]int {
+	out := make(map[string]int, len(p.Tasks))
+	for _, t := range p.Tasks {
+		out[t.Slug] = 0
 	}
-	slugs, prios := plan.Priorities()
-	if len(slugs) == 0 {
-		for _, t := range plan.Tasks {
-			slugs = append(slugs, t.Slug)
-			prios = append(prios, 0)
-		}
+	slugs, prios := p.Priorities()
+	for i, s := range slugs {
+		out[s] = int(prios[i])
 	}
-	if _, err := client.Pool().Exec(ctx, `SELECT qflow.set_step_priorities($1::integer, $2::text[], $3::integer[])`, flowID, slugs, prios); err != nil {
-		return false, fmt.Errorf("goals: set step priorities: %w", err)
-	}
-	return plan.Level >= LevelAdvanced, nil
-}
-
-// EngineHasPriorities reports whether the database's engine supports
-// priority-aware claiming (qflow.set_step_priorities exists).
-func EngineHasPriorities(ctx context.Context, client *runtime.Client) (bool, error) {
-	var ok bool
-	err := client.Pool().QueryRow(ctx, `SELECT to_regproc('qflow.set_step_priorities') IS NOT NULL`).Scan(&ok)
-	return ok, err
+	return out
 }

@@ -354,14 +354,14 @@ func TestBasicLevelTunesFromStatistics(t *testing.T) {
 		if got := p.Def.Steps[i].Options.Timeout; got != tu.Timeout {
 			t.Errorf("%s: step timeout %s, tuning %s", tk.ID, got, tu.Timeout)
 		}
-		wantAttempts := 0 // steady: never failed, keeps the default
+		wantRetries := 0 // steady: never failed, keeps the default
 		if tk.ID != "steady" {
 			// half of the attempts failed and retries recovered them:
-			// 0.5^n < 1/1000 needs n = 10, capped at 8
-			wantAttempts = 8
+			// 0.5^n < 1/1000 needs n = 10 attempts, capped at 8 (7 retries)
+			wantRetries = 7
 		}
-		if tu.MaxAttempts != wantAttempts || p.Def.Steps[i].Options.MaxAttempts != wantAttempts {
-			t.Errorf("%s: attempts %d (step %d), want %d", tk.ID, tu.MaxAttempts, p.Def.Steps[i].Options.MaxAttempts, wantAttempts)
+		if tu.Retries != wantRetries || p.Def.Steps[i].Options.Retries != wantRetries {
+			t.Errorf("%s: retries %d (step %d), want %d", tk.ID, tu.Retries, p.Def.Steps[i].Options.Retries, wantRetries)
 		}
 	}
 	// The tuned plan is a new version that runs, and a hang now costs the
@@ -387,9 +387,6 @@ func TestBasicLevelTunesFromStatistics(t *testing.T) {
 func TestAdvancedLevelClaimsCriticalPathFirst(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxT(t, 40*time.Second)
-	if ok, err := goals.EngineHasPriorities(ctx, c); err != nil || !ok {
-		t.Skipf("engine lacks qflow.set_step_priorities (priority-aware claiming not in migrations yet): %v", err)
-	}
 	dec := table{"cp": {
 		{ID: "side1", Kind: "short"}, {ID: "side2", Kind: "short"}, {ID: "side3", Kind: "short"},
 		{ID: "side4", Kind: "short"}, {ID: "side5", Kind: "short"},

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 // Goal is something to achieve: a decomposer turns it into tasks.
@@ -308,41 +310,24 @@ func topoOrder(specs []TaskSpec, index map[string]int) []int {
 }
 
 // findCycle returns one dependency cycle as a path of ids (the first id
-// repeated at the end), or nil.
+// repeated at the end), or nil. The search is flowdef.Cycles, the one flow
+// definitions are validated with.
 func findCycle(specs []TaskSpec, index map[string]int) []string {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := make([]int, len(specs))
-	var stack []string
-	var found []string
-	var visit func(i int) bool
-	visit = func(i int) bool {
-		color[i] = grey
-		stack = append(stack, specs[i].ID)
-		for _, d := range specs[i].DependsOn {
-			j := index[d]
-			if color[j] == grey {
-				start := slices.Index(stack, d)
-				found = append(slices.Clone(stack[start:]), d)
-				return true
-			}
-			if color[j] == white && visit(j) {
-				return true
-			}
+	cycles := flowdef.Cycles(len(specs), func(i int) []int {
+		deps := make([]int, len(specs[i].DependsOn))
+		for k, d := range specs[i].DependsOn {
+			deps[k] = index[d]
 		}
-		stack = stack[:len(stack)-1]
-		color[i] = black
-		return false
+		return deps
+	})
+	if len(cycles) == 0 {
+		return nil
 	}
-	for i := range specs {
-		if color[i] == white && visit(i) {
-			return found
-		}
+	path := make([]string, 0, len(cycles[0])+1)
+	for _, i := range cycles[0] {
+		path = append(path, specs[i].ID)
 	}
-	return nil
+	return append(path, path[0])
 }
 
 func dedupe(s []string) []string {

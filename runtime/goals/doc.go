@@ -59,15 +59,13 @@
 //   - LevelOff: steps keep their configured options.
 //   - LevelBasic: timeout = max(floor, p99 × factor), rounded up to 1, 1.5,
 //     2, 3, 5 or 7 × 10ⁿ ms so the flow version stays stable; attempts
-//     raised, where failures were transient, until all attempts failing
+//     (retries) raised, where failures were transient, until all attempts failing
 //     has odds below 1/1000 at the observed failure rate. New options
 //     make a new flow version; runs keep the version they started on.
 //   - LevelAdvanced: also critical-path-first scheduling: each step's
 //     claim priority is the learned length of the longest path from it to
-//     the end (qflow.set_step_priorities), so when workers are scarce
-//     the tasks on that path are claimed first. It needs the engine's
-//     priority-aware claim; without it the level runs as basic and
-//     Result.PrioritiesApplied is false.
+//     the end (runtime.Client.SetStepPriorities), so when workers are
+//     scarce the tasks on that path are claimed first.
 //   - LevelAggressive: also hedging of stragglers for tasks marked
 //     Idempotent: when an attempt runs longer than HedgeFactor × its
 //     median, a second copy starts in the same slot and the first success

@@ -153,7 +153,7 @@ func effectHangRecovery(t *testing.T, c *runtime.Client) {
 	basicHang, p := hangingRun(goals.LevelBasic)
 	t.Logf("hang recovery: normal run %s", summary(normal))
 	t.Logf("  off   (default timeout %s): run with a hang %d ms", runtime.DefaultTimeout, offHang.Milliseconds())
-	t.Logf("  basic (learned timeout %s, attempts %d): run with a hang %d ms", p.Tuning["fetch"].Timeout, p.Def.Steps[0].Options.MaxAttempts, basicHang.Milliseconds())
+	t.Logf("  basic (learned timeout %s, retries %d): run with a hang %d ms", p.Tuning["fetch"].Timeout, p.Def.Steps[0].Options.Retries, basicHang.Milliseconds())
 }
 
 // effectStragglers: 3 stages of 4 parallel idempotent calls (50 ms, but 1

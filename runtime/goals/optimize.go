@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/quantumflow/qflow/flowdef"
 	"github.com/quantumflow/qflow/runtime"
 )
 
@@ -21,8 +22,9 @@ type LearnOptions struct {
 	TimeoutFactor float64
 	// TimeoutFloor is the shortest learned timeout (default 1s).
 	TimeoutFloor time.Duration
-	// MaxAttempts caps learned attempts (default 8).
-	MaxAttempts int
+	// MaxRetries caps learned retries, the tries after the first
+	// (default 7).
+	MaxRetries int
 	// HedgeFactor multiplies the median duration to give the hedging delay
 	// (default 2).
 	HedgeFactor float64
@@ -40,8 +42,8 @@ func (o LearnOptions) withDefaults() LearnOptions {
 	if o.TimeoutFloor <= 0 {
 		o.TimeoutFloor = time.Second
 	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 8
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = 7
 	}
 	if o.HedgeFactor <= 0 {
 		o.HedgeFactor = 2
@@ -60,9 +62,11 @@ type Tuning struct {
 	Source  string `json:"source"`
 	Samples int    `json:"samples"`
 	// EstimateMS is the learned typical (median) duration.
-	EstimateMS  float64       `json:"estimate_ms"`
-	Timeout     time.Duration `json:"timeout,omitempty"`      // basic
-	MaxAttempts int           `json:"max_attempts,omitempty"` // basic
+	EstimateMS float64       `json:"estimate_ms"`
+	Timeout    time.Duration `json:"timeout,omitempty"` // basic
+	// Retries is the learned number of retries after the first attempt
+	// (basic), set only when it is more than the plan's own.
+	Retries int `json:"retries,omitempty"`
 	// Priority is the claim priority (advanced): the learned duration of
 	// the longest path from the task to the end of the run, in ms, plus 1.
 	Priority int `json:"priority,omitempty"`
@@ -95,10 +99,8 @@ func (p *Plan) tune(ctx context.Context, client *runtime.Client, level Level, lo
 	}
 	p.Level = level
 	p.Tuning = map[string]Tuning{}
-	baseAttempts := p.Def.Options.MaxAttempts
-	if baseAttempts == 0 {
-		baseAttempts = runtime.DefaultMaxAttempts
-	}
+	baseAttempts := flowdef.Attempts(p.Def.Effective(runtime.StepDef{}).Retries)
+	maxAttempts := flowdef.Attempts(o.MaxRetries)
 	for i, t := range p.Tasks {
 		st, src := byStep[t.Slug], "step"
 		if st.Samples < o.MinSamples && st.Tasks < int64(o.MinSamples) {
@@ -120,14 +122,14 @@ func (p *Plan) tune(ctx context.Context, client *runtime.Client, level Level, lo
 		// below 1 in 1000 at the observed failure rate.
 		if st.FailedAttempts > 0 && (st.RetriedOK > 0 || st.Timeouts > 0) && st.Attempts > 0 {
 			pf := float64(st.FailedAttempts) / float64(st.Attempts)
-			n := o.MaxAttempts
+			n := maxAttempts
 			if pf < 1 {
 				n = int(math.Ceil(math.Log(1e-3) / math.Log(pf)))
 			}
-			n = min(max(n, baseAttempts), o.MaxAttempts)
+			n = min(max(n, baseAttempts), maxAttempts)
 			if n > baseAttempts {
-				tu.MaxAttempts = n
-				opt.MaxAttempts = n
+				tu.Retries = n - 1
+				opt.Retries = n - 1
 			}
 		}
 		// aggressive: hedge idempotent stragglers.
@@ -190,7 +192,7 @@ func (p *Plan) prioritise() {
 }
 
 // Priorities returns the plan's step slugs and their claim priorities, for
-// qflow.set_step_priorities; both are empty below LevelAdvanced.
+// runtime.Client.SetStepPriorities; both are empty below LevelAdvanced.
 func (p *Plan) Priorities() (slugs []string, prios []int32) {
 	if p.Level < LevelAdvanced {
 		return nil, nil

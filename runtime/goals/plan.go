@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/quantumflow/qflow/flowdef"
 	"github.com/quantumflow/qflow/runtime"
 )
 
@@ -233,7 +234,7 @@ func flowSlug(g Goal) string {
 		name = g.Description
 	}
 	s := "goal_" + slugify(name)
-	if len(s) > 40 {
+	if len(s) > flowdef.MaxSlugLen {
 		s = s[:31] + "_" + shortHash(name)
 	}
 	return strings.TrimRight(s, "_")
@@ -244,14 +245,14 @@ func flowSlug(g Goal) string {
 // with a letter; when that is too long or already taken, it is cut and a
 // hash of the id is appended. The result depends only on the ids in order.
 func assignSlugs(tasks []Task) {
-	taken := map[string]bool{"run": true}
+	taken := map[string]bool{flowdef.InputKey: true}
 	for i := range tasks {
 		id := tasks[i].ID
 		s := slugify(id)
 		if s == "" || s[0] < 'a' || s[0] > 'z' {
 			s = "t_" + s
 		}
-		if len(s) > 40 || taken[s] {
+		if len(s) > flowdef.MaxSlugLen || taken[s] {
 			s = strings.TrimRight(s[:min(len(s), 31)], "_") + "_" + shortHash(id)
 		}
 		for n := 2; taken[s]; n++ { // a hash collision: practically never
@@ -340,14 +341,14 @@ func (p *Plan) taskRun(rt *runtime.Task, t *Task) (*TaskRun, error) {
 		return nil, runtime.Permanent(fmt.Errorf("task %q: decode input: %w", t.ID, err))
 	}
 	var in runInput
-	if r, ok := raw["run"]; ok {
+	if r, ok := raw[flowdef.InputKey]; ok {
 		if err := json.Unmarshal(r, &in); err != nil {
 			return nil, runtime.Permanent(fmt.Errorf("task %q: decode run input: %w", t.ID, err))
 		}
 	}
 	tr := &TaskRun{RunID: rt.RunID, Attempt: rt.Attempt, Goal: in.Goal, Task: *t, Input: in.Inputs[t.Slug], Deps: map[string]json.RawMessage{}}
 	for slug, v := range raw {
-		if slug == "run" {
+		if slug == flowdef.InputKey {
 			continue
 		}
 		if d := p.bySlug[slug]; d != nil {

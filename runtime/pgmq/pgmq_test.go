@@ -630,7 +630,6 @@ func TestReadWithPoll(t *testing.T) {
 	t.Run("cancelled context stops the wait", func(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()
-		start := time.Now()
 		_, err := pgmq.ReadWithPoll(cctx, db, "empty_never", 30*time.Second, 1, &pgmq.PollOpts{MaxPoll: 30 * time.Second})
 		if err == nil {
 			t.Fatal("no error from a poll on a missing queue")
@@ -638,7 +637,7 @@ func TestReadWithPoll(t *testing.T) {
 		if err := pgmq.Create(ctx, db, "idle"); err != nil {
 			t.Fatal(err)
 		}
-		start = time.Now()
+		start := time.Now()
 		_, err = pgmq.ReadWithPoll(cctx, db, "idle", 30*time.Second, 1, &pgmq.PollOpts{MaxPoll: 30 * time.Second})
 		if err == nil || time.Since(start) > 15*time.Second {
 			t.Errorf("cancelled poll: %v after %v; want an error well before 30s", err, time.Since(start))

@@ -34,7 +34,7 @@ var Columns = []string{"order_id", "date", "region", "category", "product", "qua
 
 // Input is the flow's input.
 //
-//qflow:flow etl retries=3 backoff=200ms timeout=60s
+//qflow:flow etl retries=2 backoff=200ms timeout=60s
 type Input struct {
 	// Source is the CSV to load: a file path, or EmbeddedSource. Workers
 	// read it, so a path must exist where they run.
@@ -298,7 +298,7 @@ func Quality(ctx context.Context, rows []Row) (QualityReport, error) {
 // Load writes the results into PostgreSQL in one transaction, replacing
 // what an earlier load of the same source wrote.
 //
-//qflow:step depends=Totals,Quality,Checksum retries=5 timeout=30s
+//qflow:step depends=Totals,Quality,Checksum retries=4 timeout=30s
 func Load(ctx context.Context, in Input, totals []CategoryTotal, q QualityReport, fp Fingerprint) (Summary, error) {
 	s := Summary{Source: in.Source, Fingerprint: fp, Quality: q, Categories: totals}
 	for _, t := range totals {

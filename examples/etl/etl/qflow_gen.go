@@ -52,19 +52,19 @@ var (
 //	    s_checksum --> s_load
 var EtlFlow = runtime.FlowDef{
 	Slug:    "etl",
-	Options: runtime.StepOptions{MaxAttempts: 3, BaseDelay: 200 * time.Millisecond, Timeout: time.Minute},
+	Options: runtime.StepOptions{Retries: 2, BaseDelay: 200 * time.Millisecond, Timeout: time.Minute},
 	Steps: []runtime.StepDef{
 		{Slug: "extract", TakesInput: true},
 		{Slug: "checksum", DependsOn: []string{"extract"}},
 		{Slug: "parse", DependsOn: []string{"extract"}, Map: true, Options: runtime.StepOptions{Timeout: 10 * time.Second}},
 		{Slug: "totals", DependsOn: []string{"parse"}},
 		{Slug: "quality", DependsOn: []string{"parse"}},
-		{Slug: "load", DependsOn: []string{"totals", "quality", "checksum"}, TakesInput: true, Options: runtime.StepOptions{MaxAttempts: 5, Timeout: 30 * time.Second}},
+		{Slug: "load", DependsOn: []string{"totals", "quality", "checksum"}, TakesInput: true, Options: runtime.StepOptions{Retries: 4, Timeout: 30 * time.Second}},
 	},
 }
 
 // EtlShapeHash is EtlFlow.ShapeHash(), computed when qflowgen ran.
-const EtlShapeHash = "548e6a50de9bf601bfc207819edf0f99"
+const EtlShapeHash = "69d93a03d8eb140940e422a40f1427c9"
 
 // EtlOutput is the output of a run of flow "etl": the outputs of its leaf
 // steps.

@@ -12,7 +12,7 @@ import (
 
 //go:generate go run github.com/quantumflow/qflow/cmd/qflowgen -sql
 
-//qflow:flow e2e_diamond retries=2 backoff=10ms timeout=10s
+//qflow:flow e2e_diamond attempts=2 backoff=10ms timeout=10s
 type Input struct {
 	Text string
 	Fail bool // make Join fail permanently

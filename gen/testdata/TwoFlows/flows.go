@@ -17,7 +17,7 @@ type Refund struct {
 //qflow:step flow=checkout
 func Reserve(ctx context.Context, o Order) ([]string, error) { return o.Items, nil }
 
-//qflow:step flow=checkout depends=Reserve
+//qflow:step flow=checkout depends=Reserve attempts=1
 func Charge(ctx context.Context, o Order, reserved []string) (string, error) { return "receipt", nil }
 
 //qflow:step flow=checkout depends=Reserve

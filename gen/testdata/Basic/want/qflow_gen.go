@@ -43,17 +43,17 @@ var (
 //	    s_count --> s_load
 var EtlFlow = runtime.FlowDef{
 	Slug:    "etl",
-	Options: runtime.StepOptions{MaxAttempts: 3, BaseDelay: time.Second, Timeout: time.Minute},
+	Options: runtime.StepOptions{Retries: 3, BaseDelay: time.Second, Timeout: time.Minute},
 	Steps: []runtime.StepDef{
 		{Slug: "extract", TakesInput: true},
 		{Slug: "clean", DependsOn: []string{"extract"}, Map: true},
 		{Slug: "count", DependsOn: []string{"extract"}},
-		{Slug: "load", DependsOn: []string{"clean", "count"}, TakesInput: true, Options: runtime.StepOptions{MaxAttempts: 5, Timeout: 30 * time.Second}},
+		{Slug: "load", DependsOn: []string{"clean", "count"}, TakesInput: true, Options: runtime.StepOptions{Retries: 5, Timeout: 30 * time.Second}},
 	},
 }
 
 // EtlShapeHash is EtlFlow.ShapeHash(), computed when qflowgen ran.
-const EtlShapeHash = "9a7f6bb1d9b00d6c3cbf6c3374eef67b"
+const EtlShapeHash = "0186a350c67ed92fca51e4abdb98d279"
 
 // EtlOutput is the output of a run of flow "etl": the outputs of its leaf
 // steps.

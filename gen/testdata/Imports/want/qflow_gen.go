@@ -56,7 +56,7 @@ var SyncFlow = runtime.FlowDef{
 }
 
 // SyncShapeHash is SyncFlow.ShapeHash(), computed when qflowgen ran.
-const SyncShapeHash = "86c5b20edb2ef5e482e37689ad2e8763"
+const SyncShapeHash = "4490fa00949d7c636cedfbce1ea5a532"
 
 // SyncOutput is the output of a run of flow "sync": the outputs of its leaf
 // steps.

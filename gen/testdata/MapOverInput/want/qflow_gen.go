@@ -45,7 +45,7 @@ var ResizeImagesFlow = runtime.FlowDef{
 	Slug:    "resize_images",
 	Options: runtime.StepOptions{Timeout: 2 * time.Minute},
 	Steps: []runtime.StepDef{
-		{Slug: "resize", Map: true, Options: runtime.StepOptions{MaxAttempts: 2, BaseDelay: 250 * time.Millisecond, StartDelay: 1500 * time.Millisecond}},
+		{Slug: "resize", Map: true, Options: runtime.StepOptions{Retries: 2, BaseDelay: 250 * time.Millisecond, StartDelay: 1500 * time.Millisecond}},
 		{Slug: "notify", DependsOn: []string{"resize"}},
 		{Slug: "publish", DependsOn: []string{"notify", "resize"}, TakesInput: true, Options: runtime.StepOptions{Timeout: 90 * time.Second}},
 		{Slug: "verify", DependsOn: []string{"resize"}, Map: true},
@@ -54,7 +54,7 @@ var ResizeImagesFlow = runtime.FlowDef{
 
 // ResizeImagesShapeHash is ResizeImagesFlow.ShapeHash(), computed when qflowgen
 // ran.
-const ResizeImagesShapeHash = "f4be35c98bf0af1ffd92a5ed567fdba3"
+const ResizeImagesShapeHash = "0dbc4609cd26cd7524d19d8034602273"
 
 // ResizeImagesOutput is the output of a run of flow "resize_images": the
 // outputs of its leaf steps.

@@ -41,13 +41,13 @@ var CheckoutFlow = runtime.FlowDef{
 	Slug: "checkout",
 	Steps: []runtime.StepDef{
 		{Slug: "reserve", TakesInput: true},
-		{Slug: "charge", DependsOn: []string{"reserve"}, TakesInput: true},
+		{Slug: "charge", DependsOn: []string{"reserve"}, TakesInput: true, Options: runtime.StepOptions{Retries: runtime.NoRetries}},
 		{Slug: "ship", DependsOn: []string{"reserve"}},
 	},
 }
 
 // CheckoutShapeHash is CheckoutFlow.ShapeHash(), computed when qflowgen ran.
-const CheckoutShapeHash = "7d66e977c9c637e2ec45149b3cb93d7d"
+const CheckoutShapeHash = "fff1795c4f03e282a6d86401ddfcbe8c"
 
 // CheckoutOutput is the output of a run of flow "checkout": the outputs of its
 // leaf steps.
@@ -174,14 +174,14 @@ func RunCheckoutLocal(ctx context.Context, c *runtime.Client, in Order) (Checkou
 //	    input -.-> s_pay_back
 var RefundV2Flow = runtime.FlowDef{
 	Slug:    "refund_v2",
-	Options: runtime.StepOptions{MaxAttempts: 10},
+	Options: runtime.StepOptions{Retries: 10},
 	Steps: []runtime.StepDef{
 		{Slug: "pay_back", TakesInput: true},
 	},
 }
 
 // RefundV2ShapeHash is RefundV2Flow.ShapeHash(), computed when qflowgen ran.
-const RefundV2ShapeHash = "3654f9fed19064100846b5b077ad5877"
+const RefundV2ShapeHash = "88e4daba00f0ea5b2f421a0b58ae9364"
 
 // RefundV2Output is the output of a run of flow "refund_v2": the outputs of its
 // leaf steps.

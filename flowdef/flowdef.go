@@ -1,0 +1,82 @@
+package flowdef
+
+import "time"
+
+// StepOptions tune how a step's tasks are retried and timed. A zero field
+// inherits the flow's value; a zero flow value takes the default.
+type StepOptions struct {
+	// Retries is how many times a failed task is tried again after its
+	// first attempt: 0 inherits (flow default DefaultRetries), NoRetries
+	// means one attempt and no retry.
+	Retries int `json:"retries,omitempty"`
+	// BaseDelay is the first retry's delay; later retries double it (flow
+	// default DefaultBaseDelay).
+	BaseDelay time.Duration `json:"base_delay,omitempty"`
+	// Timeout cancels a handler's context (flow default DefaultTimeout).
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// StartDelay holds a step's tasks back after it becomes ready (default
+	// 0; a flow's StartDelay is ignored).
+	StartDelay time.Duration `json:"start_delay,omitempty"`
+}
+
+// NoRetries as StepOptions.Retries asks for a single attempt, where 0 would
+// inherit.
+const NoRetries = -1
+
+// Defaults applied when neither a step nor its flow sets an option.
+const (
+	DefaultRetries   = 2 // 3 attempts in all
+	DefaultBaseDelay = time.Second
+	DefaultTimeout   = 60 * time.Second
+)
+
+// MaxSteps is the most steps one flow may have (the engine indexes steps
+// with a smallint).
+const MaxSteps = 10000
+
+// StepDef describes one step of a flow.
+type StepDef struct {
+	// Slug names the step within its flow (see ValidSlug); InputKey is
+	// reserved.
+	Slug string `json:"slug"`
+	// DependsOn lists the slugs of the steps whose outputs this step takes,
+	// in parameter order.
+	DependsOn []string `json:"depends_on,omitempty"`
+	// Map makes the step run once per element of its only dependency's
+	// output (or of the flow input when it has no dependency).
+	Map bool `json:"map,omitempty"`
+	// TakesInput passes the flow input to the step's tasks under InputKey.
+	TakesInput bool `json:"takes_input,omitempty"`
+	// Options override the flow's options for this step.
+	Options StepOptions `json:"options"`
+}
+
+// FlowDef describes a flow: its slug, default options and steps. Generated
+// code and dynamic flows both describe their flows as a FlowDef.
+type FlowDef struct {
+	// Slug names the flow (the same rules as a step slug); it also names the
+	// flow's queue.
+	Slug string `json:"slug"`
+	// Options are the defaults for every step (StartDelay is ignored here).
+	Options StepOptions `json:"options"`
+	// Steps may come in any order; Validate checks the graph.
+	Steps []StepDef `json:"steps"`
+}
+
+// Leaves returns the slugs of the steps no other step depends on, in
+// definition order: their outputs form the run's output.
+func (f FlowDef) Leaves() []string {
+	used := map[string]bool{}
+	for _, s := range f.Steps {
+		for _, d := range s.DependsOn {
+			used[d] = true
+		}
+	}
+	var out []string
+	for _, s := range f.Steps {
+		if !used[s.Slug] {
+			out = append(out, s.Slug)
+		}
+	}
+	return out
+}

@@ -1,0 +1,112 @@
+package flowdef
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Normalized is a definition in the form the engine stores (the steps of
+// the qflow.steps table): every step with its options resolved against
+// the flow's and the defaults, retries as attempts in all, durations in
+// whole milliseconds (rounded up). Nothing in it is inherited, so the
+// engine's define_flow applies no rule of its own.
+type Normalized struct {
+	Slug  string           `json:"slug"`
+	Steps []NormalizedStep `json:"steps"`
+}
+
+// NormalizedStep is one step of a Normalized definition.
+type NormalizedStep struct {
+	Slug         string   `json:"slug"`
+	DependsOn    []string `json:"depends_on"` // slugs, in parameter order; never null
+	Map          bool     `json:"map"`
+	TakesInput   bool     `json:"takes_input"`
+	MaxAttempts  int      `json:"max_attempts"` // Retries + 1: at least 1
+	BaseDelayMS  int64    `json:"base_delay_ms"`
+	TimeoutMS    int64    `json:"timeout_ms"` // at least 1
+	StartDelayMS int64    `json:"start_delay_ms"`
+}
+
+// Normalize validates f and returns its Normalized form.
+func (f FlowDef) Normalize() (Normalized, error) {
+	if err := f.Validate(); err != nil {
+		return Normalized{}, err
+	}
+	return f.normal(), nil
+}
+
+// normal resolves f without validating it.
+func (f FlowDef) normal() Normalized {
+	n := Normalized{Slug: f.Slug, Steps: make([]NormalizedStep, len(f.Steps))}
+	for i, s := range f.Steps {
+		deps := s.DependsOn
+		if deps == nil {
+			deps = []string{}
+		}
+		n.Steps[i] = NormalizedStep{
+			Slug:         s.Slug,
+			DependsOn:    deps,
+			Map:          s.Map,
+			TakesInput:   s.TakesInput,
+			MaxAttempts:  Attempts(pick(s.Options.Retries, f.Options.Retries, DefaultRetries)),
+			BaseDelayMS:  ceilMS(pick(s.Options.BaseDelay, f.Options.BaseDelay, DefaultBaseDelay)),
+			TimeoutMS:    max(1, ceilMS(pick(s.Options.Timeout, f.Options.Timeout, DefaultTimeout))),
+			StartDelayMS: ceilMS(s.Options.StartDelay),
+		}
+	}
+	return n
+}
+
+// Effective returns the options the engine applies to step s of f: its
+// own, else the flow's, else the defaults. Retries is never 0 unless the
+// step gets no retry, in which case it is NoRetries.
+func (f FlowDef) Effective(s StepDef) StepOptions {
+	r := pick(s.Options.Retries, f.Options.Retries, DefaultRetries)
+	return StepOptions{
+		Retries:    r,
+		BaseDelay:  pick(s.Options.BaseDelay, f.Options.BaseDelay, DefaultBaseDelay),
+		Timeout:    pick(s.Options.Timeout, f.Options.Timeout, DefaultTimeout),
+		StartDelay: s.Options.StartDelay,
+	}
+}
+
+// Attempts converts a Retries value to attempts in all: retries + 1, and 1
+// for NoRetries (or any negative value).
+func Attempts(retries int) int { return max(retries, 0) + 1 }
+
+// ShapeHash returns a stable hash of everything that affects how runs of
+// the flow execute: its Normalized form (step slugs, order, dependencies,
+// map and input flags, resolved options). Two definitions with the same
+// hash are interchangeable, however their options were spelled.
+func (f FlowDef) ShapeHash() string { return f.normal().ShapeHash() }
+
+// ShapeHash returns the shape hash of the definition n was made from (see
+// FlowDef.ShapeHash).
+func (n Normalized) ShapeHash() string {
+	b, err := json.Marshal(n)
+	if err != nil {
+		panic(err) // plain data: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+func pick[T comparable](step, flow, dflt T) T {
+	var zero T
+	if step != zero {
+		return step
+	}
+	if flow != zero {
+		return flow
+	}
+	return dflt
+}
+
+func ceilMS(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}

@@ -1,0 +1,90 @@
+package flowdef
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrInvalid wraps every error Validate and Normalize return.
+var ErrInvalid = errors.New("invalid flow definition")
+
+// Validate checks a definition: slugs, the number of steps, duplicate
+// steps, unknown, repeated and self-dependencies, cycles, map steps with
+// more than one dependency (or with the flow input and a dependency), and
+// options out of range. All problems are reported together, each wrapping
+// ErrInvalid.
+func (f FlowDef) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: flow %q: %s", ErrInvalid, f.Slug, fmt.Sprintf(format, a...)))
+	}
+	if !ValidSlug(f.Slug) {
+		bad("slug must match %s", SlugPattern)
+	}
+	if len(f.Steps) == 0 {
+		bad("no steps")
+	}
+	if len(f.Steps) > MaxSteps {
+		bad("%d steps; a flow may have at most %d (MaxFlowSteps)", len(f.Steps), MaxSteps)
+	}
+	checkOpts := func(where string, o StepOptions) {
+		if o.Retries < NoRetries || o.BaseDelay < 0 || o.Timeout < 0 || o.StartDelay < 0 {
+			bad("%s: options must not be negative (but Retries may be NoRetries)", where)
+		}
+	}
+	checkOpts("flow options", f.Options)
+	index := make(map[string]int, len(f.Steps))
+	for i, s := range f.Steps {
+		if !ValidSlug(s.Slug) {
+			bad("step %q: slug must match %s", s.Slug, SlugPattern)
+		}
+		if s.Slug == InputKey {
+			bad("step %q: the name is reserved for the flow input", InputKey)
+		}
+		if _, dup := index[s.Slug]; dup {
+			bad("step %q defined twice", s.Slug)
+		}
+		index[s.Slug] = i
+		checkOpts(fmt.Sprintf("step %q", s.Slug), s.Options)
+	}
+	for _, s := range f.Steps {
+		seen := map[string]bool{}
+		for _, d := range s.DependsOn {
+			switch {
+			case d == s.Slug:
+				bad("step %q depends on itself", s.Slug)
+			case seen[d]:
+				bad("step %q lists dependency %q twice", s.Slug, d)
+			default:
+				if _, ok := index[d]; !ok {
+					bad("step %q depends on unknown step %q", s.Slug, d)
+				}
+			}
+			seen[d] = true
+		}
+		if s.Map && len(s.DependsOn) > 1 {
+			bad("map step %q has %d dependencies; a map step takes at most one", s.Slug, len(s.DependsOn))
+		}
+		if s.Map && s.TakesInput && len(s.DependsOn) > 0 {
+			bad("map step %q takes the flow input and a dependency; a map task receives only its element", s.Slug)
+		}
+	}
+	if len(errs) == 0 {
+		cycles := Cycles(len(f.Steps), func(i int) []int {
+			deps := make([]int, len(f.Steps[i].DependsOn))
+			for k, d := range f.Steps[i].DependsOn {
+				deps[k] = index[d]
+			}
+			return deps
+		})
+		if len(cycles) > 0 {
+			path := make([]string, 0, len(cycles[0])+1)
+			for _, i := range cycles[0] {
+				path = append(path, f.Steps[i].Slug)
+			}
+			bad("dependency cycle: %s", strings.Join(append(path, path[0]), " -> "))
+		}
+	}
+	return errors.Join(errs...)
+}

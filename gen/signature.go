@@ -1,0 +1,182 @@
+package gen
+
+import (
+	"fmt"
+	"go/token"
+	"go/types"
+	"strings"
+)
+
+// This file checks each step function's signature against its flow and
+// dependencies, and records what emission needs (input, element and output
+// types, parameter positions).
+
+// results checks a step's results, (T, error) or error, and records its
+// output type. It runs for every step before any parameter is checked.
+func (c *checker) results(s *stepModel) {
+	sig := s.Func.Type().(*types.Signature)
+	fn := s.Decl
+	for _, field := range fn.Type.Params.List {
+		for range max(len(field.Names), 1) {
+			s.Params = append(s.Params, paramInfo{TypePos: field.Type.Pos()})
+		}
+	}
+	for i := range s.Params {
+		s.Params[i].Type = sig.Params().At(i).Type()
+		s.Params[i].Name = sig.Params().At(i).Name()
+	}
+	res := sig.Results()
+	resPos := fn.Name.Pos()
+	if fn.Type.Results != nil {
+		resPos = fn.Type.Results.Pos()
+	}
+	switch {
+	case res.Len() == 1 && isError(res.At(0).Type()):
+	case res.Len() == 2 && isError(res.At(1).Type()) && !isError(res.At(0).Type()):
+		s.Out = res.At(0).Type()
+		c.jsonCheck(s.outPos(), fmt.Sprintf("output type %s of step %s", typeString(s.Out, c.pkg.Types), s.goName()), s.Out)
+	default:
+		s.BadResults = true
+		c.errorf(resPos, "step %s must return (T, error) or error, not %s", s.goName(), resultString(res, c.pkg.Types))
+	}
+}
+
+// outPos is the position of the output type in s's results.
+func (s *stepModel) outPos() token.Pos { return s.Decl.Type.Results.List[0].Type.Pos() }
+
+// signature checks a step's parameters against its dependencies and flow,
+// and records what emission needs.
+func (c *checker) signature(s *stepModel) {
+	sig := s.Func.Type().(*types.Signature)
+	name := s.goName()
+	fn := s.Decl
+	if sig.Variadic() {
+		c.errorf(s.Params[len(s.Params)-1].TypePos, "step %s is variadic; a step takes ctx, optionally the flow input, then one parameter per dependency", name)
+		return
+	}
+	if len(s.Params) == 0 || !isContext(s.Params[0].Type) {
+		pos := fn.Type.Params.Pos()
+		if len(s.Params) > 0 {
+			pos = s.Params[0].TypePos
+		}
+		c.errorf(pos, "first parameter of step %s must be context.Context", name)
+		return
+	}
+	if s.Flow == nil {
+		return
+	}
+	for _, d := range s.Deps {
+		if d.Step == nil || d.Step.BadResults {
+			return // reported; counting parameters would only add noise
+		}
+	}
+	if s.Map {
+		c.mapSignature(s)
+		return
+	}
+
+	// ctx [, in Input], one parameter per dependency that has an output.
+	var want []string
+	for _, d := range s.Deps {
+		if t := d.Step.outputSeen(); t != nil {
+			want = append(want, fmt.Sprintf("%s (from %s)", typeString(t, c.pkg.Types), d.Name))
+		}
+	}
+	input := s.Flow.Input.Type()
+	got := len(s.Params) - 1
+	switch got - len(want) {
+	case 0:
+	case 1:
+		s.TakesInput = true
+		p := s.Params[1]
+		if !types.Identical(p.Type, input) {
+			d := c.errorf(p.TypePos, "parameter %s of step %s has type %s, but the input of flow %s is %s", paramName(p, 1), name, typeString(p.Type, c.pkg.Types), s.Flow.Name, typeString(input, c.pkg.Types))
+			c.note(d, s.Flow.Input.Pos(), "flow %s input type %s declared here", s.Flow.Name, s.Flow.Input.Name())
+		}
+	default:
+		deps := "no dependency outputs"
+		if len(want) > 0 {
+			deps = strings.Join(want, ", ")
+		}
+		c.errorf(fn.Name.Pos(), "step %s has %d parameters; want %d or %d: ctx context.Context, optionally the flow input %s, then %s",
+			name, len(s.Params), 1+len(want), 2+len(want), typeString(input, c.pkg.Types), deps)
+		return
+	}
+	i := 1
+	if s.TakesInput {
+		i = 2
+	}
+	for _, dep := range s.Deps {
+		t := dep.Step.outputSeen()
+		if t == nil {
+			continue
+		}
+		dep.Param = i
+		p := s.Params[i]
+		if !types.Identical(p.Type, t) {
+			how := ""
+			if dep.Step.Map {
+				how = fmt.Sprintf(" (%s is a map step: dependents receive a slice of its outputs)", dep.Name)
+			}
+			d := c.errorf(p.TypePos, "parameter %s of step %s has type %s, but dependency %s produces %s%s",
+				paramName(p, i), name, typeString(p.Type, c.pkg.Types), dep.Name, typeString(t, c.pkg.Types), how)
+			c.note(d, dep.Step.outPos(), "%s returns %s", dep.Name, typeString(dep.Step.Out, c.pkg.Types))
+		}
+		i++
+	}
+}
+
+// mapSignature checks a map step: one dependency (or none: the flow input)
+// whose output is a slice, and parameters (ctx, elem).
+func (c *checker) mapSignature(s *stepModel) {
+	name := s.goName()
+	if len(s.Deps) > 1 {
+		c.errorf(s.MapPos, "map step %s has %d dependencies; a map step maps over exactly one (or, with none, over the flow input)", name, len(s.Deps))
+		return
+	}
+	var src types.Type
+	var what string
+	var srcPos token.Pos
+	var srcNote string
+	if len(s.Deps) == 1 {
+		p := s.Deps[0].Step
+		src = p.outputSeen()
+		what = "the output of " + p.goName()
+		if src == nil {
+			c.errorf(s.Deps[0].Pos, "map step %s maps over %s, which returns only error", name, p.goName())
+			return
+		}
+		srcPos = p.outPos()
+		srcNote = fmt.Sprintf("%s returns %s", p.goName(), typeString(p.Out, c.pkg.Types))
+	} else {
+		src = s.Flow.Input.Type()
+		what = "the input of flow " + s.Flow.Name
+		srcPos = s.Flow.Input.Pos()
+		srcNote = fmt.Sprintf("flow %s input type %s declared here", s.Flow.Name, s.Flow.Input.Name())
+	}
+	sl, ok := src.Underlying().(*types.Slice)
+	if !ok || isByte(sl.Elem()) {
+		why := "which is not a slice"
+		if ok {
+			why = "which JSON encodes as a string, not an array"
+		}
+		d := c.errorf(s.MapPos, "map step %s maps over %s, %s, %s", name, what, typeString(src, c.pkg.Types), why)
+		c.note(d, srcPos, "%s", srcNote)
+		return
+	}
+	s.Elem = sl.Elem()
+	if len(s.Params) != 2 {
+		c.errorf(s.Decl.Name.Pos(), "map step %s has %d parameters; want 2: ctx context.Context, then one element %s of %s",
+			name, len(s.Params), typeString(s.Elem, c.pkg.Types), what)
+		return
+	}
+	p := s.Params[1]
+	if !types.Identical(p.Type, s.Elem) {
+		d := c.errorf(p.TypePos, "parameter %s of map step %s has type %s, but the step maps over %s, %s: want %s",
+			paramName(p, 1), name, typeString(p.Type, c.pkg.Types), what, typeString(src, c.pkg.Types), typeString(s.Elem, c.pkg.Types))
+		c.note(d, srcPos, "%s", srcNote)
+	}
+	if len(s.Deps) == 1 {
+		s.Deps[0].Param = 1
+	}
+}
