@@ -17,7 +17,27 @@
 // every task that finished since its last round trip (completions, failures,
 // retries), which readies the next steps and completes runs with nothing
 // left, and in the same transaction claims the next batch, so a chain hop
-// costs one commit. Handlers run meanwhile in up to Concurrency slots.
+// costs one commit. The steps a settle readies go first to the worker that
+// readied them (by primary key: a worker finishes the runs it has begun
+// before it begins others, unless the flow has step priorities); it reads
+// the queue for the rest of its room only when it has a sign of other work
+// (a notification, a full claim, its poll). Handlers run meanwhile in up to
+// Concurrency slots.
+//
+// # In one process
+//
+// A Client and a Worker created with the same pool in one process hand
+// work to each other in memory. StartRun (StartRuns, StartFlow; not the
+// …Tx forms, whose commit is the caller's) claims the new runs' first tasks
+// for the worker in its own transaction, so they need no notification and
+// no claim round trip; the settle that completes a run hands its output
+// (up to 8 kB) to WaitRun calls in the process, before the event arrives.
+// Nothing else changes: the tasks are leased like any claim, so if the
+// process dies they are claimed again when their leases expire. And
+// concurrent StartRun calls of one flow with the same options share a round
+// trip: while one is on its way the others queue, and the next statement
+// starts them together (a failure is retried one by one, so each caller gets
+// its own error).
 // A claimed task is leased; heartbeats extend the leases of what a worker
 // holds, and a task whose worker stopped is claimed again when its lease
 // expires. Recording results is exactly-once, handler execution
