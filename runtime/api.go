@@ -119,7 +119,24 @@ type StartOptions struct {
 	Retries int
 	// Sequential runs at most one task of the run at a time (the seed's parallel: false).
 	Sequential bool
+	// Events turns this run's NOTIFY events on or off whatever the client's
+	// ClientOptions.DisableEvents says (the seed's per-call notify_events);
+	// EventsDefault follows the client. A worker with
+	// WorkerOptions.DisableEvents publishes none either way.
+	Events Events
 }
+
+// Events is a run's events setting (StartOptions.Events).
+type Events int8
+
+const (
+	// EventsDefault follows ClientOptions.DisableEvents.
+	EventsDefault Events = iota
+	// EventsOn publishes the run's events.
+	EventsOn
+	// EventsOff publishes none of the run's events.
+	EventsOff
+)
 
 // ClientOptions configure a Client. A nil *ClientOptions means all defaults.
 type ClientOptions struct {

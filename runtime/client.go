@@ -174,6 +174,12 @@ func (c *Client) startOpts(ctx context.Context, opts *StartOptions) map[string]a
 		if opts.Sequential {
 			o["sequential"] = true
 		}
+		switch opts.Events {
+		case EventsOn:
+			o["events"] = true
+		case EventsOff:
+			o["events"] = false
+		}
 	}
 	return o
 }

@@ -576,3 +576,46 @@ func BenchmarkChainEvents(b *testing.B) {
 		})
 	}
 }
+
+// TestEventsPerRun: StartOptions.Events overrides the client's setting for
+// one run, both ways.
+func TestEventsPerRun(t *testing.T) {
+	e := newEnv(t)
+	l := listenEvents(t, e)
+	quietClient := qflow.NewClient(e.db.Pool, &qflow.ClientOptions{Logger: quiet(), DisableEvents: true})
+	t.Cleanup(quietClient.Close)
+	def, _ := qflow.NewFlow("ev_per_run").Step("a", qflow.StepDef{}).Build()
+	e.startWorker(def, map[string]qflow.Handler{"a": echo}, nil)
+	ctx := ctxT(t, 30*time.Second)
+	off, err := e.client.StartFlow(ctx, def, nil, &qflow.StartOptions{Events: qflow.EventsOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, err := quietClient.StartFlow(ctx, def, nil, &qflow.StartOptions{Events: qflow.EventsOn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*qflow.RunHandle{off, on} {
+		if _, err := h.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byRun := map[uuid.UUID][]string{}
+	for quietFor := time.After(500 * time.Millisecond); ; {
+		select {
+		case m := <-l.C():
+			if m.Event != nil {
+				byRun[m.Event.RunID] = append(byRun[m.Event.RunID], string(m.Event.Type))
+			}
+			continue
+		case <-quietFor:
+		}
+		break
+	}
+	if got := byRun[on.ID]; len(got) == 0 || got[len(got)-1] != "workflow_completed" {
+		t.Errorf("events of the run started with EventsOn by a client with events off: %v", got)
+	}
+	if got := byRun[off.ID]; len(got) > 0 {
+		t.Errorf("events of the run started with EventsOff: %v", got)
+	}
+}
