@@ -32,7 +32,8 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 
 // Stale reports whether db holds a pre-release engine schema (see
 // ErrStaleSchema): migration 0002 recorded as applied, but qflow.step_tasks
-// or qflow.runs without the columns the current engine has.
+// or qflow.runs without the columns the current engine has (the newest:
+// runs.idempotency_key and runs.resumes).
 func Stale(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (bool, error) {
@@ -41,9 +42,9 @@ func Stale(ctx context.Context, db interface {
 		to_regclass('qflow.schema_migrations') IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		              WHERE n.nspname = 'qflow' AND c.relname = 'step_states'),
-		(SELECT count(*) = 2 FROM information_schema.columns
+		(SELECT count(*) = 4 FROM information_schema.columns
 		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name = 'seq')
-		                                   OR (table_name = 'runs' AND column_name = 'trace_context')))`).Scan(&applied, &current)
+		                                   OR (table_name = 'runs' AND column_name IN ('trace_context', 'idempotency_key', 'resumes'))))`).Scan(&applied, &current)
 	if err != nil {
 		return false, err
 	}

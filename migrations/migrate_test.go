@@ -108,6 +108,14 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if !errors.Is(err, migrations.ErrStaleSchema) || !strings.Contains(err.Error(), "DROP SCHEMA qflow CASCADE") {
 		t.Fatalf("Migrate: %v; want ErrStaleSchema with the way out", err)
 	}
+	// Nor had it the columns of idempotent starts and resumes.
+	before := pgtest.New(t)
+	if _, err := before.Pool.Exec(ctx, `ALTER TABLE qflow.runs DROP COLUMN idempotency_key CASCADE, DROP COLUMN resumes CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, before.Pool); err != nil || !stale {
+		t.Fatalf("runs without idempotency_key and resumes: stale=%v, %v; want stale", stale, err)
+	}
 	// An empty database is not stale.
 	empty := pgtest.NewEmpty(t)
 	if stale, err := migrations.Stale(ctx, empty.Pool); err != nil || stale {
