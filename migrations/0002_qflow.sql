@@ -100,6 +100,12 @@ CREATE TABLE qflow.runs (
     -- run; NULL when it had none. Copied to the run's tasks, so a worker's
     -- task spans are children of the caller's span across processes.
     trace_context   jsonb,
+    -- The caller's idempotency key (StartOptions.Key): unique per flow slug
+    -- across versions while the run exists (runs_key); NULL for none.
+    idempotency_key text CHECK (octet_length(idempotency_key) BETWEEN 1 AND 255),
+    -- How many times the run was resumed (resume_run), and when last.
+    resumes         integer NOT NULL DEFAULT 0 CHECK (resumes >= 0),
+    resumed_at      timestamptz,
     started_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz,
     CHECK ((status = 'started') = (finished_at IS NULL)),
@@ -109,6 +115,9 @@ CREATE INDEX runs_list ON qflow.runs (flow_slug, status, started_at DESC, id);
 CREATE INDEX runs_started_at ON qflow.runs (started_at DESC, id);
 CREATE INDEX runs_deadline ON qflow.runs (deadline) WHERE status = 'started' AND deadline IS NOT NULL;
 CREATE INDEX runs_finished ON qflow.runs (finished_at) WHERE status <> 'started'; -- pruning
+-- A key names one run of a flow (any version) for as long as the run
+-- exists: pruning the run frees its key.
+CREATE UNIQUE INDEX runs_key ON qflow.runs (flow_slug, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 -- A step's state exists from the moment the step starts (its dependencies
 -- have completed); a step with no row has not started yet. The run lock
@@ -510,16 +519,91 @@ END $$;
 
 -- Runs: start -------------------------------------------------------------------
 
+-- insert_keyed_runs is start_runs_core's insert when the start carries
+-- idempotency keys (p_opts "key": one key for every input; "keys": one per
+-- input, null for none). p_ids are fresh ids in input order. An input whose
+-- key already names a run of the flow (by slug, any version), or an earlier
+-- input of this call, gets that run's id and starts nothing; a concurrent
+-- start of the same key waits for the other transaction on runs_key and
+-- then takes its run (or inserts its own if the other rolled back).
+-- Returns every input's run id (o_ids), the runs inserted (o_new), and
+-- whether each input's run already existed (o_existing).
+CREATE FUNCTION qflow.insert_keyed_runs(p_flow qflow.flows, p_ids uuid[], p_inputs jsonb[], p_opts jsonb,
+                                        OUT o_ids uuid[], OUT o_new uuid[], OUT o_existing boolean[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_keys text[];
+    v_bad  integer;
+BEGIN
+    IF p_opts ? 'keys' THEN
+        IF jsonb_typeof(p_opts->'keys') IS DISTINCT FROM 'array'
+           OR jsonb_array_length(p_opts->'keys') <> cardinality(p_inputs) THEN
+            RAISE EXCEPTION 'qflow: start flow "%": keys must be an array with one key (or null) per input (% inputs)',
+                p_flow.slug, cardinality(p_inputs) USING ERRCODE = 'QF400';
+        END IF;
+        SELECT array_agg(CASE WHEN jsonb_typeof(k) = 'string' THEN nullif(k #>> '{}', '') END ORDER BY o)
+        INTO v_keys FROM jsonb_array_elements(p_opts->'keys') WITH ORDINALITY AS x(k, o);
+    ELSE
+        v_keys := array_fill(nullif(p_opts->>'key', ''), ARRAY[cardinality(p_inputs)]);
+    END IF;
+    SELECT min(o) INTO v_bad FROM unnest(v_keys) WITH ORDINALITY AS k(k, o) WHERE octet_length(k) > 255;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'qflow: start flow "%": the key of input % is over 255 bytes', p_flow.slug, v_bad
+            USING ERRCODE = 'QF400';
+    END IF;
+
+    WITH x AS (
+        SELECT i.o, i.id, i.input, i.key,
+               i.key IS NULL OR row_number() OVER (PARTITION BY i.key ORDER BY i.o) = 1 AS first
+        FROM unnest(p_ids, p_inputs, v_keys) WITH ORDINALITY AS i(id, input, key, o)
+    ), ins AS (
+        INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential,
+                                max_attempts, deadline, trace_context, idempotency_key)
+        SELECT x.id, p_flow.id, p_flow.slug, x.input, p_flow.step_count,
+               coalesce((p_opts->>'events')::boolean, true),
+               coalesce((p_opts->>'sequential')::boolean, false),
+               nullif((p_opts->>'max_attempts')::integer, 0),
+               now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
+               p_opts->'trace_context', x.key
+        FROM x WHERE x.first ORDER BY x.o
+        ON CONFLICT (flow_slug, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id
+    )
+    SELECT array_agg(x.id ORDER BY x.o) INTO o_new FROM x WHERE x.id IN (SELECT id FROM ins);
+    o_new := coalesce(o_new, '{}');
+
+    -- The others take the run their key names (a new statement: it sees
+    -- what a concurrent start committed while this one waited).
+    SELECT array_agg(CASE WHEN i.id = ANY (o_new) THEN i.id ELSE e.id END ORDER BY i.o),
+           array_agg(NOT (i.id = ANY (o_new)) ORDER BY i.o)
+    INTO o_ids, o_existing
+    FROM unnest(p_ids, v_keys) WITH ORDINALITY AS i(id, key, o)
+    LEFT JOIN LATERAL (SELECT r.id FROM qflow.runs r
+                       WHERE r.flow_slug = p_flow.slug AND r.idempotency_key = i.key LIMIT 1) e
+           ON NOT (i.id = ANY (o_new));
+    IF array_position(o_ids, NULL) IS NOT NULL THEN
+        -- The run holding the key was pruned between the two statements.
+        RAISE EXCEPTION 'qflow: start flow "%": the run holding a key went away meanwhile; start again', p_flow.slug
+            USING ERRCODE = '40001';
+    END IF;
+END $$;
+
 -- start_runs_core starts one run per input of flow p_flow_id and returns
 -- their ids in input order, with the number of tasks created and their
 -- queues; it wakes no worker. p_opts: {"events": bool, "sequential": bool,
--- "max_attempts": int, "timeout_ms": int, "trace_context": object}.
+-- "max_attempts": int, "timeout_ms": int, "trace_context": object,
+-- "key": text or "keys": [text|null, …]}. With a key (see
+-- insert_keyed_runs) an input may get an existing run's id instead:
+-- o_existing then says which (NULL for a start without keys), and only the
+-- runs it created start (o_tasks, o_queues).
 CREATE FUNCTION qflow.start_runs_core(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
-                                      OUT o_ids uuid[], OUT o_tasks integer, OUT o_queues text[])
+                                      OUT o_ids uuid[], OUT o_tasks integer, OUT o_queues text[],
+                                      OUT o_existing boolean[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_flow   qflow.flows;
     v_ids    uuid[];
+    v_all    uuid[];
     v_bad    integer;
     v_roots  smallint[];
     v_events boolean := coalesce((p_opts->>'events')::boolean, true);
@@ -548,6 +632,10 @@ BEGIN
     END IF;
     SELECT array_agg(gen_random_uuid()) INTO v_ids FROM unnest(p_inputs);
 
+    IF p_opts ? 'key' OR p_opts ? 'keys' THEN
+        SELECT k.o_ids, k.o_new, k.o_existing INTO v_all, v_ids, o_existing
+        FROM qflow.insert_keyed_runs(v_flow, v_ids, p_inputs, p_opts) k;
+    ELSE
     INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential,
                             max_attempts, deadline, trace_context)
     SELECT r.id, p_flow_id, v_flow.slug, r.input, v_flow.step_count, v_events,
@@ -556,6 +644,7 @@ BEGIN
            now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
            p_opts->'trace_context'
     FROM unnest(v_ids, p_inputs) AS r(id, input);
+    END IF;
 
     IF v_events AND qflow.events_on() THEN
         PERFORM qflow.publish(array_agg(qflow.ev('workflow_started', r.id, v_flow.slug, NULL, NULL, 'started',
@@ -573,7 +662,7 @@ BEGIN
         o_tasks := o_tasks + v_adv.o_tasks;
         o_queues := o_queues || v_adv.o_queues;
     END IF;
-    o_ids := v_ids;
+    o_ids := coalesce(v_all, v_ids);
 END $$;
 
 -- wake wakes idle workers of these queues (identical notifications in one
@@ -602,13 +691,16 @@ END $$;
 -- does, publishing task_started when p_events), and wakes other workers
 -- only for tasks left unclaimed. So a run's first step costs no round trip
 -- of its own, and no notification. Returns the ids in input order and the
--- claimed tasks as parallel arrays.
+-- claimed tasks as parallel arrays, and o_existing from start_runs_core (a
+-- keyed start that found its run claims none of that run's tasks). With
+-- p_qty 0 it is start_runs that also reports o_existing.
 CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
                                        p_worker uuid, p_worker_flow integer, p_qty integer,
                                        p_lease_ms bigint, p_events boolean,
                                        OUT o_ids uuid[], OUT o_seq bigint[], OUT o_run uuid[],
                                        OUT o_step smallint[], OUT o_task integer[], OUT o_attempt integer[],
-                                       OUT o_input jsonb[], OUT o_priority integer[], OUT o_trace jsonb[])
+                                       OUT o_input jsonb[], OUT o_priority integer[], OUT o_trace jsonb[],
+                                       OUT o_existing boolean[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_st  record;
@@ -616,9 +708,13 @@ DECLARE
 BEGIN
     v_st := qflow.start_runs_core(p_flow_id, p_inputs, p_opts);
     o_ids := v_st.o_ids;
+    o_existing := v_st.o_existing;
     IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
+        -- Only the runs this call created: an existing run's tasks are not ours.
         SELECT array_agg(c ORDER BY c.priority DESC, c.seq) INTO v_got
-        FROM qflow.claim_runs(o_ids, p_worker_flow, p_worker, p_qty, p_lease_ms, p_events) c;
+        FROM qflow.claim_runs(ARRAY(SELECT r.id FROM unnest(o_ids) WITH ORDINALITY AS r(id, o)
+                                    WHERE NOT coalesce(o_existing[r.o], false)),
+                              p_worker_flow, p_worker, p_qty, p_lease_ms, p_events) c;
     END IF;
     IF v_got IS NOT NULL THEN
         SELECT array_agg(g.seq), array_agg(g.run_id), array_agg(g.step_idx), array_agg(g.task_index),
@@ -711,6 +807,127 @@ BEGIN
         END IF;
     END LOOP;
     RETURN v_n;
+END $$;
+
+-- resume_run resumes a failed or cancelled run under the same id: in one
+-- transaction, with the run locked first, what did not complete is queued
+-- again and everything that completed is kept. Tasks that failed or were
+-- cancelled go back to queued with a fresh attempt budget (their completed
+-- siblings of a map step keep their outputs); their steps start again;
+-- steps whose dependencies have all completed but that have no state yet
+-- (never started) start; the others start as their dependencies complete,
+-- as usual. The run keeps its flow version, counts the resume (resumes,
+-- resumed_at) and publishes workflow_resumed, then step_started for each
+-- step it restarts. p_opts: {"max_attempts": int (the resumed tasks' and
+-- the run's attempts from now on; 0 or absent: keep the run's setting),
+-- "timeout_ms": int (a new deadline; absent: none, the old one is
+-- dropped)}. Errors: QF410 for an unknown run, QF409 for a run that is
+-- running or completed, QF404 when the run's flow version has lost its
+-- steps. Returns the number of steps and tasks queued again or started.
+CREATE FUNCTION qflow.resume_run(p_run uuid, p_opts jsonb DEFAULT '{}',
+                                 OUT o_steps integer, OUT o_tasks integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_run    qflow.runs;
+    v_flow   qflow.flows;
+    v_now    timestamptz := clock_timestamp();
+    v_max    integer := nullif((p_opts->>'max_attempts')::integer, 0);
+    v_events boolean;
+    v_n      integer;
+    v_ready  smallint[];
+    v_evs    jsonb[];
+    v_st     record;
+    v_adv    record;
+    v_queues text[];
+BEGIN
+    o_steps := 0;
+    o_tasks := 0;
+    SELECT * INTO v_run FROM qflow.runs WHERE id = p_run FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'qflow: run % not found', p_run USING ERRCODE = 'QF410';
+    END IF;
+    IF v_run.status NOT IN ('failed', 'cancelled') THEN
+        RAISE EXCEPTION 'qflow: run % is %: only a failed or cancelled run can be resumed', p_run,
+            CASE v_run.status WHEN 'started' THEN 'still running' ELSE v_run.status END USING ERRCODE = 'QF409';
+    END IF;
+    SELECT * INTO v_flow FROM qflow.flows WHERE id = v_run.flow_id;
+    SELECT count(*) INTO v_n FROM qflow.steps WHERE flow_id = v_run.flow_id;
+    IF v_flow.id IS NULL OR v_n = 0 OR v_n <> v_flow.step_count THEN
+        RAISE EXCEPTION 'qflow: run %: the definition of flow "%" version % is gone (% of its % steps are left)', p_run,
+            v_run.flow_slug, v_flow.version, v_n, v_flow.step_count USING ERRCODE = 'QF404';
+    END IF;
+    IF v_max IS NOT NULL AND v_max < 1 THEN
+        RAISE EXCEPTION 'qflow: resume run %: max_attempts must be positive', p_run USING ERRCODE = 'QF400';
+    END IF;
+    v_events := v_run.events AND qflow.events_on();
+
+    UPDATE qflow.runs SET status = 'started', error = NULL, failed_step = NULL, finished_at = NULL, output = NULL,
+        resumes = resumes + 1, resumed_at = v_now, max_attempts = coalesce(v_max, max_attempts),
+        deadline = now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
+        remaining_steps = v_flow.step_count - (SELECT count(*) FROM qflow.step_states s
+                                               WHERE s.run_id = p_run AND s.status = 'completed')
+    WHERE id = p_run
+    RETURNING * INTO v_run;
+    IF v_events THEN
+        PERFORM qflow.publish(ARRAY[qflow.ev('workflow_resumed', p_run, v_run.flow_slug, NULL, NULL, 'started',
+                                             NULL, NULL, NULL, NULL) || jsonb_build_object('resume', v_run.resumes)]);
+    END IF;
+
+    -- A step that failed before it had tasks (a map over a non-array)
+    -- starts from scratch below.
+    DELETE FROM qflow.step_states WHERE run_id = p_run AND status IN ('failed', 'cancelled') AND task_count IS NULL;
+
+    -- Unfinished tasks go back to the queue with a fresh budget.
+    UPDATE qflow.step_tasks t SET status = 'queued', attempts = 0, error = NULL, output = NULL, worker_id = NULL,
+        started_at = NULL, finished_at = NULL, seq = nextval('qflow.task_seq'), queued_at = v_now,
+        max_attempts = coalesce(v_run.max_attempts, st.max_attempts),
+        vt = CASE WHEN v_run.sequential THEN 'infinity'::timestamptz ELSE v_now END,
+        deadline = v_run.deadline
+    FROM qflow.steps st
+    WHERE t.run_id = p_run AND t.status IN ('failed', 'cancelled')
+      AND st.flow_id = t.flow_id AND st.idx = t.step_idx;
+    GET DIAGNOSTICS o_tasks = ROW_COUNT;
+
+    WITH u AS (
+        UPDATE qflow.step_states ss SET status = 'started', error = NULL, output = NULL, finished_at = NULL,
+            remaining_tasks = (SELECT count(*) FROM qflow.step_tasks t
+                               WHERE t.run_id = p_run AND t.step_idx = ss.step_idx AND t.status <> 'completed')
+        WHERE ss.run_id = p_run AND ss.status IN ('failed', 'cancelled')
+        RETURNING ss.step_idx
+    )
+    SELECT count(*), array_agg(qflow.ev('step_started', p_run, v_run.flow_slug, st.slug, NULL, 'started',
+                                        NULL, NULL, NULL, NULL) ORDER BY u.step_idx)
+    INTO o_steps, v_evs
+    FROM u JOIN qflow.steps st ON st.flow_id = v_run.flow_id AND st.idx = u.step_idx;
+    IF v_events THEN
+        PERFORM qflow.publish(v_evs);
+    END IF;
+    IF o_tasks > 0 THEN
+        v_queues := ARRAY[v_flow.queue_name];
+        IF v_run.sequential THEN
+            PERFORM qflow.next_turn(ARRAY[p_run]);
+        END IF;
+    END IF;
+
+    -- Steps ready but never started.
+    SELECT array_agg(st.idx ORDER BY st.idx) INTO v_ready
+    FROM qflow.steps st
+    WHERE st.flow_id = v_run.flow_id
+      AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = p_run AND s.step_idx = st.idx)
+      AND (SELECT count(*) FROM qflow.step_states s
+           WHERE s.run_id = p_run AND s.step_idx = ANY (st.deps) AND s.status = 'completed') = st.dep_count;
+    IF v_ready IS NOT NULL THEN
+        SELECT * INTO v_st FROM qflow.start_steps(array_fill(p_run, ARRAY[cardinality(v_ready)]), v_ready);
+        o_steps := o_steps + cardinality(v_ready);
+        o_tasks := o_tasks + v_st.o_tasks;
+        v_queues := v_queues || v_st.o_queues;
+        IF v_st.o_runs IS NOT NULL THEN
+            SELECT * INTO v_adv FROM qflow.advance(v_st.o_runs, v_st.o_steps, v_st.o_flows);
+            o_tasks := o_tasks + v_adv.o_tasks;
+            v_queues := v_queues || v_adv.o_queues;
+        END IF;
+    END IF;
+    PERFORM qflow.wake(v_queues);
 END $$;
 
 -- Tasks: fail, expire leases, heartbeat, release ----------------------------------------

@@ -119,6 +119,22 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if stale, err := migrations.Stale(ctx, old.Pool); err != nil || !stale {
 		t.Fatalf("old define_flow: stale=%v, %v; want stale", stale, err)
 	}
+	// Nor had it the columns of idempotent starts and resumes.
+	before := pgtest.New(t)
+	if _, err := before.Pool.Exec(ctx, `ALTER TABLE qflow.runs DROP COLUMN idempotency_key CASCADE, DROP COLUMN resumes CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, before.Pool); err != nil || !stale {
+		t.Fatalf("runs without idempotency_key and resumes: stale=%v, %v; want stale", stale, err)
+	}
+	// Nor a settle without the p_scan flag.
+	oldSettle := pgtest.New(t)
+	if _, err := oldSettle.Pool.Exec(ctx, `DROP FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint, boolean)`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, oldSettle.Pool); err != nil || !stale {
+		t.Fatalf("no settle with p_scan: stale=%v, %v; want stale", stale, err)
+	}
 	// An empty database is not stale.
 	empty := pgtest.NewEmpty(t)
 	if stale, err := migrations.Stale(ctx, empty.Pool); err != nil || stale {

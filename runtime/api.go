@@ -73,8 +73,11 @@ var (
 	ErrRunCancelled = errors.New("qflow: run cancelled")
 	// ErrRunNotFound: no run has this id.
 	ErrRunNotFound = errors.New("qflow: run not found")
-	// ErrShapeMismatch: a definition differs from the stored one with the same slug and version.
+	// ErrShapeMismatch: a definition differs from the stored one with the same slug and version,
+	// or (ResumeRun) from the run's version in the part to re-run.
 	ErrShapeMismatch = errors.New("qflow: flow shape differs from the database")
+	// ErrRunNotResumable: ResumeRun was given a run that is still running or has completed.
+	ErrRunNotResumable = errors.New("qflow: run cannot be resumed")
 )
 
 // RunError describes a failed or cancelled run. It matches ErrRunFailed or
@@ -124,6 +127,46 @@ type StartOptions struct {
 	// EventsDefault follows the client. A worker with
 	// WorkerOptions.DisableEvents publishes none either way.
 	Events Events
+	// Key makes the start idempotent: a run of this flow (by slug, any
+	// version) that already holds the key is returned instead of a new one,
+	// with a nil error, and nothing is started (RunHandle.Existing tells a
+	// StartFlow caller which happened). A key lives as long as its run:
+	// once Prune deletes the run, the key can start a new one. At most
+	// MaxKeyBytes bytes of valid UTF-8 without NUL; "" means no key. With
+	// StartRuns, every input gets this key: the first starts the run and
+	// the others get its id. Concurrent starts of one key, in any number of
+	// processes, get the same run.
+	Key string
+	// Keys gives StartRuns one key per input (same length as the inputs;
+	// "" for none), with Key's rules; inputs are taken in order, so a key
+	// repeated within the call gets the run of its first input. Setting both
+	// Key and Keys is an error.
+	Keys []string
+}
+
+// MaxKeyBytes is the longest StartOptions.Key, in bytes.
+const MaxKeyBytes = 255
+
+// ResumeOptions tune ResumeRun. A nil *ResumeOptions means all defaults.
+type ResumeOptions struct {
+	// Flow is the caller's current definition of the run's flow (generated
+	// code passes its own; nil skips the check). When its shape differs from
+	// the run's version, ResumeRun refuses with ErrShapeMismatch, naming
+	// what differs, unless the part to re-run is the same in both: every
+	// step that did not complete and every step it depends on, directly or
+	// not, with the same dependencies, map and input flags and effective
+	// options, and the steps that did not complete with the same dependents.
+	// The run keeps its version either way, so its tasks go to workers
+	// registered with that version.
+	Flow *FlowDef
+	// Retries is how many times a task may be tried again after its first
+	// attempt, for the resumed tasks and the run's steps that start from now
+	// on (0 keeps the run's own: its StartOptions.Retries or each step's;
+	// NoRetries allows one attempt).
+	Retries int
+	// Timeout is a new deadline for the whole run, from now (0: none; the
+	// deadline the run started with does not carry over).
+	Timeout time.Duration
 }
 
 // Events is a run's events setting (StartOptions.Events).

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -180,15 +182,57 @@ func (c *Client) startOpts(ctx context.Context, opts *StartOptions) map[string]a
 		case EventsOff:
 			o["events"] = false
 		}
+		if opts.Key != "" {
+			o["key"] = opts.Key
+		}
+		if len(opts.Keys) > 0 {
+			keys := make([]*string, len(opts.Keys))
+			for i := range opts.Keys {
+				if opts.Keys[i] != "" {
+					keys[i] = &opts.Keys[i]
+				}
+			}
+			o["keys"] = keys
+		}
 	}
 	return o
 }
 
+// keyed reports whether opts carry idempotency keys, after checking them
+// against n inputs.
+func keyed(opts *StartOptions, n int) (bool, error) {
+	if opts == nil || (opts.Key == "" && len(opts.Keys) == 0) {
+		return false, nil
+	}
+	if opts.Key != "" && len(opts.Keys) > 0 {
+		return false, fmt.Errorf("%w: StartOptions: set Key or Keys, not both", ErrBadInput)
+	}
+	if len(opts.Keys) > 0 && len(opts.Keys) != n {
+		return false, fmt.Errorf("%w: StartOptions.Keys has %d keys for %d inputs", ErrBadInput, len(opts.Keys), n)
+	}
+	for i, k := range append([]string{opts.Key}, opts.Keys...) {
+		what := "Key"
+		if i > 0 {
+			what = fmt.Sprintf("Keys[%d]", i-1)
+		}
+		switch {
+		case len(k) > MaxKeyBytes:
+			return false, fmt.Errorf("%w: StartOptions.%s is %d bytes; at most %d (MaxKeyBytes)", ErrBadInput, what, len(k), MaxKeyBytes)
+		case !utf8.ValidString(k):
+			return false, fmt.Errorf("%w: StartOptions.%s is not valid UTF-8", ErrBadInput, what)
+		case strings.IndexByte(k, 0) >= 0:
+			return false, fmt.Errorf("%w: StartOptions.%s contains a NUL byte", ErrBadInput, what)
+		}
+	}
+	return true, nil
+}
+
 // StartRun starts a run of the newest version of the flow with this slug
 // and returns its id. input is encoded as JSON (json.RawMessage is taken
-// as is).
+// as is). With opts.Key, a run of the flow that already holds the key is
+// returned instead, with a nil error (see StartOptions.Key).
 func (c *Client) StartRun(ctx context.Context, flow string, input any, opts *StartOptions) (uuid.UUID, error) {
-	ids, err := c.startRuns(ctx, c.pool, flow, 0, []any{input}, opts)
+	ids, _, err := c.startRuns(ctx, c.pool, flow, 0, []any{input}, opts)
 	if err != nil {
 		return uuid.Nil, err
 	}
@@ -198,7 +242,7 @@ func (c *Client) StartRun(ctx context.Context, flow string, input any, opts *Sta
 // StartRunTx is StartRun inside the caller's transaction: the run exists,
 // and its first tasks become visible to workers, only if tx commits.
 func (c *Client) StartRunTx(ctx context.Context, tx pgx.Tx, flow string, input any, opts *StartOptions) (uuid.UUID, error) {
-	ids, err := c.startRuns(ctx, tx, flow, 0, []any{input}, opts)
+	ids, _, err := c.startRuns(ctx, tx, flow, 0, []any{input}, opts)
 	if err != nil {
 		return uuid.Nil, err
 	}
@@ -206,23 +250,28 @@ func (c *Client) StartRunTx(ctx context.Context, tx pgx.Tx, flow string, input a
 }
 
 // StartRuns starts one run per input in one statement and returns their
-// ids in input order. Either all runs start or none does.
+// ids in input order. Either all runs start or none does. With keys
+// (StartOptions.Key, Keys), an input whose key names an existing run, or
+// the run of an earlier input of this call, gets that run's id and starts
+// nothing.
 func (c *Client) StartRuns(ctx context.Context, flow string, inputs []any, opts *StartOptions) ([]uuid.UUID, error) {
-	return c.startRuns(ctx, c.pool, flow, 0, inputs, opts)
+	ids, _, err := c.startRuns(ctx, c.pool, flow, 0, inputs, opts)
+	return ids, err
 }
 
 // startRuns starts runs inside a span when the client traces: the span
-// that starts runs is their task spans' parent.
-func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) ([]uuid.UUID, error) {
+// that starts runs is their task spans' parent. existing is nil unless
+// opts carry keys; then it says which ids are of runs that existed.
+func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) (ids []uuid.UUID, existing []bool, err error) {
 	if len(inputs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var span trace.Span
 	if c.tracer != nil {
 		ctx, span = c.tracer.Start(ctx, "qflow.start "+slug, trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(attrFlow.String(slug), attrRunCount.Int(len(inputs))))
 	}
-	ids, err := c.insertRuns(ctx, db, slug, flowID, inputs, opts)
+	ids, existing, err = c.insertRuns(ctx, db, slug, flowID, inputs, opts)
 	if span != nil {
 		if len(ids) == 1 {
 			span.SetAttributes(attrRunID.String(ids[0].String()))
@@ -230,31 +279,47 @@ func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, 
 		endSpan(span, err)
 	}
 	if c.runsStarted != nil && len(ids) > 0 {
-		c.runsStarted.Add(ctx, int64(len(ids)), metric.WithAttributes(attrFlow.String(slug)))
+		n := int64(len(ids))
+		for _, e := range existing {
+			if e {
+				n--
+			}
+		}
+		c.runsStarted.Add(ctx, n, metric.WithAttributes(attrFlow.String(slug)))
 	}
-	return ids, err
+	return ids, existing, err
 }
 
-func (c *Client) insertRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) ([]uuid.UUID, error) {
+func (c *Client) insertRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) ([]uuid.UUID, []bool, error) {
 	if flowID == 0 && !ValidSlug(slug) {
-		return nil, fmt.Errorf("%w %q (not a valid flow slug)", ErrUnknownFlow, slug)
+		return nil, nil, fmt.Errorf("%w %q (not a valid flow slug)", ErrUnknownFlow, slug)
+	}
+	isKeyed, err := keyed(opts, len(inputs))
+	if err != nil {
+		return nil, nil, err
 	}
 	docs := make([]string, len(inputs))
 	for i, in := range inputs {
 		b, err := c.limits.encodeInput(in)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		docs[i] = string(b)
 	}
 	optsJSON, _ := json.Marshal(c.startOpts(ctx, opts))
+	if isKeyed {
+		return c.startKeyed(ctx, db, slug, flowID, docs, optsJSON)
+	}
 	if db != DB(c.pool) {
-		return c.startOn(ctx, db, slug, flowID, docs, optsJSON)
+		ids, err := c.startOn(ctx, db, slug, flowID, docs, optsJSON)
+		return ids, nil, err
 	}
 	if len(docs) == 1 {
-		return c.starts.start(ctx, c, startKey{slug: slug, flowID: flowID, opts: string(optsJSON)}, docs[0])
+		ids, err := c.starts.start(ctx, c, startKey{slug: slug, flowID: flowID, opts: string(optsJSON)}, docs[0])
+		return ids, nil, err
 	}
-	return c.startOnPool(ctx, slug, flowID, docs, optsJSON)
+	ids, err := c.startOnPool(ctx, slug, flowID, docs, optsJSON)
+	return ids, nil, err
 }
 
 // startOnPool starts runs on the client's own pool, claiming their first
@@ -262,9 +327,48 @@ func (c *Client) insertRuns(ctx context.Context, db DB, slug string, flowID int,
 func (c *Client) startOnPool(ctx context.Context, slug string, flowID int, docs []string, optsJSON []byte) ([]uuid.UUID, error) {
 	startRoundTrips.Add(1)
 	if lc := reserveLocal(c.pool, slug, len(docs)); lc != nil {
-		return c.startLocal(ctx, lc, slug, flowID, docs, optsJSON)
+		ids, _, err := c.startLocal(ctx, lc, slug, flowID, docs, optsJSON)
+		return ids, err
 	}
 	return c.startOn(ctx, c.pool, slug, flowID, docs, optsJSON)
+}
+
+// startKeyed starts runs with idempotency keys and reports which ids are
+// of runs that existed. It never joins the start batcher (a keyed start
+// has options of its own); on the client's pool it still hands the new
+// runs' first tasks to a local worker (an existing run's tasks are left
+// alone).
+func (c *Client) startKeyed(ctx context.Context, db DB, slug string, flowID int, docs []string, optsJSON []byte) ([]uuid.UUID, []bool, error) {
+	if db == DB(c.pool) {
+		startRoundTrips.Add(1)
+		if lc := reserveLocal(c.pool, slug, len(docs)); lc != nil {
+			return c.startLocal(ctx, lc, slug, flowID, docs, optsJSON)
+		}
+	}
+	var row pgx.Row
+	if flowID != 0 {
+		row = db.QueryRow(ctx, sqlStartKeyedByID, flowID, docs, optsJSON)
+	} else {
+		row = db.QueryRow(ctx, sqlStartKeyedBySlug, slug, docs, optsJSON)
+	}
+	var ids []uuid.UUID
+	var existing []bool
+	if err := row.Scan(&ids, &existing); errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
+	} else if err != nil {
+		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+	}
+	if len(ids) != len(docs) || len(existing) != len(docs) {
+		return nil, nil, fmt.Errorf("qflow: start %q: %d runs for %d inputs", slug, len(ids), len(docs))
+	}
+	for i, id := range ids {
+		if existing[i] {
+			c.log.Debug("qflow run exists with this key", "run_id", id, "flow", slug)
+		} else {
+			c.log.Debug("qflow run started", "run_id", id, "flow", slug)
+		}
+	}
+	return ids, existing, nil
 }
 
 // startOn runs the start statement on db.
@@ -302,11 +406,11 @@ func (c *Client) StartFlow(ctx context.Context, def FlowDef, input any, opts *St
 	if err != nil {
 		return nil, err
 	}
-	ids, err := c.startRuns(ctx, c.pool, def.Slug, id, []any{input}, opts)
+	ids, existing, err := c.startRuns(ctx, c.pool, def.Slug, id, []any{input}, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &RunHandle{ID: ids[0], Client: c}, nil
+	return &RunHandle{ID: ids[0], Client: c, Existing: len(existing) > 0 && existing[0]}, nil
 }
 
 // StartFlowTx is StartFlow inside the caller's transaction.
@@ -315,11 +419,11 @@ func (c *Client) StartFlowTx(ctx context.Context, tx pgx.Tx, def FlowDef, input 
 	if err != nil {
 		return nil, err
 	}
-	ids, err := c.startRuns(ctx, tx, def.Slug, id, []any{input}, opts)
+	ids, existing, err := c.startRuns(ctx, tx, def.Slug, id, []any{input}, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &RunHandle{ID: ids[0], Client: c}, nil
+	return &RunHandle{ID: ids[0], Client: c, Existing: len(existing) > 0 && existing[0]}, nil
 }
 
 // WaitRun blocks until the run ends and returns its output, or a *RunError
@@ -466,6 +570,10 @@ func (c *Client) CancelRun(ctx context.Context, id uuid.UUID) error {
 type RunHandle struct {
 	ID     uuid.UUID
 	Client *Client
+	// Existing reports that the start carried an idempotency key
+	// (StartOptions.Key) already held by this run, so nothing was started:
+	// River's UniqueSkippedAsDuplicate. False for a run the call started.
+	Existing bool
 }
 
 // Wait waits for the run and returns its JSON output (see Client.WaitRun).
@@ -513,6 +621,8 @@ func mapError(err error) error {
 		return fmt.Errorf("%w: %s", ErrBadInput, pgErr.Message)
 	case "QF410":
 		return fmt.Errorf("%w: %s", ErrRunNotFound, pgErr.Message)
+	case "QF409":
+		return fmt.Errorf("%w: %s", ErrRunNotResumable, pgErr.Message)
 	case "22023":
 		return fmt.Errorf("%w: %s", ErrInvalidFlow, pgErr.Message)
 	case "22P02", "22P05", "22030", "22032":

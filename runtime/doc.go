@@ -43,6 +43,29 @@
 // expires. Recording results is exactly-once, handler execution
 // at-least-once (docs/reliability.md).
 //
+// # Resuming runs
+//
+// A failed or cancelled run is final until Client.ResumeRun resumes it
+// under the same id: in one transaction, with the run locked first, the
+// tasks that failed or were cancelled are queued again with a fresh attempt
+// budget, their steps start again, and steps that never started start as
+// their dependencies complete. Completed tasks keep their outputs (a map
+// step keeps its completed elements), so only what did not complete runs
+// again. The run keeps its flow version and input, counts the resume
+// (Run.Resumes) and publishes workflow_resumed. ResumeOptions.Flow guards
+// against resuming with code whose shape changed in the part to re-run.
+//
+// # Idempotent starts
+//
+// StartOptions.Key names a run: a start whose key a run of the same flow
+// (by slug, any version) already holds returns that run's id with a nil
+// error and starts nothing (RunHandle.Existing says so), as DBOS does for
+// a known workflow ID and River for a unique job. A unique index on
+// qflow.runs makes it race-safe across processes; keys go with their runs
+// when Prune deletes them, and can then start new runs. Keys are at most
+// MaxKeyBytes bytes of valid UTF-8. StartOptions.Keys gives StartRuns one
+// key per input.
+//
 // # Observability
 //
 // Every transition is logged with log/slog. ClientOptions.TracerProvider

@@ -21,8 +21,14 @@ type Run struct {
 	Output      json.RawMessage `json:"output,omitempty"`
 	Error       string          `json:"error,omitempty"`
 	FailedStep  string          `json:"failed_step,omitempty"`
-	StartedAt   time.Time       `json:"started_at"`
-	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+	// Key is the run's idempotency key (StartOptions.Key), "" for none.
+	Key string `json:"key,omitempty"`
+	// Resumes counts the times ResumeRun resumed the run; ResumedAt is the
+	// last (nil if never).
+	Resumes    int        `json:"resumes,omitempty"`
+	ResumedAt  *time.Time `json:"resumed_at,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// Unserved reports that the run is still going but no live worker
 	// serves its flow version: none has heartbeated within
 	// DefaultWorkerStaleAfter with the version's queue, so nothing will run
@@ -58,18 +64,20 @@ type TaskState struct {
 // GetRun returns a run with its steps and tasks, or ErrRunNotFound.
 func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
 	r := &Run{ID: id}
-	var errText, failed *string
+	var errText, failed, key *string
 	err := c.pool.QueryRow(ctx, `
-		SELECT r.flow_slug, f.version, r.status, r.input, r.output, r.error, r.failed_step, r.started_at, r.finished_at
+		SELECT r.flow_slug, f.version, r.status, r.input, r.output, r.error, r.failed_step, r.started_at, r.finished_at,
+		       r.idempotency_key, r.resumes, r.resumed_at
 		FROM qflow.runs r JOIN qflow.flows f ON f.id = r.flow_id WHERE r.id = $1::uuid`, id).
-		Scan(&r.Flow, &r.FlowVersion, &r.Status, &r.Input, &r.Output, &errText, &failed, &r.StartedAt, &r.FinishedAt)
+		Scan(&r.Flow, &r.FlowVersion, &r.Status, &r.Input, &r.Output, &errText, &failed, &r.StartedAt, &r.FinishedAt,
+			&key, &r.Resumes, &r.ResumedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrRunNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
 	}
-	r.Error, r.FailedStep = deref(errText), deref(failed)
+	r.Error, r.FailedStep, r.Key = deref(errText), deref(failed), deref(key)
 	if r.Status == StatusStarted {
 		if _, _, r.Unserved, err = c.unserved(ctx, id); err != nil {
 			return nil, err

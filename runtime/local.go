@@ -107,11 +107,13 @@ func (w *Worker) reserveUpTo(n int) int {
 }
 
 // startLocal runs the start statement that also claims for lc's worker,
-// hands the claimed tasks over, and returns the runs' ids. The reserved
-// room is given back whatever happens.
-func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, flowID int, docs []string, opts []byte) ([]uuid.UUID, error) {
+// hands the claimed tasks over, and returns the runs' ids (and, for a
+// keyed start, which of them existed). The reserved room is given back
+// whatever happens.
+func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, flowID int, docs []string, opts []byte) ([]uuid.UUID, []bool, error) {
 	w := lc.w
 	var ids []uuid.UUID
+	var existing []bool
 	var seq []int64
 	var runs []uuid.UUID
 	var steps []int16
@@ -128,20 +130,20 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 	rows, err := c.pool.Query(ctx, q, args...)
 	if err != nil {
 		w.accept(lc.f, nil, lc.room, true)
-		return nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
 	}
 	found := false
 	for rows.Next() {
 		found = true
-		if err := rows.Scan(&ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces); err != nil {
+		if err := rows.Scan(&ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces, &existing); err != nil {
 			rows.Close()
 			w.accept(lc.f, nil, lc.room, true)
-			return nil, fmt.Errorf("qflow: start %q: %w", slug, err)
+			return nil, nil, fmt.Errorf("qflow: start %q: %w", slug, err)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		w.accept(lc.f, nil, lc.room, true)
-		return nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
 	}
 	list := make([]claimedTask, len(seq))
 	for i := range list {
@@ -157,9 +159,9 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 	}
 	w.accept(lc.f, list, lc.room, true)
 	if !found {
-		return nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
 	}
-	return ids, nil
+	return ids, existing, nil
 }
 
 // runDone is a run a settle completed, with its output when small enough

@@ -18,12 +18,35 @@ const (
 
 	// sqlStartRunsClaim… start runs and claim their first tasks for a
 	// worker in this process (see local.go).
-	sqlStartRunsClaimBySlug = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[]
+	sqlStartRunsClaimBySlug = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[], s.o_existing
 		FROM (SELECT id FROM qflow.flows WHERE slug = $1::text ORDER BY version DESC LIMIT 1) f,
 		     qflow.start_runs_claim(f.id, $2::jsonb[], $3::jsonb, $4::uuid, $5::integer, $6::integer, $7::bigint, $8::boolean) s`
 
-	sqlStartRunsClaimByID = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[]
+	sqlStartRunsClaimByID = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[], s.o_existing
 		FROM qflow.start_runs_claim($1::integer, $2::jsonb[], $3::jsonb, $4::uuid, $5::integer, $6::integer, $7::bigint, $8::boolean) s`
+
+	// sqlStartKeyed… start runs with idempotency keys (start_runs_claim
+	// claiming nothing) and say which ids are of runs that existed.
+	sqlStartKeyedBySlug = `SELECT s.o_ids, s.o_existing
+		FROM (SELECT id FROM qflow.flows WHERE slug = $1::text ORDER BY version DESC LIMIT 1) f,
+		     qflow.start_runs_claim(f.id, $2::jsonb[], $3::jsonb, NULL::uuid, NULL::integer, 0, 0, false) s`
+
+	sqlStartKeyedByID = `SELECT s.o_ids, s.o_existing
+		FROM qflow.start_runs_claim($1::integer, $2::jsonb[], $3::jsonb, NULL::uuid, NULL::integer, 0, 0, false) s`
+
+	// sqlLockRunForResume locks a run first (resume_run locks it again in
+	// the same transaction) and reads its flow version's definition.
+	sqlLockRunForResume = `SELECT r.status, r.flow_slug, f.version, f.shape_hash, f.definition
+		FROM qflow.runs r JOIN qflow.flows f ON f.id = r.flow_id
+		WHERE r.id = $1::uuid FOR NO KEY UPDATE OF r`
+
+	// sqlOpenSteps lists the slugs of a run's steps that did not complete.
+	sqlOpenSteps = `SELECT coalesce(array_agg(st.slug ORDER BY st.idx), '{}')
+		FROM qflow.runs r JOIN qflow.steps st ON st.flow_id = r.flow_id
+		LEFT JOIN qflow.step_states ss ON ss.run_id = r.id AND ss.step_idx = st.idx
+		WHERE r.id = $1::uuid AND ss.status IS DISTINCT FROM 'completed'`
+
+	sqlResumeRun = `SELECT o_steps, o_tasks FROM qflow.resume_run($1::uuid, $2::jsonb)`
 
 	sqlRunResult = `SELECT status, output, error, failed_step FROM qflow.runs WHERE id = $1::uuid`
 

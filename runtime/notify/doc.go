@@ -23,10 +23,14 @@
 //	workflow_completed  every step completed
 //	workflow_failed     a step failed; follows its step_failed
 //	workflow_cancelled  the run was cancelled (CancelRun or its timeout)
+//	workflow_resumed    a failed or cancelled run was resumed (ResumeRun); step_started
+//	                    follows for each step it queued again
 //
 // A run publishes exactly one of workflow_completed, workflow_failed and
-// workflow_cancelled, last. Steps and tasks that a failure or cancellation
-// cancels publish nothing.
+// workflow_cancelled, last; a resumed run starts again with
+// workflow_resumed and publishes one more terminal event when it ends
+// again. Steps and tasks that a failure or cancellation cancels publish
+// nothing.
 //
 // # Payload
 //
@@ -41,8 +45,9 @@
 //	flow             string   the flow's slug (always)
 //	step             string   the step's slug: step_* and task_*; the failed step on workflow_failed
 //	task_index       integer  the task's index, 0 unless the step is a map: task_*
-//	status           string   the status after the transition: "started", "completed", "failed",
-//	                          "cancelled", or "queued" for a task_failed that will retry
+//	status           string   the status after the transition: "started" (also workflow_resumed),
+//	                          "completed", "failed", "cancelled", or "queued" for a task_failed
+//	                          that will retry
 //	attempt          integer  the attempt, 1 for the first try: task_*
 //	will_retry       boolean  task_failed only: true when the task is queued again
 //	duration_ms      integer  milliseconds the attempt (task_completed, task_failed), the step
@@ -50,6 +55,7 @@
 //	error            string   the error: task_failed, step_failed, workflow_failed; the reason:
 //	                          workflow_cancelled
 //	error_truncated  boolean  present (true) when error was cut
+//	resume           integer  workflow_resumed only: the run's resume count, 1 for the first
 //	ts               string   when the transition happened: RFC 3339, UTC, microseconds
 //
 // A payload never exceeds NOTIFY's limit (MaxPayloadBytes), and one event

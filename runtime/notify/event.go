@@ -29,6 +29,7 @@ const (
 	WorkflowCompleted EventType = "workflow_completed"
 	WorkflowFailed    EventType = "workflow_failed"
 	WorkflowCancelled EventType = "workflow_cancelled"
+	WorkflowResumed   EventType = "workflow_resumed"
 	StepStarted       EventType = "step_started"
 	StepCompleted     EventType = "step_completed"
 	StepFailed        EventType = "step_failed"
@@ -39,7 +40,8 @@ const (
 
 // Terminal reports whether t ends a run: workflow_completed,
 // workflow_failed or workflow_cancelled. A run publishes exactly one
-// terminal event (when events are on).
+// terminal event (when events are on), and one more after each
+// workflow_resumed.
 func (t EventType) Terminal() bool {
 	return t == WorkflowCompleted || t == WorkflowFailed || t == WorkflowCancelled
 }
@@ -77,6 +79,9 @@ type Event struct {
 	// ErrorTruncated reports that Error was cut to fit the payload limit; it
 	// then ends with " …[truncated]".
 	ErrorTruncated bool `json:"error_truncated,omitempty"`
+	// Resume numbers a workflow_resumed: 1 for a run's first resume; 0 for
+	// the other types.
+	Resume int `json:"resume,omitempty"`
 	// Time is when the transition happened (server clock, UTC).
 	Time time.Time `json:"ts"`
 }

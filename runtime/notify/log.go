@@ -9,7 +9,7 @@ import (
 // ends something (workflow_failed, step_failed, task_failed without
 // retry), Warn for a failed attempt that will be retried and for
 // workflow_cancelled, Debug for task_started and step_started, Info for
-// the rest.
+// the rest (workflow_resumed among them).
 func (e Event) Level() slog.Level {
 	switch e.Type {
 	case WorkflowFailed, StepFailed:
@@ -55,6 +55,9 @@ func (e Event) Attrs() []slog.Attr {
 	}
 	if e.ErrorTruncated {
 		a = append(a, slog.Bool("error_truncated", true))
+	}
+	if e.Resume > 0 {
+		a = append(a, slog.Int("resume", e.Resume))
 	}
 	if !e.Time.IsZero() {
 		a = append(a, slog.Time("ts", e.Time))

@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -251,7 +252,14 @@ func TestParseEventAndFilters(t *testing.T) {
 			t.Errorf("ParseEvent(%q) = %v", bad, err)
 		}
 	}
-	if !notify.WorkflowCancelled.Terminal() || notify.StepFailed.Terminal() {
+	if !notify.WorkflowCancelled.Terminal() || notify.StepFailed.Terminal() || notify.WorkflowResumed.Terminal() {
 		t.Fatal("Terminal wrong")
+	}
+	r, err := notify.ParseEvent(`{"type":"workflow_resumed","run_id":"` + run.String() + `","flow":"f","status":"started","resume":2}`)
+	if err != nil || r.Type != notify.WorkflowResumed || r.Resume != 2 || r.Level().String() != "INFO" {
+		t.Fatalf("workflow_resumed decoded %+v, %v", r, err)
+	}
+	if got := fmt.Sprint(r.Attrs()); !strings.Contains(got, "resume=2") {
+		t.Fatalf("workflow_resumed attrs %s", got)
 	}
 }
