@@ -214,7 +214,8 @@ const GroupHeader = "x-pgmq-group"
 // delivered in order and only while no earlier message of the group is
 // being processed (invisible); the batch is filled from the group with the
 // oldest visible message first, then from the next. Each message is hidden
-// for vt (rounded up to whole seconds) as in Read.
+// for vt (rounded up to whole seconds) as in Read. The messages are
+// returned by ascending id.
 func ReadGrouped(ctx context.Context, db DBTX, queue string, vt time.Duration, qty int) ([]Message, error) {
 	return readGrouped(ctx, db, "read_grouped", queue, vt, qty, nil)
 }
