@@ -1,8 +1,8 @@
 -- 0001_pgmq: QuantumFlow's own implementation of pgmq's SQL API.
 --
 -- It is applied only where the real pgmq extension is not available (see
--- pgmq_compat.go). It provides every function of pgmq 1.10 (1.10.0 and
--- 1.10.1 have the same API) with the same names, argument names, defaults,
+-- pgmq_compat.go). It provides every function of pgmq 1.10 (checked against
+-- 1.10.0) with the same names, argument names, defaults,
 -- overloads, result types and table layout, and pgmq's results and error
 -- classes, so runtime/pgmq and applications written for pgmq work unchanged
 -- against either. Written for QuantumFlow from pgmq's documented behaviour;
