@@ -25,6 +25,10 @@ import (
 //  3. Otherwise (not offered, or only older versions): run 0001_pgmq.sql,
 //     our pgmq 1.10-compatible SQL.
 //
+// QuantumFlow's own SQL is the one pgmq Migrate does change: when a database
+// holds an earlier revision of it, Migrate runs 0001_pgmq.sql again (it is
+// idempotent), which brings the functions up to date and keeps the queues.
+//
 // The plan is loaded, decided and applied in separate steps so the decision
 // is a pure function with its own tests.
 
@@ -109,26 +113,60 @@ func applyPgmq(ctx context.Context, tx pgx.Tx, m Migration) error {
 	}
 }
 
+// ourPgmqRevision is the revision of 0001_pgmq.sql this build embeds, as
+// its pgmq._qflow_revision() returns it. Revision 1 (before pgmq's naming
+// rules, partitioned queues and the grouped reads) had no such function.
+const ourPgmqRevision = 2
+
 // ensurePgmq reinstalls pgmq (by the same policy) when an earlier Migrate
 // applied 0001 and the pgmq it installed or found is gone, for example
 // after DROP EXTENSION pgmq CASCADE, the documented way out of an
-// incompatible pgmq. It is a no-op while a pgmq is present.
+// incompatible pgmq. When the pgmq present is QuantumFlow's own SQL of an
+// earlier revision, it runs 0001_pgmq.sql again, which upgrades the
+// functions in place and keeps every queue and message. Any other pgmq is
+// left alone.
 func ensurePgmq(ctx context.Context, tx pgx.Tx) error {
-	var present bool
+	var present, ours, revised bool
 	if err := tx.QueryRow(ctx, `
 		SELECT to_regclass('pgmq.meta') IS NOT NULL
-		    OR EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgmq')`).Scan(&present); err != nil {
+		    OR EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgmq'),
+		       to_regprocedure('pgmq._queue_table(text,text)') IS NOT NULL
+		   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgmq'),
+		       to_regprocedure('pgmq._qflow_revision()') IS NOT NULL`).Scan(&present, &ours, &revised); err != nil {
 		return fmt.Errorf("inspect pgmq: %w", err)
 	}
-	if present {
+	m, ok := pgmqMigration()
+	if !ok {
 		return nil
 	}
-	for _, m := range All() {
-		if m.Name == "pgmq" {
-			return applyPgmq(ctx, tx, m)
+	if !present {
+		return applyPgmq(ctx, tx, m)
+	}
+	if !ours {
+		return nil
+	}
+	rev := 1
+	if revised {
+		if err := tx.QueryRow(ctx, `SELECT pgmq._qflow_revision()`).Scan(&rev); err != nil {
+			return fmt.Errorf("inspect pgmq: %w", err)
 		}
 	}
+	if rev >= ourPgmqRevision {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return fmt.Errorf("upgrade QuantumFlow's pgmq from revision %d: %w", rev, err)
+	}
 	return nil
+}
+
+func pgmqMigration() (Migration, bool) {
+	for _, m := range All() {
+		if m.Name == "pgmq" {
+			return m, true
+		}
+	}
+	return Migration{}, false
 }
 
 // pgmqVersionOK reports whether v is a pgmq extension version Migrate

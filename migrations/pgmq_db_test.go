@@ -164,3 +164,59 @@ func TestMigrateInstallsOursWithoutExtension(t *testing.T) {
 		t.Fatalf("pgmq.Check: %v", err)
 	}
 }
+
+// TestMigrateUpgradesOurEarlierPgmq: a database that an earlier revision of
+// 0001_pgmq.sql installed (revision 1: no pgmq._qflow_revision, names
+// limited to letters, digits and underscores) is upgraded in place by
+// Migrate, keeping its queues and messages; the current revision is left
+// alone.
+func TestMigrateUpgradesOurEarlierPgmq(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := pgtest.New(t)
+	if _, err := db.Pool.Exec(ctx, `SELECT pgmq.create('kept'); SELECT pgmq.send('kept', '1')`); err != nil {
+		t.Fatal(err)
+	}
+	// Revision 1's name rule, and no revision function.
+	if _, err := db.Pool.Exec(ctx, `
+		DROP FUNCTION pgmq._qflow_revision();
+		CREATE OR REPLACE FUNCTION pgmq.format_table_name(queue_name text, prefix text) RETURNS text
+		LANGUAGE plpgsql IMMUTABLE AS $$
+		BEGIN
+			IF queue_name !~ '^[A-Za-z0-9_]+$' THEN
+				RAISE EXCEPTION 'invalid queue name' USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			RETURN lower(prefix || '_' || queue_name);
+		END $$`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgmq.Create(ctx, db.Pool, "queue-hyphened"); err == nil {
+		t.Fatal("revision 1 accepted a hyphen: the simulation is wrong")
+	}
+	if err := migrations.Migrate(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgmq.Create(ctx, db.Pool, "queue-hyphened"); err != nil {
+		t.Errorf("after Migrate: %v", err)
+	}
+	if m, err := pgmq.QueueMetrics(ctx, db.Pool, "kept"); err != nil || m.QueueLength != 1 {
+		t.Errorf("queue kept: %+v, %v", m, err)
+	}
+	var rev int
+	if err := db.Pool.QueryRow(ctx, `SELECT pgmq._qflow_revision()`).Scan(&rev); err != nil || rev != 2 {
+		t.Errorf("revision %d, %v; want 2", rev, err)
+	}
+	// The current revision is not run again: a change to a function survives.
+	if _, err := db.Pool.Exec(ctx, `CREATE OR REPLACE FUNCTION pgmq.list_queues() RETURNS SETOF pgmq.queue_record
+		LANGUAGE sql AS $$ SELECT * FROM pgmq.meta /* mine */ $$`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Migrate(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	var mine bool
+	if err := db.Pool.QueryRow(ctx, `SELECT prosrc LIKE '%mine%' FROM pg_proc WHERE oid = 'pgmq.list_queues()'::regprocedure`).Scan(&mine); err != nil || !mine {
+		t.Errorf("Migrate re-ran the current revision (%v)", err)
+	}
+}

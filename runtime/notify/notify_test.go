@@ -198,7 +198,7 @@ func TestSendWithNotifyIsAtomic(t *testing.T) {
 	if _, err := notify.SendWithNotify(ctx, db.Pool, "nope", []byte(`{}`)); err == nil {
 		t.Fatal("send to a missing queue succeeded")
 	}
-	if _, err := notify.SendWithNotify(ctx, db.Pool, "bad name", []byte(`{}`)); !errors.Is(err, pgmq.ErrInvalidQueueName) {
+	if _, err := notify.SendWithNotify(ctx, db.Pool, "bad;name", []byte(`{}`)); !errors.Is(err, pgmq.ErrInvalidQueueName) {
 		t.Fatalf("invalid queue: %v", err)
 	}
 	none(t, l, 200*time.Millisecond)

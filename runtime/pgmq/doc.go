@@ -55,11 +55,15 @@
 //
 // # Queue names
 //
-// A queue name is 1 to 47 ASCII letters, digits and underscores.
-// ValidateQueueName checks it, and every function checks it before touching
-// the database, so a hostile name never reaches SQL (the SQL side checks
-// again). A queue's messages are in table pgmq.q_<name> and its archive in
-// pgmq.a_<name>, lower-cased; see TableName and ArchiveTableName.
+// Names follow pgmq's rules: 1 to 47 characters, none of $, ; and ' nor
+// the sequence --; hyphens, upper case, spaces and dots are fine, since every
+// identifier is quoted. ValidateQueueName checks it, and every function
+// checks it before touching the database, so a hostile name never reaches
+// SQL (the SQL side checks again, raising SQLSTATE P0001 as pgmq does). A
+// queue's messages are in table pgmq.q_<name> and its archive in
+// pgmq.a_<name>, lower-cased; see TableName and ArchiveTableName. Names
+// that differ only in case would share those tables, so QuantumFlow's SQL
+// refuses to create the second.
 //
 // # Delivery
 //
@@ -89,10 +93,12 @@
 // older than 1.10 ErrIncompatible, a database without pgmq ErrNotInstalled;
 // database errors wrap the *pgconn.PgError.
 //
-// # Differences of the built-in implementation
+// # The built-in implementation
 //
-// QuantumFlow's SQL does not support partitioned queues (CreatePartitioned
-// always fails), rejects queue names the extension would accept but that
-// are not plain identifiers, and notifies once per inserting statement
-// rather than once per row. docs/benchmarks.md has its throughput.
+// QuantumFlow's SQL implements pgmq 1.10's API, including partitioned queues
+// (CreatePartitioned, ConvertArchivePartitioned; they need the pg_partman
+// extension in the database) and FIFO groups (ReadGrouped, ReadGroupedRR).
+// docs/pgmq.md lists its few deliberate differences, such as notifying once
+// per inserting statement rather than once per row; docs/benchmarks.md has
+// its throughput.
 package pgmq

@@ -56,7 +56,7 @@ func Example() {
 	// sent 1
 	// read 1 (read 1 time): {"to": "ada@example.com"} {"trace": "abc"}
 	// queued 0 ever sent 1
-	// pgmq: invalid queue name "a;drop table x": only ASCII letters, digits and underscores are allowed
+	// pgmq: invalid queue name "a;drop table x": contains $, ;, -- or '
 }
 
 // ExampleCheck fails fast at startup when the database's pgmq is one this

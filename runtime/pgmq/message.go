@@ -204,6 +204,93 @@ func ReadWithPoll(ctx context.Context, db DBTX, queue string, vt time.Duration, 
 	return msgs, wrap(ctx, db, "read_with_poll", queue, err)
 }
 
+// GroupHeader is the header that puts a message in a FIFO group for
+// ReadGrouped and ReadGroupedRR, as in {"x-pgmq-group": "customer-42"}.
+// Messages without it form one default group.
+const GroupHeader = "x-pgmq-group"
+
+// ReadGrouped reads up to qty messages FIFO by group, like SQS FIFO queues
+// batch them (pgmq.read_grouped): within a group (GroupHeader) messages are
+// delivered in order and only while no earlier message of the group is
+// being processed (invisible); the batch is filled from the group with the
+// oldest visible message first, then from the next. Each message is hidden
+// for vt (rounded up to whole seconds) as in Read. The messages are
+// returned by ascending id.
+func ReadGrouped(ctx context.Context, db DBTX, queue string, vt time.Duration, qty int) ([]Message, error) {
+	return readGrouped(ctx, db, "read_grouped", queue, vt, qty, nil)
+}
+
+// ReadGroupedRR is ReadGrouped's round-robin form (pgmq.read_grouped_rr):
+// only groups whose oldest message is visible take part, and the batch
+// takes the first message of each group (oldest group first), then the
+// second of each, and so on, returned in that order.
+func ReadGroupedRR(ctx context.Context, db DBTX, queue string, vt time.Duration, qty int) ([]Message, error) {
+	return readGrouped(ctx, db, "read_grouped_rr", queue, vt, qty, nil)
+}
+
+// ReadGroupedWithPoll is ReadGrouped that waits like ReadWithPoll
+// (pgmq.read_grouped_with_poll); opts.Conditional must be nil. opts may be
+// nil.
+func ReadGroupedWithPoll(ctx context.Context, db DBTX, queue string, vt time.Duration, qty int, opts *PollOpts) ([]Message, error) {
+	return readGrouped(ctx, db, "read_grouped_with_poll", queue, vt, qty, pollDefaults(opts))
+}
+
+// ReadGroupedRRWithPoll is ReadGroupedRR that waits like ReadWithPoll
+// (pgmq.read_grouped_rr_with_poll); opts.Conditional must be nil. opts may
+// be nil.
+func ReadGroupedRRWithPoll(ctx context.Context, db DBTX, queue string, vt time.Duration, qty int, opts *PollOpts) ([]Message, error) {
+	return readGrouped(ctx, db, "read_grouped_rr_with_poll", queue, vt, qty, pollDefaults(opts))
+}
+
+func pollDefaults(opts *PollOpts) *PollOpts {
+	var o PollOpts
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxPoll == 0 {
+		o.MaxPoll = 5 * time.Second
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	return &o
+}
+
+// readGrouped calls fn, one of the grouped reads (a constant), with poll's
+// waiting when poll is not nil.
+func readGrouped(ctx context.Context, db DBTX, fn, queue string, vt time.Duration, qty int, poll *PollOpts) ([]Message, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return nil, err
+	}
+	vts, err := seconds("vt", vt)
+	if err != nil {
+		return nil, wrap(ctx, db, fn, queue, err)
+	}
+	sql := `SELECT ` + messageColumns + ` FROM pgmq.` + fn + `($1::text, $2::integer, $3::integer)`
+	args := []any{queue, vts, int32(qty)}
+	if poll != nil {
+		if poll.Conditional != nil {
+			return nil, wrap(ctx, db, fn, queue, errors.New("grouped reads take no Conditional"))
+		}
+		maxPoll, err := seconds("max poll", poll.MaxPoll)
+		if err != nil {
+			return nil, wrap(ctx, db, fn, queue, err)
+		}
+		ms := (poll.PollInterval + time.Millisecond - 1) / time.Millisecond
+		if ms < 1 || ms > 1<<31-1 {
+			return nil, wrap(ctx, db, fn, queue, fmt.Errorf("poll interval %v out of range", poll.PollInterval))
+		}
+		sql = `SELECT ` + messageColumns + ` FROM pgmq.` + fn + `($1::text, $2::integer, $3::integer, $4::integer, $5::integer)`
+		args = append(args, maxPoll, int32(ms))
+	}
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, wrap(ctx, db, fn, queue, err)
+	}
+	msgs, err := collectMessages(rows)
+	return msgs, wrap(ctx, db, fn, queue, err)
+}
+
 // Pop claims and deletes the oldest visible message in one step
 // (pgmq.pop(queue_name)): at-most-once delivery. ReadCount is not
 // incremented. It returns nil when nothing is visible.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,7 +23,8 @@ type DBTX interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// MaxQueueNameLen is the longest queue name pgmq accepts.
+// MaxQueueNameLen is the longest queue name, in characters, that pgmq's
+// create functions accept.
 const MaxQueueNameLen = 47
 
 // ErrInvalidQueueName is wrapped by the error ValidateQueueName returns, and
@@ -34,46 +36,60 @@ var ErrInvalidQueueName = errors.New("invalid queue name")
 // too.
 var ErrQueueNotFound = errors.New("queue does not exist")
 
-// ValidateQueueName reports whether name is a usable queue name: 1 to 47
-// ASCII letters, digits and underscores. The error wraps ErrInvalidQueueName
-// and says what is wrong. Every function in this package calls it before
-// touching the database.
+// ValidateQueueName reports whether name is a queue name pgmq accepts: 1 to
+// 47 characters of valid UTF-8, none of them NUL, and none of $, ; and '
+// nor the sequence --. Hyphens, spaces, dots and upper case are allowed:
+// every identifier is quoted. (pgmq also accepts the empty name, as table
+// "q_"; this package and QuantumFlow's SQL do not.) The error wraps
+// ErrInvalidQueueName and says what is wrong. Every function in this package
+// calls it before touching the database; the SQL checks again and raises
+// SQLSTATE P0001, as pgmq does.
 //
 // Queue table names are lower-cased (pgmq.q_<lower(name)>), so names that
-// differ only in case refer to the same tables.
+// differ only in case would share tables; QuantumFlow's SQL refuses to
+// create the second one (SQLSTATE 42P07).
 func ValidateQueueName(name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("pgmq: %w: must not be empty", ErrInvalidQueueName)
-	case len(name) > MaxQueueNameLen:
-		return fmt.Errorf("pgmq: %w %q: %d characters, the maximum is %d", ErrInvalidQueueName, name, len(name), MaxQueueNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
-			return fmt.Errorf("pgmq: %w %q: only ASCII letters, digits and underscores are allowed", ErrInvalidQueueName, name)
-		}
+	case !utf8.ValidString(name):
+		return fmt.Errorf("pgmq: %w %q: not valid UTF-8", ErrInvalidQueueName, name)
+	case utf8.RuneCountInString(name) > MaxQueueNameLen:
+		return fmt.Errorf("pgmq: %w %q: %d characters, the maximum is %d", ErrInvalidQueueName, name, utf8.RuneCountInString(name), MaxQueueNameLen)
+	case strings.ContainsAny(name, "$;'") || strings.Contains(name, "--"):
+		return fmt.Errorf("pgmq: %w %q: contains $, ;, -- or '", ErrInvalidQueueName, name)
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("pgmq: %w %q: contains a NUL character", ErrInvalidQueueName, name)
 	}
 	return nil
 }
 
 // TableName returns the unqualified name of a queue's live table
-// (q_<name>, lower-cased); the table is in schema pgmq. It returns an error
-// for an invalid name.
+// (q_<name>, lower-cased, cut to PostgreSQL's 63 bytes as the server cuts
+// identifiers); the table is in schema pgmq. It returns an error for an
+// invalid name. Letters outside ASCII are lower-cased by Go's rules; the
+// server's lower() follows the database's locale, which may differ for
+// them (SELECT pgmq.format_table_name(name, 'q') asks the server).
 func TableName(queue string) (string, error) {
-	if err := ValidateQueueName(queue); err != nil {
-		return "", err
-	}
-	return "q_" + strings.ToLower(queue), nil
+	return tableName(queue, "q_")
 }
 
 // ArchiveTableName returns the unqualified name of a queue's archive table
-// (a_<name>, lower-cased) in schema pgmq.
+// (a_<name>, lower-cased, cut as in TableName) in schema pgmq.
 func ArchiveTableName(queue string) (string, error) {
+	return tableName(queue, "a_")
+}
+
+func tableName(queue, prefix string) (string, error) {
 	if err := ValidateQueueName(queue); err != nil {
 		return "", err
 	}
-	return "a_" + strings.ToLower(queue), nil
+	t := prefix + strings.ToLower(queue)
+	for len(t) > 63 { // PostgreSQL keeps whole characters within 63 bytes
+		_, size := utf8.DecodeLastRuneInString(t)
+		t = t[:len(t)-size]
+	}
+	return t, nil
 }
 
 // NotifyChannel returns the channel that EnableNotifyInsert makes inserts
@@ -134,7 +150,8 @@ func seconds(what string, d time.Duration) (int32, error) {
 }
 
 // wrap adds the operation and queue to err and classifies it: an unknown
-// queue (SQLSTATE 42P01) wraps ErrQueueNotFound, a missing pgmq schema
+// queue (SQLSTATE 42P01, or P0001 "Queue ... does not exist" from
+// enable_notify_insert, as pgmq raises it) wraps ErrQueueNotFound, a missing pgmq schema
 // (3F000) ErrNotInstalled, and a column or function the database's pgmq
 // lacks (42703, 42883) ErrIncompatible, through diagnose, which may look at
 // the database once to say what is installed.
@@ -147,6 +164,11 @@ func wrap(ctx context.Context, db DBTX, op, queue string, err error) error {
 		switch pgErr.Code {
 		case "42P01":
 			return fmt.Errorf("pgmq: %s %q: %w: %w", op, queue, ErrQueueNotFound, err)
+		case "P0001":
+			// pgmq's enable_notify_insert reports an unknown queue so.
+			if strings.HasPrefix(pgErr.Message, "Queue ") && strings.Contains(pgErr.Message, " does not exist") {
+				return fmt.Errorf("pgmq: %s %q: %w: %w", op, queue, ErrQueueNotFound, err)
+			}
 		case "3F000":
 			err = notInstalled(err)
 		case "42703", "42883":

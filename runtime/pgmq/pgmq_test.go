@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -77,8 +78,9 @@ func ids(msgs []pgmq.Message) []int64 {
 	return out
 }
 
-// TestAPISurface pins the SQL API to pgmq 1.10+'s: names, argument names,
-// defaults, overloads and result types.
+// TestAPISurface pins the SQL API to pgmq 1.10's: every public function of
+// pgmq 1.10 with its argument names, defaults, overloads and result types
+// (the internal helpers, named with a leading underscore, are not listed).
 func TestAPISurface(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
@@ -95,14 +97,19 @@ func TestAPISurface(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
+		"acquire_queue_lock(queue_name text) void",
 		"archive(queue_name text, msg_id bigint) boolean",
 		"archive(queue_name text, msg_ids bigint[]) SETOF bigint",
+		"convert_archive_partitioned(table_name text, partition_interval text DEFAULT '10000'::text, retention_interval text DEFAULT '100000'::text, leading_partition integer DEFAULT 10) void",
 		"create(queue_name text) void",
+		"create_fifo_index(queue_name text) void",
+		"create_fifo_indexes_all() void",
 		"create_non_partitioned(queue_name text) void",
 		"create_partitioned(queue_name text, partition_interval text DEFAULT '10000'::text, retention_interval text DEFAULT '100000'::text) void",
 		"create_unlogged(queue_name text) void",
 		"delete(queue_name text, msg_id bigint) boolean",
 		"delete(queue_name text, msg_ids bigint[]) SETOF bigint",
+		"detach_archive(queue_name text) void",
 		"disable_notify_insert(queue_name text) void",
 		"drop_queue(queue_name text) boolean",
 		"drop_queue(queue_name text, partitioned boolean) boolean",
@@ -115,6 +122,10 @@ func TestAPISurface(t *testing.T) {
 		"pop(queue_name text, qty integer DEFAULT 1) SETOF pgmq.message_record",
 		"purge_queue(queue_name text) bigint",
 		"read(queue_name text, vt integer, qty integer, conditional jsonb DEFAULT '{}'::jsonb) SETOF pgmq.message_record",
+		"read_grouped(queue_name text, vt integer, qty integer) SETOF pgmq.message_record",
+		"read_grouped_rr(queue_name text, vt integer, qty integer) SETOF pgmq.message_record",
+		"read_grouped_rr_with_poll(queue_name text, vt integer, qty integer, max_poll_seconds integer DEFAULT 5, poll_interval_ms integer DEFAULT 100) SETOF pgmq.message_record",
+		"read_grouped_with_poll(queue_name text, vt integer, qty integer, max_poll_seconds integer DEFAULT 5, poll_interval_ms integer DEFAULT 100) SETOF pgmq.message_record",
 		"read_with_poll(queue_name text, vt integer, qty integer, max_poll_seconds integer DEFAULT 5, poll_interval_ms integer DEFAULT 100, conditional jsonb DEFAULT '{}'::jsonb) SETOF pgmq.message_record",
 		"send(queue_name text, msg jsonb) SETOF bigint",
 		"send(queue_name text, msg jsonb, delay integer) SETOF bigint",
@@ -185,7 +196,7 @@ func TestCreateListDrop(t *testing.T) {
 	// Table layout: the engine works on these tables directly.
 	if diff := cmp.Diff(
 		"msg_id bigint not null identity, read_ct integer not null default 0, enqueued_at timestamp with time zone not null default now(), "+
-			"last_read_at timestamp with time zone, vt timestamp with time zone not null default clock_timestamp(), message jsonb, headers jsonb",
+			"last_read_at timestamp with time zone, vt timestamp with time zone not null, message jsonb, headers jsonb",
 		tableColumns(t, ctx, db, "q_jobs")); diff != "" {
 		t.Errorf("q_jobs columns (-want +got):\n%s", diff)
 	}
@@ -217,11 +228,7 @@ func TestCreateListDrop(t *testing.T) {
 		t.Errorf("q_plain_2 relpersistence %q (err %v), want p (and a lower-cased table name)", persistence, err)
 	}
 
-	err := pgmq.CreatePartitioned(ctx, db, "parted", nil)
-	if err == nil || !strings.Contains(err.Error(), "partitioned queues are not supported without pg_partman") {
-		t.Errorf("CreatePartitioned: %v, want a not-supported error", err)
-	}
-	err = pgmq.Create(ctx, db, "JOBS")
+	err := pgmq.Create(ctx, db, "JOBS")
 	if err == nil || !strings.Contains(err.Error(), `conflicts with existing queue "jobs"`) {
 		t.Errorf("Create(JOBS) next to jobs: %v, want a conflict error", err)
 	}
@@ -231,10 +238,11 @@ func TestCreateListDrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// pgmq lists queues in pgmq.meta's order (no ORDER BY): creation order.
 	want := []pgmq.QueueInfo{
+		{Name: "jobs"},
 		{Name: "Plain_2"},
 		{Name: "fast", IsUnlogged: true},
-		{Name: "jobs"},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(pgmq.QueueInfo{}, "CreatedAt")); diff != "" {
 		t.Errorf("ListQueues (-want +got):\n%s", diff)
@@ -262,9 +270,16 @@ func TestCreateListDrop(t *testing.T) {
 	if err != nil || dropped {
 		t.Errorf("DropQueue of a dropped queue: %v, %v; want false, nil", dropped, err)
 	}
-	var deprecated bool
-	if err := db.QueryRow(ctx, `SELECT pgmq.drop_queue('fast', false)`).Scan(&deprecated); err != nil || !deprecated {
-		t.Errorf("drop_queue(name, partitioned): %v, %v; want true", deprecated, err)
+	// pgmq 1.10's deprecated drop_queue(name, partitioned) drops the queue
+	// and returns true, even when there was none to drop.
+	for _, name := range []string{"fast", "fast"} {
+		var deprecated bool
+		if err := db.QueryRow(ctx, `SELECT pgmq.drop_queue($1::text, false)`, name).Scan(&deprecated); err != nil || !deprecated {
+			t.Errorf("drop_queue(%s, partitioned): %v, %v; want true", name, deprecated, err)
+		}
+	}
+	if _, err := pgmq.QueueMetrics(ctx, db, "fast"); !errors.Is(err, pgmq.ErrQueueNotFound) {
+		t.Errorf("after drop_queue(fast, false): %v; want the queue gone", err)
 	}
 }
 
@@ -392,12 +407,13 @@ func TestSendBatchOverloads(t *testing.T) {
 		t.Errorf("readable after batches (-want +got):\n%s", diff)
 	}
 
-	// Mismatched headers: the client refuses, and so does the SQL.
+	// Mismatched headers: the client refuses, and so does the SQL, with the
+	// error class and message of pgmq 1.11 (pgmq 1.10 padded with NULLs).
 	if _, err := pgmq.SendBatch(ctx, db, q, []json.RawMessage{raw(`1`)}, &pgmq.SendBatchOpts{Headers: hdrs}); err == nil {
 		t.Error("SendBatch with 2 headers for 1 message: no error")
 	}
 	_, err = db.Exec(ctx, `SELECT pgmq.send_batch('jobs', ARRAY['1']::jsonb[], ARRAY['{}', '{}']::jsonb[])`)
-	if err == nil || !strings.Contains(err.Error(), "2 headers for 1 messages") {
+	if err == nil || !strings.Contains(err.Error(), "headers array length (2) must match msgs array length (1) (SQLSTATE P0001)") {
 		t.Errorf("SQL send_batch with mismatched headers: %v", err)
 	}
 	if got, err := pgmq.SendBatch(ctx, db, q, nil, nil); err != nil || got != nil {
@@ -1033,15 +1049,28 @@ func TestUnknownQueue(t *testing.T) {
 		"SetVTBatch":          func() error { _, err := pgmq.SetVTBatch(ctx, db, q, []int64{1}, 0); return err },
 		"EnableNotifyInsert":  func() error { return pgmq.EnableNotifyInsert(ctx, db, q, 0) },
 		"DisableNotifyInsert": func() error { return pgmq.DisableNotifyInsert(ctx, db, q) },
+		"ReadGrouped":         func() error { _, err := pgmq.ReadGrouped(ctx, db, q, time.Second, 1); return err },
+		"ReadGroupedRR":       func() error { _, err := pgmq.ReadGroupedRR(ctx, db, q, time.Second, 1); return err },
+		"ReadGroupedWithPoll": func() error { _, err := pgmq.ReadGroupedWithPoll(ctx, db, q, time.Second, 1, nil); return err },
+		"ReadGroupedRRWithPoll": func() error {
+			_, err := pgmq.ReadGroupedRRWithPoll(ctx, db, q, time.Second, 1, nil)
+			return err
+		},
+		"CreateFIFOIndex": func() error { return pgmq.CreateFIFOIndex(ctx, db, q) },
 	}
 	for name, call := range calls {
 		err := call()
-		if !errors.Is(err, pgmq.ErrQueueNotFound) || !strings.Contains(err.Error(), `queue "missing" does not exist`) {
+		if !errors.Is(err, pgmq.ErrQueueNotFound) || !strings.Contains(strings.ToLower(err.Error()), `queue "missing" does not exist`) {
 			t.Errorf("%s: %v; want ErrQueueNotFound naming the queue", name, err)
 		}
+		// pgmq's relation errors are 42P01; its enable_notify_insert raises P0001.
+		code := "42P01"
+		if name == "EnableNotifyInsert" {
+			code = "P0001"
+		}
 		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "42P01" {
-			t.Errorf("%s: %v does not wrap SQLSTATE 42P01", name, err)
+		if !errors.As(err, &pgErr) || pgErr.Code != code {
+			t.Errorf("%s: %v does not wrap SQLSTATE %s", name, err, code)
 		}
 	}
 }
@@ -1069,57 +1098,89 @@ type errRow struct{}
 
 func (errRow) Scan(...any) error { return errors.New("no database") }
 
-var hostileNames = []string{
+// rejectedNames are names pgmq refuses ($, ;, -- and ' anywhere, more
+// than 47 characters for create) and names this package refuses besides
+// (empty, NUL, invalid UTF-8: PostgreSQL text cannot hold the last two).
+var rejectedNames = []string{
 	"",
 	"a;drop table x",
-	strings.Repeat("a", 48),
 	"x'; DROP TABLE pgmq.meta; --",
+	"dollar$-signed",
+	"double--hyphen",
+	"it's",
+	strings.Repeat("a", 48),
+	strings.Repeat("ü", 48),
+	"nul\x00byte",
+	"bad\xffutf8",
+}
+
+// acceptedNames are hostile-looking names pgmq accepts: they must work,
+// quoted as identifiers everywhere, and change nothing but their own tables.
+var acceptedNames = []string{
 	`quote"d`,
+	`x" CASCADE`,
+	`x") DROP TABLE public.x CASCADE`,
 	"space name",
-	"dash-name",
+	"queue-hyphened",
+	"QueueCased",
 	"dot.name",
+	"pgmq.meta",
+	"../../etc/passwd",
 	"ünïcode",
 	"tab\tname",
 	"new\nline",
+	"%I %L %s",
+	"1",
+	strings.Repeat("a", 47),
+	strings.Repeat("ü", 47),
 }
 
+// TestInvalidQueueNames: every function refuses the names pgmq rejects
+// before touching the database (noDB fails the test on any use), and
+// ValidateQueueName accepts the names pgmq accepts.
 func TestInvalidQueueNames(t *testing.T) {
 	t.Parallel()
-	if err := pgmq.ValidateQueueName(strings.Repeat("a", 47)); err != nil {
-		t.Errorf("47 characters rejected: %v", err)
-	}
-	if err := pgmq.ValidateQueueName("Az_09"); err != nil {
-		t.Errorf("Az_09 rejected: %v", err)
+	for _, name := range acceptedNames {
+		if err := pgmq.ValidateQueueName(name); err != nil {
+			t.Errorf("ValidateQueueName(%q): %v; pgmq accepts it", name, err)
+		}
 	}
 	ctx := context.Background()
-	for _, name := range hostileNames {
+	for _, name := range rejectedNames {
 		t.Run(fmt.Sprintf("%q", name), func(t *testing.T) {
 			db := noDB{t}
 			calls := map[string]func() error{
-				"Create":               func() error { return pgmq.Create(ctx, db, name) },
-				"CreateNonPartitioned": func() error { return pgmq.CreateNonPartitioned(ctx, db, name) },
-				"CreateUnlogged":       func() error { return pgmq.CreateUnlogged(ctx, db, name) },
-				"CreatePartitioned":    func() error { return pgmq.CreatePartitioned(ctx, db, name, nil) },
-				"DropQueue":            func() error { _, err := pgmq.DropQueue(ctx, db, name); return err },
-				"PurgeQueue":           func() error { _, err := pgmq.PurgeQueue(ctx, db, name); return err },
-				"QueueMetrics":         func() error { _, err := pgmq.QueueMetrics(ctx, db, name); return err },
-				"Send":                 func() error { _, err := pgmq.Send(ctx, db, name, raw(`{}`), nil); return err },
-				"SendBatch":            func() error { _, err := pgmq.SendBatch(ctx, db, name, nil, nil); return err },
-				"Read":                 func() error { _, err := pgmq.Read(ctx, db, name, 0, 1, nil); return err },
-				"ReadWithPoll":         func() error { _, err := pgmq.ReadWithPoll(ctx, db, name, 0, 1, nil); return err },
-				"Pop":                  func() error { _, err := pgmq.Pop(ctx, db, name); return err },
-				"PopBatch":             func() error { _, err := pgmq.PopBatch(ctx, db, name, 1); return err },
-				"Archive":              func() error { _, err := pgmq.Archive(ctx, db, name, 1); return err },
-				"ArchiveBatch":         func() error { _, err := pgmq.ArchiveBatch(ctx, db, name, nil); return err },
-				"Delete":               func() error { _, err := pgmq.Delete(ctx, db, name, 1); return err },
-				"DeleteBatch":          func() error { _, err := pgmq.DeleteBatch(ctx, db, name, nil); return err },
-				"SetVT":                func() error { _, err := pgmq.SetVT(ctx, db, name, 1, 0); return err },
-				"SetVTBatch":           func() error { _, err := pgmq.SetVTBatch(ctx, db, name, nil, 0); return err },
-				"EnableNotifyInsert":   func() error { return pgmq.EnableNotifyInsert(ctx, db, name, 0) },
-				"DisableNotifyInsert":  func() error { return pgmq.DisableNotifyInsert(ctx, db, name) },
-				"TableName":            func() error { _, err := pgmq.TableName(name); return err },
-				"ArchiveTableName":     func() error { _, err := pgmq.ArchiveTableName(name); return err },
-				"NotifyChannel":        func() error { _, err := pgmq.NotifyChannel(name); return err },
+				"Create":                    func() error { return pgmq.Create(ctx, db, name) },
+				"CreateNonPartitioned":      func() error { return pgmq.CreateNonPartitioned(ctx, db, name) },
+				"CreateUnlogged":            func() error { return pgmq.CreateUnlogged(ctx, db, name) },
+				"CreatePartitioned":         func() error { return pgmq.CreatePartitioned(ctx, db, name, nil) },
+				"ConvertArchivePartitioned": func() error { return pgmq.ConvertArchivePartitioned(ctx, db, name, nil) },
+				"DetachArchive":             func() error { return pgmq.DetachArchive(ctx, db, name) },
+				"CreateFIFOIndex":           func() error { return pgmq.CreateFIFOIndex(ctx, db, name) },
+				"DropQueue":                 func() error { _, err := pgmq.DropQueue(ctx, db, name); return err },
+				"PurgeQueue":                func() error { _, err := pgmq.PurgeQueue(ctx, db, name); return err },
+				"QueueMetrics":              func() error { _, err := pgmq.QueueMetrics(ctx, db, name); return err },
+				"Send":                      func() error { _, err := pgmq.Send(ctx, db, name, raw(`{}`), nil); return err },
+				"SendBatch":                 func() error { _, err := pgmq.SendBatch(ctx, db, name, nil, nil); return err },
+				"Read":                      func() error { _, err := pgmq.Read(ctx, db, name, 0, 1, nil); return err },
+				"ReadWithPoll":              func() error { _, err := pgmq.ReadWithPoll(ctx, db, name, 0, 1, nil); return err },
+				"ReadGrouped":               func() error { _, err := pgmq.ReadGrouped(ctx, db, name, 0, 1); return err },
+				"ReadGroupedRR":             func() error { _, err := pgmq.ReadGroupedRR(ctx, db, name, 0, 1); return err },
+				"ReadGroupedWithPoll":       func() error { _, err := pgmq.ReadGroupedWithPoll(ctx, db, name, 0, 1, nil); return err },
+				"ReadGroupedRRWithPoll":     func() error { _, err := pgmq.ReadGroupedRRWithPoll(ctx, db, name, 0, 1, nil); return err },
+				"Pop":                       func() error { _, err := pgmq.Pop(ctx, db, name); return err },
+				"PopBatch":                  func() error { _, err := pgmq.PopBatch(ctx, db, name, 1); return err },
+				"Archive":                   func() error { _, err := pgmq.Archive(ctx, db, name, 1); return err },
+				"ArchiveBatch":              func() error { _, err := pgmq.ArchiveBatch(ctx, db, name, nil); return err },
+				"Delete":                    func() error { _, err := pgmq.Delete(ctx, db, name, 1); return err },
+				"DeleteBatch":               func() error { _, err := pgmq.DeleteBatch(ctx, db, name, nil); return err },
+				"SetVT":                     func() error { _, err := pgmq.SetVT(ctx, db, name, 1, 0); return err },
+				"SetVTBatch":                func() error { _, err := pgmq.SetVTBatch(ctx, db, name, nil, 0); return err },
+				"EnableNotifyInsert":        func() error { return pgmq.EnableNotifyInsert(ctx, db, name, 0) },
+				"DisableNotifyInsert":       func() error { return pgmq.DisableNotifyInsert(ctx, db, name) },
+				"TableName":                 func() error { _, err := pgmq.TableName(name); return err },
+				"ArchiveTableName":          func() error { _, err := pgmq.ArchiveTableName(name); return err },
+				"NotifyChannel":             func() error { _, err := pgmq.NotifyChannel(name); return err },
 			}
 			for fn, call := range calls {
 				if err := call(); !errors.Is(err, pgmq.ErrInvalidQueueName) {
@@ -1130,8 +1191,43 @@ func TestInvalidQueueNames(t *testing.T) {
 	}
 }
 
-// TestInvalidQueueNamesSQL calls the SQL functions directly: they must
-// reject the same names before building any dynamic SQL.
+// nameCalls are the SQL functions that take a queue name.
+var nameCalls = []string{
+	`SELECT pgmq.create($1)`,
+	`SELECT pgmq.create_non_partitioned($1)`,
+	`SELECT pgmq.create_unlogged($1)`,
+	`SELECT pgmq.create_partitioned($1)`,
+	`SELECT pgmq.convert_archive_partitioned($1)`,
+	`SELECT pgmq.detach_archive($1)`,
+	`SELECT pgmq.create_fifo_index($1)`,
+	`SELECT pgmq.drop_queue($1)`,
+	`SELECT pgmq.drop_queue($1, true)`,
+	`SELECT pgmq.purge_queue($1)`,
+	`SELECT pgmq.metrics($1)`,
+	`SELECT pgmq.send($1, '{}'::jsonb)`,
+	`SELECT pgmq.send_batch($1, ARRAY['{}']::jsonb[])`,
+	`SELECT pgmq.read($1, 1, 1)`,
+	`SELECT pgmq.read_with_poll($1, 1, 1, 1, 10)`,
+	`SELECT pgmq.read_grouped($1, 1, 1)`,
+	`SELECT pgmq.read_grouped_rr($1, 1, 1)`,
+	`SELECT pgmq.read_grouped_with_poll($1, 1, 1, 1, 10)`,
+	`SELECT pgmq.read_grouped_rr_with_poll($1, 1, 1, 1, 10)`,
+	`SELECT pgmq.pop($1)`,
+	`SELECT pgmq.archive($1, 1::bigint)`,
+	`SELECT pgmq.archive($1, ARRAY[1]::bigint[])`,
+	`SELECT pgmq.delete($1, 1::bigint)`,
+	`SELECT pgmq.delete($1, ARRAY[1]::bigint[])`,
+	`SELECT pgmq.set_vt($1, 1::bigint, 0)`,
+	`SELECT pgmq.set_vt($1, ARRAY[1]::bigint[], 0)`,
+	`SELECT pgmq.enable_notify_insert($1)`,
+	`SELECT pgmq.disable_notify_insert($1)`,
+	`SELECT pgmq.format_table_name($1, 'q')`,
+}
+
+// TestInvalidQueueNamesSQL calls the SQL functions directly. pgmq rejects a
+// name containing $, ;, -- or ' in every function with SQLSTATE P0001 ("queue
+// name contains invalid characters"), before building any dynamic SQL; so do
+// we, and for the empty name too. Nothing outside pgmq changes.
 func TestInvalidQueueNamesSQL(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
@@ -1139,34 +1235,27 @@ func TestInvalidQueueNamesSQL(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `CREATE TABLE public.x (id int); CREATE TABLE public.a (id int)`); err != nil {
 		t.Fatal(err)
 	}
-	calls := []string{
-		`SELECT pgmq.create($1)`,
-		`SELECT pgmq.create_non_partitioned($1)`,
-		`SELECT pgmq.create_unlogged($1)`,
-		`SELECT pgmq.create_partitioned($1)`,
-		`SELECT pgmq.drop_queue($1)`,
-		`SELECT pgmq.purge_queue($1)`,
-		`SELECT pgmq.metrics($1)`,
-		`SELECT pgmq.send($1, '{}'::jsonb)`,
-		`SELECT pgmq.send_batch($1, ARRAY['{}']::jsonb[])`,
-		`SELECT pgmq.read($1, 1, 1)`,
-		`SELECT pgmq.read_with_poll($1, 1, 1, 1, 10)`,
-		`SELECT pgmq.pop($1)`,
-		`SELECT pgmq.archive($1, 1::bigint)`,
-		`SELECT pgmq.archive($1, ARRAY[1]::bigint[])`,
-		`SELECT pgmq.delete($1, 1::bigint)`,
-		`SELECT pgmq.delete($1, ARRAY[1]::bigint[])`,
-		`SELECT pgmq.set_vt($1, 1::bigint, 0)`,
-		`SELECT pgmq.enable_notify_insert($1)`,
-		`SELECT pgmq.disable_notify_insert($1)`,
-	}
-	for _, name := range hostileNames {
-		for _, sql := range calls {
+	for _, name := range rejectedNames {
+		if strings.ContainsRune(name, 0) || !utf8.ValidString(name) || utf8.RuneCountInString(name) > pgmq.MaxQueueNameLen {
+			continue // not text, or checked by TestQueueNameLength
+		}
+		for _, sql := range nameCalls {
 			_, err := db.Pool.Exec(ctx, sql, name)
 			var pgErr *pgconn.PgError
-			if !errors.As(err, &pgErr) || pgErr.Code != "22023" || !strings.Contains(pgErr.Message, "invalid queue name") {
-				t.Errorf("%s with %q: %v; want SQLSTATE 22023 invalid queue name", sql, name, err)
+			if !errors.As(err, &pgErr) || pgErr.Code != "P0001" || !strings.Contains(pgErr.Message, "queue name") {
+				t.Errorf("%s with %q: %v; want SQLSTATE P0001 about the queue name", sql, name, err)
 			}
+		}
+	}
+	// NULL: pgmq fails formatting a NULL identifier (22004); so do we.
+	for _, sql := range nameCalls {
+		if strings.Contains(sql, "format_table_name") || strings.Contains(sql, "detach_archive") || strings.Contains(sql, "drop_queue($1, true)") {
+			continue // these return NULL, warn, or report, as pgmq's do
+		}
+		_, err := db.Pool.Exec(ctx, sql, nil)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "22004" {
+			t.Errorf("%s with NULL: %v; want SQLSTATE 22004", sql, err)
 		}
 	}
 	var tables, queues int

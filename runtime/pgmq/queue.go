@@ -29,21 +29,30 @@ func CreateUnlogged(ctx context.Context, db DBTX, queue string) error {
 // zero value uses pgmq's defaults.
 type CreatePartitionedOpts struct {
 	// PartitionInterval is pg_partman's partition size: a number of
-	// messages ("10000") or a time interval ("1 day"). Empty: "10000".
+	// messages ("10000"), which partitions by msg_id, or a time interval
+	// ("1 day"), which partitions the queue by enqueued_at and its archive
+	// by archived_at. Empty: "10000".
 	PartitionInterval string
-	// RetentionInterval is how much to keep, in the same unit. Empty:
-	// "100000".
+	// RetentionInterval is how much pg_partman's maintenance keeps, in the
+	// same unit: older partitions are dropped. Empty: "100000".
 	RetentionInterval string
 }
 
-// CreatePartitioned creates a pg_partman-partitioned queue
-// (pgmq.create_partitioned). QuantumFlow's built-in pgmq does not support
-// partitioned queues and always returns an error; the real extension needs
-// pg_partman. opts may be nil.
+// CreatePartitioned creates a queue whose tables pg_partman partitions
+// (pgmq.create_partitioned). It needs the pg_partman extension in the
+// database; without it the error (SQLSTATE P0001, as pgmq's) says
+// "pg_partman is required for partitioned queues". A name containing a dot
+// cannot be partitioned. opts may be nil.
 func CreatePartitioned(ctx context.Context, db DBTX, queue string, opts *CreatePartitionedOpts) error {
 	if err := ValidateQueueName(queue); err != nil {
 		return err
 	}
+	o := partitionDefaults(opts)
+	_, err := db.Exec(ctx, `SELECT pgmq.create_partitioned($1::text, $2::text, $3::text)`, queue, o.PartitionInterval, o.RetentionInterval)
+	return wrap(ctx, db, "create_partitioned", queue, err)
+}
+
+func partitionDefaults(opts *CreatePartitionedOpts) CreatePartitionedOpts {
 	var o CreatePartitionedOpts
 	if opts != nil {
 		o = *opts
@@ -54,8 +63,43 @@ func CreatePartitioned(ctx context.Context, db DBTX, queue string, opts *CreateP
 	if o.RetentionInterval == "" {
 		o.RetentionInterval = "100000"
 	}
-	_, err := db.Exec(ctx, `SELECT pgmq.create_partitioned($1::text, $2::text, $3::text)`, queue, o.PartitionInterval, o.RetentionInterval)
-	return wrap(ctx, db, "create_partitioned", queue, err)
+	return o
+}
+
+// ConvertArchivePartitioned makes an existing queue's archive a
+// pg_partman-partitioned table (pgmq.convert_archive_partitioned), with the
+// intervals of CreatePartitionedOpts (nil: pgmq's defaults). As in pgmq, the
+// old archive is kept as table a_<name>_old and the new one starts empty;
+// an archive that is already partitioned, or missing, is left alone. It
+// needs pg_partman, like CreatePartitioned.
+func ConvertArchivePartitioned(ctx context.Context, db DBTX, queue string, opts *CreatePartitionedOpts) error {
+	if err := ValidateQueueName(queue); err != nil {
+		return err
+	}
+	o := partitionDefaults(opts)
+	_, err := db.Exec(ctx, `SELECT pgmq.convert_archive_partitioned($1::text, $2::text, $3::text)`, queue, o.PartitionInterval, o.RetentionInterval)
+	return wrap(ctx, db, "convert_archive_partitioned", queue, err)
+}
+
+// DetachArchive is pgmq.detach_archive, deprecated in pgmq and a no-op
+// there and here (the server sends a WARNING): archive tables are not
+// extension members, so dropping the extension keeps them anyway.
+func DetachArchive(ctx context.Context, db DBTX, queue string) error {
+	return createWith(ctx, db, "detach_archive", `SELECT pgmq.detach_archive($1::text)`, queue)
+}
+
+// CreateFIFOIndex creates a GIN index on the queue's headers, which makes
+// ReadGrouped and ReadGroupedRR faster on long queues
+// (pgmq.create_fifo_index). It is a no-op when the index exists.
+func CreateFIFOIndex(ctx context.Context, db DBTX, queue string) error {
+	return createWith(ctx, db, "create_fifo_index", `SELECT pgmq.create_fifo_index($1::text)`, queue)
+}
+
+// CreateFIFOIndexesAll is CreateFIFOIndex for every queue
+// (pgmq.create_fifo_indexes_all).
+func CreateFIFOIndexesAll(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, `SELECT pgmq.create_fifo_indexes_all()`)
+	return wrap(ctx, db, "create_fifo_indexes_all", "", err)
 }
 
 func createWith(ctx context.Context, db DBTX, op, sql, queue string) error {
@@ -89,7 +133,9 @@ func PurgeQueue(ctx context.Context, db DBTX, queue string) (int64, error) {
 	return n, wrap(ctx, db, "purge_queue", queue, err)
 }
 
-// ListQueues returns every queue (pgmq.list_queues); nil when there are none.
+// ListQueues returns every queue (pgmq.list_queues), in the order the
+// server keeps them (as pgmq: no ORDER BY, in practice creation order); nil
+// when there are none.
 func ListQueues(ctx context.Context, db DBTX) ([]QueueInfo, error) {
 	rows, err := db.Query(ctx, `SELECT queue_name::text, is_partitioned, is_unlogged, created_at FROM pgmq.list_queues()`)
 	if err != nil {
@@ -124,7 +170,8 @@ func QueueMetrics(ctx context.Context, db DBTX, queue string) (Metrics, error) {
 	return m, wrap(ctx, db, "metrics", queue, err)
 }
 
-// MetricsAll returns a snapshot of every queue (pgmq.metrics_all).
+// MetricsAll returns a snapshot of every queue (pgmq.metrics_all), in
+// ListQueues' order.
 func MetricsAll(ctx context.Context, db DBTX) ([]Metrics, error) {
 	rows, err := db.Query(ctx, `SELECT `+metricsColumns+` FROM pgmq.metrics_all()`)
 	if err != nil {
