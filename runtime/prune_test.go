@@ -131,3 +131,63 @@ func TestWorkerRetention(t *testing.T) {
 	})
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks`, 0)
 }
+
+// TestPruneKilledMidBatchLosesNothing: a prune whose connection dies in the
+// middle of a batch leaves that batch whole (a run goes with all its steps
+// and tasks, or not at all); the next prune finishes the job.
+func TestPruneKilledMidBatchLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	def, h := mapFlow(t)
+	e.startWorker(def, h, nil)
+	for range 4 {
+		run, err := e.client.StartFlow(ctx, def, 3, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := run.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE qflow.runs SET finished_at = now() - interval '2 days'`); err != nil {
+		t.Fatal(err)
+	}
+	// Hold a task of the oldest runs: the prune's delete waits for it.
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.step_tasks FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.client.Prune(ctx, qflow.PruneOptions{OlderThan: time.Hour, BatchSize: 2})
+		done <- err
+	}()
+	var pid int
+	waitFor(t, func() bool {
+		return e.db.Pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE query LIKE '%DELETE FROM qflow.step_tasks t USING old%' AND wait_event_type = 'Lock'`).Scan(&pid) == nil
+	})
+	if _, err := e.db.Pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("Prune whose connection died returned no error")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.runs`, 4)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks`, 4*8)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_states`, 4*4)
+	res, err := e.client.Prune(ctx, qflow.PruneOptions{OlderThan: time.Hour, BatchSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(qflow.PruneResult{Runs: 4, Steps: 16, Tasks: 32}, res); diff != "" {
+		t.Fatalf("prune after the kill (-want +got):\n%s", diff)
+	}
+}
