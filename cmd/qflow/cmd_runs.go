@@ -352,3 +352,60 @@ and says so.`,
 		return nil
 	},
 }
+
+var cmdResume = &command{
+	name:  "resume",
+	args:  "ID",
+	short: "resume a failed or cancelled run (also: runs resume ID)",
+	long: `
+Resume queues again what did not complete in a failed or cancelled run:
+its failed and cancelled tasks (with a fresh attempt budget), their steps,
+and the steps after them as their dependencies complete. Completed tasks
+keep their outputs. The run keeps its id and flow version; workers of that
+version take it. --retries sets the retries of the resumed tasks (default:
+the run's own), --timeout a new deadline for the whole run. A run still
+going or completed is left alone and the command says so.`,
+	flags: func(fs *flag.FlagSet) {
+		dbFlag(fs)
+		fs.Int("retries", 0, "retries of each resumed task after its first attempt (0: the run's own; -1: none)")
+		fs.Duration("timeout", 0, "a new deadline for the whole run, from now (0: none)")
+	},
+	run: func(e *env, fs *flag.FlagSet, args []string) error {
+		id, err := parseRunID(args)
+		if err != nil {
+			return err
+		}
+		opts := &runtime.ResumeOptions{
+			Retries: fs.Lookup("retries").Value.(flag.Getter).Get().(int),
+			Timeout: fs.Lookup("timeout").Value.(flag.Getter).Get().(time.Duration),
+		}
+		if opts.Retries < runtime.NoRetries || opts.Timeout < 0 {
+			return usagef("--retries must be -1 or more and --timeout not negative")
+		}
+		pool, client, err := e.connect(fs, 2)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		err = client.ResumeRun(e.ctx, id, opts)
+		switch {
+		case errors.Is(err, runtime.ErrRunNotFound):
+			return fmt.Errorf("no run %s", id)
+		case errors.Is(err, runtime.ErrRunNotResumable):
+			r, gerr := client.GetRun(e.ctx, id)
+			if gerr != nil {
+				return friendly(err)
+			}
+			fmt.Fprintf(e.stdout, "run %s is %s: nothing to resume\n", id, r.Status)
+			return nil
+		case err != nil:
+			return friendly(err)
+		}
+		r, err := client.GetRun(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "run %s resumed (resume %d)\n", id, r.Resumes)
+		return nil
+	},
+}

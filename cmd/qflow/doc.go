@@ -14,6 +14,7 @@
 //	runs            list runs, newest first (--flow, --status, --since, --limit, --after)
 //	runs show ID    print a run's steps with states, attempts, durations, errors and outputs
 //	cancel ID       cancel a run (also: runs cancel ID)
+//	resume ID       resume a failed or cancelled run (also: runs resume ID)
 //	prune           delete finished runs older than a duration, with their steps and tasks
 //	workers         list live workers (--all: also stopped ones) with their queues and held tasks
 //	queues          list the backlog of each flow version: queued, running, oldest wait
@@ -23,10 +24,6 @@
 //
 // Every command takes --database-url; without it, DATABASE_URL names the
 // server. Every listing takes --json, which prints JSON instead of a table.
-//
-// Resuming a failed run and pruning finished runs are not available yet:
-// the runtime does not offer them (run control is planned), so neither
-// does qflow.
 //
 // Exit status, as with the go command: 0 on success, 1 on an error (printed
 // on standard error as "qflow <command>: message"), 2 on a usage error.

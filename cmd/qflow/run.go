@@ -48,7 +48,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		cmdMigrate, cmdFlows, cmdFlowsShow, cmdRuns, cmdRunsShow, cmdCancel, cmdPrune,
+		cmdMigrate, cmdFlows, cmdFlowsShow, cmdRuns, cmdRunsShow, cmdCancel, cmdResume, cmdPrune,
 		cmdWorkers, cmdQueues, cmdEvents, cmdServe,
 	}
 }
@@ -155,6 +155,8 @@ func lookup(args []string) (*command, []string) {
 			return cmdFlows, args[2:]
 		case "runs cancel":
 			return cmdCancel, args[2:]
+		case "runs resume":
+			return cmdResume, args[2:]
 		}
 		for _, c := range commands {
 			if c.name == two {
@@ -186,8 +188,6 @@ The commands are:
 	fmt.Fprint(w, `
 The database is named by --database-url or, without it, DATABASE_URL.
 Every listing takes --json.
-
-Not available yet: resume (the runtime cannot resume a failed run yet).
 
 Use "qflow help <command>" for more information about a command.
 `)
