@@ -479,7 +479,8 @@ func (h *RunHandle) Cancel(ctx context.Context) error { return h.Client.CancelRu
 // RunLocal runs one flow to completion with in-process workers: it defines
 // the flow, starts a worker with handlers, starts a run with input, waits
 // for it and stops the worker. It suits a plain main() or a test. opts
-// configures the worker and may be nil.
+// configures the worker and may be nil. RunLocalWith also takes the run's
+// StartOptions.
 func (c *Client) RunLocal(ctx context.Context, def FlowDef, handlers map[string]Handler, input any, opts *WorkerOptions) (json.RawMessage, error) {
 	return c.RunLocalWith(ctx, def, handlers, input, nil, opts)
 }
