@@ -19,6 +19,7 @@ import (
 const (
 	runtimePath = "github.com/quantumflow/qflow/runtime"
 	pgxPath     = "github.com/jackc/pgx/v5"
+	uuidPath    = "github.com/google/uuid"
 )
 
 // Header is the first line of every file qflowgen writes.
@@ -38,6 +39,7 @@ func emit(m *pkgModel, opts Options) ([]File, error) {
 	e.f.HeaderComment(Header)
 	e.f.ImportName(runtimePath, "runtime")
 	e.f.ImportName(pgxPath, "pgx")
+	e.f.ImportName(uuidPath, "uuid")
 
 	var extra []File
 	e.guards()
@@ -105,7 +107,7 @@ func (e *emitter) notePaths(t types.Type, seen map[types.Type]bool) {
 // aliasImports renames imports whose package name is also a package-level
 // name of the user's package, which would not compile.
 func (e *emitter) aliasImports() {
-	std := map[string]string{"context": "context", "encoding/json": "json", "fmt": "fmt", "time": "time", runtimePath: "runtime", pgxPath: "pgx"}
+	std := map[string]string{"context": "context", "encoding/json": "json", "errors": "errors", "fmt": "fmt", "time": "time", runtimePath: "runtime", pgxPath: "pgx", uuidPath: "uuid"}
 	for p, name := range e.paths {
 		std[p] = name
 	}
@@ -245,7 +247,7 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	)
 	e.f.Line()
 
-	e.doc("%s is a started run of flow %q.", run, f.Name)
+	e.doc("%s is a run of flow %q: Start%s returns one, and %sByID re-attaches to one by id, in this process or another. Its ID, Client and Cancel come from the embedded *runtime.RunHandle.", run, f.Name, g, run)
 	e.f.Type().Id(run).Struct(jen.Op("*").Qual(runtimePath, "RunHandle"))
 	e.f.Line()
 
@@ -256,37 +258,120 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	)
 	e.f.Line()
 
-	startBody := func(call jen.Code) []jen.Code {
+	e.doc("View reads the run's current state with each step's typed output (see Get%sRun).", g)
+	e.f.Func().Params(jen.Id("r").Op("*").Id(run)).Id("View").Params(ctx).Params(jen.Op("*").Id(g+"RunView"), jen.Error()).Block(
+		jen.Return(jen.Id("Get"+g+"Run").Call(jen.Id("ctx"), jen.Id("r").Dot("Client"), jen.Id("r").Dot("ID"))),
+	)
+	e.f.Line()
+
+	e.doc("%sByID returns a handle on run id of flow %q, whichever process started it, so that this one can Wait for it, Cancel it or View it. It reads the run once: an id that names no run of flow %q is an error matching runtime.ErrRunNotFound here, rather than another flow's output decoded into %sOutput by Wait.", run, f.Name, f.Name, g)
+	e.f.Func().Id(run+"ByID").Params(ctx, client, jen.Id("id").Qual(uuidPath, "UUID")).Params(jen.Op("*").Id(run), jen.Error()).Block(
+		jen.List(jen.Id("h"), jen.Err()).Op(":=").Id("c").Dot("AttachRun").Call(jen.Id("ctx"), slug.Clone(), jen.Id("id")),
+		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+		jen.Return(jen.Op("&").Id(run).Values(jen.Id("h")), jen.Nil()),
+	)
+	e.f.Line()
+
+	opts := jen.Id("opts").Op("...").Op("*").Qual(runtimePath, "StartOptions")
+	optsArg := func(fn string, fail ...jen.Code) jen.Code {
+		return jen.Add(
+			jen.List(jen.Id("o"), jen.Err()).Op(":=").Qual(runtimePath, "StartOptionsArg").Call(jen.Lit(fn), jen.Id("opts")), jen.Line(),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(append(fail, jen.Err())...)),
+		)
+	}
+	startBody := func(fn string, call jen.Code) []jen.Code {
 		return []jen.Code{
+			optsArg(fn, jen.Nil()),
 			jen.List(jen.Id("h"), jen.Err()).Op(":=").Add(call),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
 			jen.Return(jen.Op("&").Id(run).Values(jen.Id("h")), jen.Nil()),
 		}
 	}
-	e.doc("Start%s starts a run of flow %q with input in, defining the flow first if c has not done so yet.", g, f.Name)
-	e.f.Func().Id("Start"+g).Params(ctx, client, jen.Id("in").Add(in)).Params(jen.Op("*").Id(run), jen.Error()).Block(
-		startBody(jen.Id("c").Dot("StartFlow").Call(jen.Id("ctx"), jen.Id(g+"Flow"), jen.Id("in"), jen.Nil()))...,
+	e.docParas(
+		fmt.Sprintf("Start%s starts a run of flow %q with input in, defining the flow first if c has not done so yet.", g, f.Name),
+		"opts tune this one run (see runtime.StartOptions: timeout, retries, sequential, events, ...) and go to the runtime unchanged; leave them out for the defaults, or give one, which may be nil (more than one is an error). They are variadic so that the common call stays as short as a call without options, and a *runtime.StartOptions rather than functional options so that every field runtime.StartOptions has, or gains later, works here without regenerating this file.",
+	)
+	e.f.Func().Id("Start"+g).Params(ctx, client, jen.Id("in").Add(in), opts.Clone()).Params(jen.Op("*").Id(run), jen.Error()).Block(
+		startBody("Start"+g, jen.Id("c").Dot("StartFlow").Call(jen.Id("ctx"), jen.Id(g+"Flow"), jen.Id("in"), jen.Id("o")))...,
 	)
 	e.f.Line()
 
-	e.doc("Start%sTx is Start%s inside the caller's transaction: the run exists, and its first tasks become visible to workers, only if tx commits.", g, g)
-	e.f.Func().Id("Start"+g+"Tx").Params(ctx, client, jen.Id("tx").Qual(pgxPath, "Tx"), jen.Id("in").Add(in)).Params(jen.Op("*").Id(run), jen.Error()).Block(
-		startBody(jen.Id("c").Dot("StartFlowTx").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id(g+"Flow"), jen.Id("in"), jen.Nil()))...,
+	e.doc("Start%sTx is Start%s inside the caller's transaction: the run exists, and its first tasks become visible to workers, only if tx commits. opts are as for Start%s.", g, g, g)
+	e.f.Func().Id("Start"+g+"Tx").Params(ctx, client, jen.Id("tx").Qual(pgxPath, "Tx"), jen.Id("in").Add(in), opts.Clone()).Params(jen.Op("*").Id(run), jen.Error()).Block(
+		startBody("Start"+g+"Tx", jen.Id("c").Dot("StartFlowTx").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id(g+"Flow"), jen.Id("in"), jen.Id("o")))...,
 	)
 	e.f.Line()
 
-	e.doc("Run%s starts a run of flow %q and waits for its output. Workers that registered the flow (see Register%s) execute it.", g, f.Name, g)
-	e.f.Func().Id("Run"+g).Params(ctx, client, jen.Id("in").Add(in)).Params(jen.Id(g+"Output"), jen.Error()).Block(
-		jen.List(jen.Id("r"), jen.Err()).Op(":=").Id("Start"+g).Call(jen.Id("ctx"), jen.Id("c"), jen.Id("in")),
+	e.doc("Run%s starts a run of flow %q and waits for its output. Workers that registered the flow (see Register%s) execute it. opts are as for Start%s.", g, f.Name, g, g)
+	e.f.Func().Id("Run"+g).Params(ctx, client, jen.Id("in").Add(in), opts.Clone()).Params(jen.Id(g+"Output"), jen.Error()).Block(
+		jen.List(jen.Id("r"), jen.Err()).Op(":=").Id("Start"+g).Call(jen.Id("ctx"), jen.Id("c"), jen.Id("in"), jen.Id("opts").Op("...")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id(g+"Output").Values(), jen.Err())),
 		jen.Return(jen.Id("r").Dot("Wait").Call(jen.Id("ctx"))),
 	)
 	e.f.Line()
 
-	e.doc("Run%sLocal runs flow %q to completion with in-process workers (see runtime.Client.RunLocal) and returns its output.", g, f.Name)
-	e.f.Func().Id("Run"+g+"Local").Params(ctx, client, jen.Id("in").Add(in)).Params(jen.Id(g+"Output"), jen.Error()).Block(
-		jen.List(jen.Id("raw"), jen.Err()).Op(":=").Id("c").Dot("RunLocal").Call(jen.Id("ctx"), jen.Id(g+"Flow"), jen.Id("qflow"+g+"Handlers").Call(), jen.Id("in"), jen.Nil()),
+	e.doc("Run%sLocal runs flow %q to completion with in-process workers (see runtime.Client.RunLocalWith) and returns its output. opts are as for Start%s.", g, f.Name, g)
+	e.f.Func().Id("Run"+g+"Local").Params(ctx, client, jen.Id("in").Add(in), opts.Clone()).Params(jen.Id(g+"Output"), jen.Error()).Block(
+		optsArg("Run"+g+"Local", jen.Id(g+"Output").Values()),
+		jen.List(jen.Id("raw"), jen.Err()).Op(":=").Id("c").Dot("RunLocalWith").Call(jen.Id("ctx"), jen.Id(g+"Flow"), jen.Id("qflow"+g+"Handlers").Call(), jen.Id("in"), jen.Id("o"), jen.Nil()),
 		jen.Return(jen.Qual(runtimePath, "DecodeRunOutput").Types(jen.Id(g+"Output")).Call(slug.Clone(), jen.Id("raw"), jen.Err())),
+	)
+	e.f.Line()
+
+	e.view(f)
+}
+
+// view renders the typed view of a run of f: <Flow>RunView, <Flow>RunSteps
+// and Get<Flow>Run.
+func (e *emitter) view(f *flowModel) {
+	g := f.GoName
+	e.doc("%sRunView is a run of flow %q as Get%sRun reads it: the run's state, its input, its output once it completed, and each step's state with its output decoded into the step function's result type.", g, f.Name, g)
+	e.f.Type().Id(g+"RunView").Struct(
+		jen.Qual(runtimePath, "RunInfo"),
+		jen.Comment("Input is the run's input."),
+		jen.Id("Input").Add(e.typ(f.Input.Type())),
+		jen.Comment("Output is the run's output; nil unless the run completed."),
+		jen.Id("Output").Op("*").Id(g+"Output"),
+		jen.Comment("Steps holds each step's state and typed output."),
+		jen.Id("Steps").Id(g+"RunSteps"),
+	)
+	e.f.Line()
+
+	var fields, decode []jen.Code
+	for _, sf := range f.StepFields {
+		s := sf.Step
+		dst := jen.Op("&").Id("v").Dot("Steps").Dot(sf.Name)
+		switch {
+		case s.Out == nil:
+			fields = append(fields, jen.Commentf("%s is step %q, which has no output.", sf.Name, s.Slug))
+			fields = append(fields, jen.Id(sf.Name).Qual(runtimePath, "StepInfo"))
+			decode = append(decode, jen.Line().Qual(runtimePath, "ViewStepInfo").Call(jen.Id("r"), jen.Lit(s.Slug), dst))
+			continue
+		case s.Map:
+			fields = append(fields, jen.Commentf("%s is map step %q; Output is what %s returned per element.", sf.Name, s.Slug, s.goName()))
+		default:
+			fields = append(fields, jen.Commentf("%s is step %q; Output is what %s returned.", sf.Name, s.Slug, s.goName()))
+		}
+		fields = append(fields, jen.Id(sf.Name).Qual(runtimePath, "StepView").Types(e.typ(s.outputSeen())))
+		decode = append(decode, jen.Line().Qual(runtimePath, "ViewStep").Call(jen.Id("r"), jen.Lit(s.Slug), dst))
+	}
+	e.doc("%sRunSteps holds the steps of a run of flow %q, each with its state, a summary of its tasks and, once it completed, its typed output.", g, f.Name)
+	e.f.Type().Id(g + "RunSteps").Struct(fields...)
+	e.f.Line()
+
+	decode = append([]jen.Code{
+		jen.Line().Qual(runtimePath, "ViewRunInput").Call(jen.Id("r"), jen.Op("&").Id("v").Dot("Input")),
+		jen.Line().Qual(runtimePath, "ViewRunOutput").Call(jen.Id("r"), jen.Op("&").Id("v").Dot("Output")),
+	}, decode...)
+	decode = append(decode, jen.Line())
+	e.doc("Get%sRun reads run id of flow %q (runtime.Client.GetRun) and decodes its input, its output and the output of each completed step. An id that names no run of flow %q is an error matching runtime.ErrRunNotFound; a value that does not decode is an error naming the step and the Go type.", g, f.Name, f.Name)
+	e.f.Func().Id("Get"+g+"Run").Params(jen.Id("ctx").Qual("context", "Context"), jen.Id("c").Op("*").Qual(runtimePath, "Client"), jen.Id("id").Qual(uuidPath, "UUID")).
+		Params(jen.Op("*").Id(g+"RunView"), jen.Error()).Block(
+		jen.List(jen.Id("r"), jen.Err()).Op(":=").Id("c").Dot("GetFlowRun").Call(jen.Id("ctx"), jen.Id(g+"Flow").Dot("Slug"), jen.Id("id")),
+		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+		jen.Id("v").Op(":=").Op("&").Id(g+"RunView").Values(jen.Id("RunInfo").Op(":").Id("r").Dot("Info").Call()),
+		jen.If(jen.Err().Op(":=").Qual("errors", "Join").Call(decode...), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+		jen.Return(jen.Id("v"), jen.Nil()),
 	)
 	e.f.Line()
 }
@@ -376,6 +461,17 @@ func (e *emitter) fields(fs []field) []jen.Code {
 		out = append(out, jen.Id(f.Name).Add(e.typ(f.Type)).Tag(map[string]string{"json": f.Key}))
 	}
 	return out
+}
+
+// docParas adds a comment of several paragraphs, each wrapped at 80
+// columns.
+func (e *emitter) docParas(paras ...string) {
+	for i, p := range paras {
+		if i > 0 {
+			e.f.Comment("")
+		}
+		e.doc("%s", p)
+	}
 }
 
 // doc adds a comment, wrapped at 80 columns.

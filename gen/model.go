@@ -35,6 +35,15 @@ type flowModel struct {
 	// OutputFields are the fields of <Flow>Output: one per leaf step with
 	// an output, keyed by its slug (set by layout).
 	OutputFields []field
+	// StepFields are the fields of <Flow>RunSteps: one per step, in source
+	// order, named after its slug (set by layout).
+	StepFields []stepField
+}
+
+// stepField is one field of <Flow>RunSteps.
+type stepField struct {
+	Name string
+	Step *stepModel
 }
 
 // stepModel is one //qflow:step function.
@@ -142,6 +151,11 @@ func (f *flowModel) leaves() []*stepModel {
 // here, and emit reads them for both the declaration and the uses.
 func (m *pkgModel) layout() {
 	for _, f := range m.Flows {
+		steps := fieldNamer{}
+		f.StepFields = nil
+		for _, s := range f.Steps {
+			f.StepFields = append(f.StepFields, stepField{Name: steps.name(s.Slug), Step: s})
+		}
 		used := fieldNamer{}
 		f.OutputFields = nil
 		for _, s := range f.leaves() {

@@ -587,25 +587,10 @@ func (h *RunHandle) Cancel(ctx context.Context) error { return h.Client.CancelRu
 // RunLocal runs one flow to completion with in-process workers: it defines
 // the flow, starts a worker with handlers, starts a run with input, waits
 // for it and stops the worker. It suits a plain main() or a test. opts
-// configures the worker and may be nil.
+// configures the worker and may be nil. RunLocalWith also takes the run's
+// StartOptions.
 func (c *Client) RunLocal(ctx context.Context, def FlowDef, handlers map[string]Handler, input any, opts *WorkerOptions) (json.RawMessage, error) {
-	w := NewWorker(c.pool, opts)
-	if err := w.Register(def, handlers); err != nil {
-		return nil, err
-	}
-	h, err := c.StartFlow(ctx, def, input, nil)
-	if err != nil {
-		return nil, err
-	}
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	out, err := h.Wait(ctx)
-	stop()
-	if werr := <-done; werr != nil && err == nil {
-		err = werr
-	}
-	return out, err
+	return c.RunLocalWith(ctx, def, handlers, input, nil, opts)
 }
 
 // mapError turns the engine's SQLSTATEs into the package's typed errors.

@@ -120,11 +120,28 @@
 //   - Register<Flow>(w *runtime.Worker) error, registering the step handlers
 //     (each decodes its task's input, calls the step and encodes its output;
 //     an input that does not decode fails the task permanently);
-//   - Start<Flow>(ctx, c, in) and Start<Flow>Tx(ctx, c, tx, in), which
-//     start a run (the latter inside the caller's pgx transaction) and return
-//     a *<Flow>Run whose Wait returns <Flow>Output;
-//   - Run<Flow>(ctx, c, in), start and wait, and Run<Flow>Local(ctx, c, in),
-//     which runs the flow with in-process workers (runtime.Client.RunLocal);
+//   - Start<Flow>(ctx, c, in, opts...) and Start<Flow>Tx(ctx, c, tx, in,
+//     opts...), which start a run (the latter inside the caller's pgx
+//     transaction) and return a *<Flow>Run;
+//   - Run<Flow>(ctx, c, in, opts...), start and wait, and
+//     Run<Flow>Local(ctx, c, in, opts...), which runs the flow with
+//     in-process workers (runtime.Client.RunLocalWith);
+//   - opts is a trailing opts ...*runtime.StartOptions on all four: leave it
+//     out (the call is as short as without options) or give one, passed to
+//     the runtime unchanged (timeout, retries, sequential, events, and any
+//     field StartOptions gains later, without regenerating); more than one
+//     is an error;
+//   - <Flow>Run, a handle: Wait(ctx) returns <Flow>Output, Cancel(ctx)
+//     cancels the run, View(ctx) reads its typed view, and ID is its id;
+//     <Flow>RunByID(ctx, c, id) re-attaches to a run by id from any process
+//     (an id that is no run of the flow fails with runtime.ErrRunNotFound);
+//   - Get<Flow>Run(ctx, c, id) returning *<Flow>RunView: the run's state
+//     (runtime.RunInfo), its typed Input, its Output (nil until it
+//     completed) and Steps, a <Flow>RunSteps with one field per step:
+//     runtime.StepView[T] (status, task and attempt counts, error, times,
+//     and Output of the step function's result type T, []T for a map step)
+//     or runtime.StepInfo for a step without output. A value that does not
+//     decode is an error naming the step and the Go type;
 //   - compile-time guards: when a step's signature no longer matches the
 //     generated code, the build fails naming _qflowRerunGoGenerate_<Step>:
 //     rerun go generate.

@@ -14,8 +14,9 @@ import (
 
 //qflow:flow e2e_diamond attempts=2 backoff=10ms timeout=10s
 type Input struct {
-	Text string
-	Fail bool // make Join fail permanently
+	Text  string
+	Fail  bool // make Join fail permanently
+	Flaky bool // make Split fail, not permanently, on every attempt
 }
 
 // Summary is the flow's output.
@@ -27,7 +28,12 @@ type Summary struct {
 // Split starts the diamond.
 //
 //qflow:step
-func Split(ctx context.Context, in Input) ([]string, error) { return strings.Fields(in.Text), nil }
+func Split(ctx context.Context, in Input) ([]string, error) {
+	if in.Flaky {
+		return nil, errors.New("flaky")
+	}
+	return strings.Fields(in.Text), nil
+}
 
 // Upper runs once per word.
 //

@@ -5,6 +5,8 @@ package e2eflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 	"time"
@@ -135,7 +137,9 @@ func RegisterE2eDiamond(w *runtime.Worker) error {
 	return w.Register(E2eDiamondFlow, qflowE2eDiamondHandlers())
 }
 
-// E2eDiamondRun is a started run of flow "e2e_diamond".
+// E2eDiamondRun is a run of flow "e2e_diamond": StartE2eDiamond returns one,
+// and E2eDiamondRunByID re-attaches to one by id, in this process or another.
+// Its ID, Client and Cancel come from the embedded *runtime.RunHandle.
 type E2eDiamondRun struct {
 	*runtime.RunHandle
 }
@@ -147,10 +151,41 @@ func (r *E2eDiamondRun) Wait(ctx context.Context) (E2eDiamondOutput, error) {
 	return runtime.DecodeRunOutput[E2eDiamondOutput](E2eDiamondFlow.Slug, raw, err)
 }
 
+// View reads the run's current state with each step's typed output (see
+// GetE2eDiamondRun).
+func (r *E2eDiamondRun) View(ctx context.Context) (*E2eDiamondRunView, error) {
+	return GetE2eDiamondRun(ctx, r.Client, r.ID)
+}
+
+// E2eDiamondRunByID returns a handle on run id of flow "e2e_diamond", whichever
+// process started it, so that this one can Wait for it, Cancel it or View it.
+// It reads the run once: an id that names no run of flow "e2e_diamond" is an
+// error matching runtime.ErrRunNotFound here, rather than another flow's output
+// decoded into E2eDiamondOutput by Wait.
+func E2eDiamondRunByID(ctx context.Context, c *runtime.Client, id uuid.UUID) (*E2eDiamondRun, error) {
+	h, err := c.AttachRun(ctx, E2eDiamondFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	return &E2eDiamondRun{h}, nil
+}
+
 // StartE2eDiamond starts a run of flow "e2e_diamond" with input in, defining
 // the flow first if c has not done so yet.
-func StartE2eDiamond(ctx context.Context, c *runtime.Client, in Input) (*E2eDiamondRun, error) {
-	h, err := c.StartFlow(ctx, E2eDiamondFlow, in, nil)
+//
+// opts tune this one run (see runtime.StartOptions: timeout, retries,
+// sequential, events, ...) and go to the runtime unchanged; leave them out for
+// the defaults, or give one, which may be nil (more than one is an error). They
+// are variadic so that the common call stays as short as a call without
+// options, and a *runtime.StartOptions rather than functional options so that
+// every field runtime.StartOptions has, or gains later, works here without
+// regenerating this file.
+func StartE2eDiamond(ctx context.Context, c *runtime.Client, in Input, opts ...*runtime.StartOptions) (*E2eDiamondRun, error) {
+	o, err := runtime.StartOptionsArg("StartE2eDiamond", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlow(ctx, E2eDiamondFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -159,8 +194,13 @@ func StartE2eDiamond(ctx context.Context, c *runtime.Client, in Input) (*E2eDiam
 
 // StartE2eDiamondTx is StartE2eDiamond inside the caller's transaction: the run
 // exists, and its first tasks become visible to workers, only if tx commits.
-func StartE2eDiamondTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Input) (*E2eDiamondRun, error) {
-	h, err := c.StartFlowTx(ctx, tx, E2eDiamondFlow, in, nil)
+// opts are as for StartE2eDiamond.
+func StartE2eDiamondTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Input, opts ...*runtime.StartOptions) (*E2eDiamondRun, error) {
+	o, err := runtime.StartOptionsArg("StartE2eDiamondTx", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlowTx(ctx, tx, E2eDiamondFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -168,9 +208,10 @@ func StartE2eDiamondTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Inp
 }
 
 // RunE2eDiamond starts a run of flow "e2e_diamond" and waits for its output.
-// Workers that registered the flow (see RegisterE2eDiamond) execute it.
-func RunE2eDiamond(ctx context.Context, c *runtime.Client, in Input) (E2eDiamondOutput, error) {
-	r, err := StartE2eDiamond(ctx, c, in)
+// Workers that registered the flow (see RegisterE2eDiamond) execute it. opts
+// are as for StartE2eDiamond.
+func RunE2eDiamond(ctx context.Context, c *runtime.Client, in Input, opts ...*runtime.StartOptions) (E2eDiamondOutput, error) {
+	r, err := StartE2eDiamond(ctx, c, in, opts...)
 	if err != nil {
 		return E2eDiamondOutput{}, err
 	}
@@ -178,8 +219,63 @@ func RunE2eDiamond(ctx context.Context, c *runtime.Client, in Input) (E2eDiamond
 }
 
 // RunE2eDiamondLocal runs flow "e2e_diamond" to completion with in-process
-// workers (see runtime.Client.RunLocal) and returns its output.
-func RunE2eDiamondLocal(ctx context.Context, c *runtime.Client, in Input) (E2eDiamondOutput, error) {
-	raw, err := c.RunLocal(ctx, E2eDiamondFlow, qflowE2eDiamondHandlers(), in, nil)
+// workers (see runtime.Client.RunLocalWith) and returns its output. opts are as
+// for StartE2eDiamond.
+func RunE2eDiamondLocal(ctx context.Context, c *runtime.Client, in Input, opts ...*runtime.StartOptions) (E2eDiamondOutput, error) {
+	o, err := runtime.StartOptionsArg("RunE2eDiamondLocal", opts)
+	if err != nil {
+		return E2eDiamondOutput{}, err
+	}
+	raw, err := c.RunLocalWith(ctx, E2eDiamondFlow, qflowE2eDiamondHandlers(), in, o, nil)
 	return runtime.DecodeRunOutput[E2eDiamondOutput](E2eDiamondFlow.Slug, raw, err)
+}
+
+// E2eDiamondRunView is a run of flow "e2e_diamond" as GetE2eDiamondRun reads
+// it: the run's state, its input, its output once it completed, and each step's
+// state with its output decoded into the step function's result type.
+type E2eDiamondRunView struct {
+	runtime.RunInfo
+	// Input is the run's input.
+	Input Input
+	// Output is the run's output; nil unless the run completed.
+	Output *E2eDiamondOutput
+	// Steps holds each step's state and typed output.
+	Steps E2eDiamondRunSteps
+}
+
+// E2eDiamondRunSteps holds the steps of a run of flow "e2e_diamond", each with
+// its state, a summary of its tasks and, once it completed, its typed output.
+type E2eDiamondRunSteps struct {
+	// Split is step "split"; Output is what Split returned.
+	Split runtime.StepView[[]string]
+	// Upper is map step "upper"; Output is what Upper returned per element.
+	Upper runtime.StepView[[]string]
+	// Count is step "count"; Output is what Count returned.
+	Count runtime.StepView[int]
+	// Join is step "join"; Output is what Join returned.
+	Join runtime.StepView[Summary]
+}
+
+// GetE2eDiamondRun reads run id of flow "e2e_diamond" (runtime.Client.GetRun)
+// and decodes its input, its output and the output of each completed step. An
+// id that names no run of flow "e2e_diamond" is an error matching
+// runtime.ErrRunNotFound; a value that does not decode is an error naming the
+// step and the Go type.
+func GetE2eDiamondRun(ctx context.Context, c *runtime.Client, id uuid.UUID) (*E2eDiamondRunView, error) {
+	r, err := c.GetFlowRun(ctx, E2eDiamondFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &E2eDiamondRunView{RunInfo: r.Info()}
+	if err := errors.Join(
+		runtime.ViewRunInput(r, &v.Input),
+		runtime.ViewRunOutput(r, &v.Output),
+		runtime.ViewStep(r, "split", &v.Steps.Split),
+		runtime.ViewStep(r, "upper", &v.Steps.Upper),
+		runtime.ViewStep(r, "count", &v.Steps.Count),
+		runtime.ViewStep(r, "join", &v.Steps.Join),
+	); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

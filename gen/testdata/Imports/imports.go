@@ -11,11 +11,13 @@ import (
 	"github.com/google/uuid"
 )
 
-// json and fmt are package-level names here: the generated file must alias
-// its imports of encoding/json and fmt.
+// json, fmt and errors are package-level names here: the generated file
+// must alias its imports of encoding/json, fmt and errors.
 var json = "not the package"
 
 func fmt() {}
+
+type errors struct{}
 
 //qflow:flow sync
 type Job struct {

@@ -5,6 +5,8 @@ package etl
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 	"time"
@@ -133,7 +135,9 @@ func RegisterEtl(w *runtime.Worker) error {
 	return w.Register(EtlFlow, qflowEtlHandlers())
 }
 
-// EtlRun is a started run of flow "etl".
+// EtlRun is a run of flow "etl": StartEtl returns one, and EtlRunByID
+// re-attaches to one by id, in this process or another. Its ID, Client and
+// Cancel come from the embedded *runtime.RunHandle.
 type EtlRun struct {
 	*runtime.RunHandle
 }
@@ -145,10 +149,41 @@ func (r *EtlRun) Wait(ctx context.Context) (EtlOutput, error) {
 	return runtime.DecodeRunOutput[EtlOutput](EtlFlow.Slug, raw, err)
 }
 
+// View reads the run's current state with each step's typed output (see
+// GetEtlRun).
+func (r *EtlRun) View(ctx context.Context) (*EtlRunView, error) {
+	return GetEtlRun(ctx, r.Client, r.ID)
+}
+
+// EtlRunByID returns a handle on run id of flow "etl", whichever process
+// started it, so that this one can Wait for it, Cancel it or View it. It reads
+// the run once: an id that names no run of flow "etl" is an error matching
+// runtime.ErrRunNotFound here, rather than another flow's output decoded into
+// EtlOutput by Wait.
+func EtlRunByID(ctx context.Context, c *runtime.Client, id uuid.UUID) (*EtlRun, error) {
+	h, err := c.AttachRun(ctx, EtlFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	return &EtlRun{h}, nil
+}
+
 // StartEtl starts a run of flow "etl" with input in, defining the flow first if
 // c has not done so yet.
-func StartEtl(ctx context.Context, c *runtime.Client, in Input) (*EtlRun, error) {
-	h, err := c.StartFlow(ctx, EtlFlow, in, nil)
+//
+// opts tune this one run (see runtime.StartOptions: timeout, retries,
+// sequential, events, ...) and go to the runtime unchanged; leave them out for
+// the defaults, or give one, which may be nil (more than one is an error). They
+// are variadic so that the common call stays as short as a call without
+// options, and a *runtime.StartOptions rather than functional options so that
+// every field runtime.StartOptions has, or gains later, works here without
+// regenerating this file.
+func StartEtl(ctx context.Context, c *runtime.Client, in Input, opts ...*runtime.StartOptions) (*EtlRun, error) {
+	o, err := runtime.StartOptionsArg("StartEtl", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlow(ctx, EtlFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -156,9 +191,14 @@ func StartEtl(ctx context.Context, c *runtime.Client, in Input) (*EtlRun, error)
 }
 
 // StartEtlTx is StartEtl inside the caller's transaction: the run exists, and
-// its first tasks become visible to workers, only if tx commits.
-func StartEtlTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Input) (*EtlRun, error) {
-	h, err := c.StartFlowTx(ctx, tx, EtlFlow, in, nil)
+// its first tasks become visible to workers, only if tx commits. opts are as
+// for StartEtl.
+func StartEtlTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Input, opts ...*runtime.StartOptions) (*EtlRun, error) {
+	o, err := runtime.StartOptionsArg("StartEtlTx", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlowTx(ctx, tx, EtlFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -166,9 +206,9 @@ func StartEtlTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Input) (*E
 }
 
 // RunEtl starts a run of flow "etl" and waits for its output. Workers that
-// registered the flow (see RegisterEtl) execute it.
-func RunEtl(ctx context.Context, c *runtime.Client, in Input) (EtlOutput, error) {
-	r, err := StartEtl(ctx, c, in)
+// registered the flow (see RegisterEtl) execute it. opts are as for StartEtl.
+func RunEtl(ctx context.Context, c *runtime.Client, in Input, opts ...*runtime.StartOptions) (EtlOutput, error) {
+	r, err := StartEtl(ctx, c, in, opts...)
 	if err != nil {
 		return EtlOutput{}, err
 	}
@@ -176,8 +216,62 @@ func RunEtl(ctx context.Context, c *runtime.Client, in Input) (EtlOutput, error)
 }
 
 // RunEtlLocal runs flow "etl" to completion with in-process workers (see
-// runtime.Client.RunLocal) and returns its output.
-func RunEtlLocal(ctx context.Context, c *runtime.Client, in Input) (EtlOutput, error) {
-	raw, err := c.RunLocal(ctx, EtlFlow, qflowEtlHandlers(), in, nil)
+// runtime.Client.RunLocalWith) and returns its output. opts are as for
+// StartEtl.
+func RunEtlLocal(ctx context.Context, c *runtime.Client, in Input, opts ...*runtime.StartOptions) (EtlOutput, error) {
+	o, err := runtime.StartOptionsArg("RunEtlLocal", opts)
+	if err != nil {
+		return EtlOutput{}, err
+	}
+	raw, err := c.RunLocalWith(ctx, EtlFlow, qflowEtlHandlers(), in, o, nil)
 	return runtime.DecodeRunOutput[EtlOutput](EtlFlow.Slug, raw, err)
+}
+
+// EtlRunView is a run of flow "etl" as GetEtlRun reads it: the run's state, its
+// input, its output once it completed, and each step's state with its output
+// decoded into the step function's result type.
+type EtlRunView struct {
+	runtime.RunInfo
+	// Input is the run's input.
+	Input Input
+	// Output is the run's output; nil unless the run completed.
+	Output *EtlOutput
+	// Steps holds each step's state and typed output.
+	Steps EtlRunSteps
+}
+
+// EtlRunSteps holds the steps of a run of flow "etl", each with its state, a
+// summary of its tasks and, once it completed, its typed output.
+type EtlRunSteps struct {
+	// Extract is step "extract"; Output is what Extract returned.
+	Extract runtime.StepView[[]Record]
+	// Clean is map step "clean"; Output is what Clean returned per element.
+	Clean runtime.StepView[[]Row]
+	// Count is step "count"; Output is what Count returned.
+	Count runtime.StepView[int]
+	// Load is step "load"; Output is what Load returned.
+	Load runtime.StepView[Summary]
+}
+
+// GetEtlRun reads run id of flow "etl" (runtime.Client.GetRun) and decodes its
+// input, its output and the output of each completed step. An id that names no
+// run of flow "etl" is an error matching runtime.ErrRunNotFound; a value that
+// does not decode is an error naming the step and the Go type.
+func GetEtlRun(ctx context.Context, c *runtime.Client, id uuid.UUID) (*EtlRunView, error) {
+	r, err := c.GetFlowRun(ctx, EtlFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &EtlRunView{RunInfo: r.Info()}
+	if err := errors.Join(
+		runtime.ViewRunInput(r, &v.Input),
+		runtime.ViewRunOutput(r, &v.Output),
+		runtime.ViewStep(r, "extract", &v.Steps.Extract),
+		runtime.ViewStep(r, "clean", &v.Steps.Clean),
+		runtime.ViewStep(r, "count", &v.Steps.Count),
+		runtime.ViewStep(r, "load", &v.Steps.Load),
+	); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

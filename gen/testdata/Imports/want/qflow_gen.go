@@ -5,6 +5,7 @@ package imports
 import (
 	"context"
 	qflowjson "encoding/json"
+	qflowerrors "errors"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
@@ -143,7 +144,9 @@ func RegisterSync(w *runtime.Worker) error {
 	return w.Register(SyncFlow, qflowSyncHandlers())
 }
 
-// SyncRun is a started run of flow "sync".
+// SyncRun is a run of flow "sync": StartSync returns one, and SyncRunByID
+// re-attaches to one by id, in this process or another. Its ID, Client and
+// Cancel come from the embedded *runtime.RunHandle.
 type SyncRun struct {
 	*runtime.RunHandle
 }
@@ -155,10 +158,41 @@ func (r *SyncRun) Wait(ctx context.Context) (SyncOutput, error) {
 	return runtime.DecodeRunOutput[SyncOutput](SyncFlow.Slug, raw, err)
 }
 
+// View reads the run's current state with each step's typed output (see
+// GetSyncRun).
+func (r *SyncRun) View(ctx context.Context) (*SyncRunView, error) {
+	return GetSyncRun(ctx, r.Client, r.ID)
+}
+
+// SyncRunByID returns a handle on run id of flow "sync", whichever process
+// started it, so that this one can Wait for it, Cancel it or View it. It reads
+// the run once: an id that names no run of flow "sync" is an error matching
+// runtime.ErrRunNotFound here, rather than another flow's output decoded into
+// SyncOutput by Wait.
+func SyncRunByID(ctx context.Context, c *runtime.Client, id uuid.UUID) (*SyncRun, error) {
+	h, err := c.AttachRun(ctx, SyncFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	return &SyncRun{h}, nil
+}
+
 // StartSync starts a run of flow "sync" with input in, defining the flow first
 // if c has not done so yet.
-func StartSync(ctx context.Context, c *runtime.Client, in Job) (*SyncRun, error) {
-	h, err := c.StartFlow(ctx, SyncFlow, in, nil)
+//
+// opts tune this one run (see runtime.StartOptions: timeout, retries,
+// sequential, events, ...) and go to the runtime unchanged; leave them out for
+// the defaults, or give one, which may be nil (more than one is an error). They
+// are variadic so that the common call stays as short as a call without
+// options, and a *runtime.StartOptions rather than functional options so that
+// every field runtime.StartOptions has, or gains later, works here without
+// regenerating this file.
+func StartSync(ctx context.Context, c *runtime.Client, in Job, opts ...*runtime.StartOptions) (*SyncRun, error) {
+	o, err := runtime.StartOptionsArg("StartSync", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlow(ctx, SyncFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -166,9 +200,14 @@ func StartSync(ctx context.Context, c *runtime.Client, in Job) (*SyncRun, error)
 }
 
 // StartSyncTx is StartSync inside the caller's transaction: the run exists, and
-// its first tasks become visible to workers, only if tx commits.
-func StartSyncTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Job) (*SyncRun, error) {
-	h, err := c.StartFlowTx(ctx, tx, SyncFlow, in, nil)
+// its first tasks become visible to workers, only if tx commits. opts are as
+// for StartSync.
+func StartSyncTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Job, opts ...*runtime.StartOptions) (*SyncRun, error) {
+	o, err := runtime.StartOptionsArg("StartSyncTx", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlowTx(ctx, tx, SyncFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -176,9 +215,9 @@ func StartSyncTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Job) (*Sy
 }
 
 // RunSync starts a run of flow "sync" and waits for its output. Workers that
-// registered the flow (see RegisterSync) execute it.
-func RunSync(ctx context.Context, c *runtime.Client, in Job) (SyncOutput, error) {
-	r, err := StartSync(ctx, c, in)
+// registered the flow (see RegisterSync) execute it. opts are as for StartSync.
+func RunSync(ctx context.Context, c *runtime.Client, in Job, opts ...*runtime.StartOptions) (SyncOutput, error) {
+	r, err := StartSync(ctx, c, in, opts...)
 	if err != nil {
 		return SyncOutput{}, err
 	}
@@ -186,8 +225,64 @@ func RunSync(ctx context.Context, c *runtime.Client, in Job) (SyncOutput, error)
 }
 
 // RunSyncLocal runs flow "sync" to completion with in-process workers (see
-// runtime.Client.RunLocal) and returns its output.
-func RunSyncLocal(ctx context.Context, c *runtime.Client, in Job) (SyncOutput, error) {
-	raw, err := c.RunLocal(ctx, SyncFlow, qflowSyncHandlers(), in, nil)
+// runtime.Client.RunLocalWith) and returns its output. opts are as for
+// StartSync.
+func RunSyncLocal(ctx context.Context, c *runtime.Client, in Job, opts ...*runtime.StartOptions) (SyncOutput, error) {
+	o, err := runtime.StartOptionsArg("RunSyncLocal", opts)
+	if err != nil {
+		return SyncOutput{}, err
+	}
+	raw, err := c.RunLocalWith(ctx, SyncFlow, qflowSyncHandlers(), in, o, nil)
 	return runtime.DecodeRunOutput[SyncOutput](SyncFlow.Slug, raw, err)
+}
+
+// SyncRunView is a run of flow "sync" as GetSyncRun reads it: the run's state,
+// its input, its output once it completed, and each step's state with its
+// output decoded into the step function's result type.
+type SyncRunView struct {
+	runtime.RunInfo
+	// Input is the run's input.
+	Input Job
+	// Output is the run's output; nil unless the run completed.
+	Output *SyncOutput
+	// Steps holds each step's state and typed output.
+	Steps SyncRunSteps
+}
+
+// SyncRunSteps holds the steps of a run of flow "sync", each with its state, a
+// summary of its tasks and, once it completed, its typed output.
+type SyncRunSteps struct {
+	// Fetch is step "fetch"; Output is what Fetch returned.
+	Fetch runtime.StepView[map[uuid.UUID][]qflowjson.RawMessage]
+	// Addrs is step "addrs"; Output is what Addrs returned.
+	Addrs runtime.StepView[[]netip.Addr]
+	// Latest is step "latest"; Output is what Latest returned.
+	Latest runtime.StepView[*Stamp]
+	// Report is step "report"; Output is what Report returned.
+	Report runtime.StepView[struct {
+		N int `json:"n"`
+	}]
+}
+
+// GetSyncRun reads run id of flow "sync" (runtime.Client.GetRun) and decodes
+// its input, its output and the output of each completed step. An id that names
+// no run of flow "sync" is an error matching runtime.ErrRunNotFound; a value
+// that does not decode is an error naming the step and the Go type.
+func GetSyncRun(ctx context.Context, c *runtime.Client, id uuid.UUID) (*SyncRunView, error) {
+	r, err := c.GetFlowRun(ctx, SyncFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &SyncRunView{RunInfo: r.Info()}
+	if err := qflowerrors.Join(
+		runtime.ViewRunInput(r, &v.Input),
+		runtime.ViewRunOutput(r, &v.Output),
+		runtime.ViewStep(r, "fetch", &v.Steps.Fetch),
+		runtime.ViewStep(r, "addrs", &v.Steps.Addrs),
+		runtime.ViewStep(r, "latest", &v.Steps.Latest),
+		runtime.ViewStep(r, "report", &v.Steps.Report),
+	); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

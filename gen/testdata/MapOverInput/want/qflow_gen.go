@@ -5,6 +5,8 @@ package batch
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 	"time"
@@ -129,7 +131,9 @@ func RegisterResizeImages(w *runtime.Worker) error {
 	return w.Register(ResizeImagesFlow, qflowResizeImagesHandlers())
 }
 
-// ResizeImagesRun is a started run of flow "resize_images".
+// ResizeImagesRun is a run of flow "resize_images": StartResizeImages returns
+// one, and ResizeImagesRunByID re-attaches to one by id, in this process or
+// another. Its ID, Client and Cancel come from the embedded *runtime.RunHandle.
 type ResizeImagesRun struct {
 	*runtime.RunHandle
 }
@@ -141,10 +145,41 @@ func (r *ResizeImagesRun) Wait(ctx context.Context) (ResizeImagesOutput, error) 
 	return runtime.DecodeRunOutput[ResizeImagesOutput](ResizeImagesFlow.Slug, raw, err)
 }
 
+// View reads the run's current state with each step's typed output (see
+// GetResizeImagesRun).
+func (r *ResizeImagesRun) View(ctx context.Context) (*ResizeImagesRunView, error) {
+	return GetResizeImagesRun(ctx, r.Client, r.ID)
+}
+
+// ResizeImagesRunByID returns a handle on run id of flow "resize_images",
+// whichever process started it, so that this one can Wait for it, Cancel it or
+// View it. It reads the run once: an id that names no run of flow
+// "resize_images" is an error matching runtime.ErrRunNotFound here, rather than
+// another flow's output decoded into ResizeImagesOutput by Wait.
+func ResizeImagesRunByID(ctx context.Context, c *runtime.Client, id uuid.UUID) (*ResizeImagesRun, error) {
+	h, err := c.AttachRun(ctx, ResizeImagesFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	return &ResizeImagesRun{h}, nil
+}
+
 // StartResizeImages starts a run of flow "resize_images" with input in,
 // defining the flow first if c has not done so yet.
-func StartResizeImages(ctx context.Context, c *runtime.Client, in Images) (*ResizeImagesRun, error) {
-	h, err := c.StartFlow(ctx, ResizeImagesFlow, in, nil)
+//
+// opts tune this one run (see runtime.StartOptions: timeout, retries,
+// sequential, events, ...) and go to the runtime unchanged; leave them out for
+// the defaults, or give one, which may be nil (more than one is an error). They
+// are variadic so that the common call stays as short as a call without
+// options, and a *runtime.StartOptions rather than functional options so that
+// every field runtime.StartOptions has, or gains later, works here without
+// regenerating this file.
+func StartResizeImages(ctx context.Context, c *runtime.Client, in Images, opts ...*runtime.StartOptions) (*ResizeImagesRun, error) {
+	o, err := runtime.StartOptionsArg("StartResizeImages", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlow(ctx, ResizeImagesFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -153,9 +188,13 @@ func StartResizeImages(ctx context.Context, c *runtime.Client, in Images) (*Resi
 
 // StartResizeImagesTx is StartResizeImages inside the caller's transaction: the
 // run exists, and its first tasks become visible to workers, only if tx
-// commits.
-func StartResizeImagesTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Images) (*ResizeImagesRun, error) {
-	h, err := c.StartFlowTx(ctx, tx, ResizeImagesFlow, in, nil)
+// commits. opts are as for StartResizeImages.
+func StartResizeImagesTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Images, opts ...*runtime.StartOptions) (*ResizeImagesRun, error) {
+	o, err := runtime.StartOptionsArg("StartResizeImagesTx", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlowTx(ctx, tx, ResizeImagesFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -164,9 +203,9 @@ func StartResizeImagesTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in I
 
 // RunResizeImages starts a run of flow "resize_images" and waits for its
 // output. Workers that registered the flow (see RegisterResizeImages) execute
-// it.
-func RunResizeImages(ctx context.Context, c *runtime.Client, in Images) (ResizeImagesOutput, error) {
-	r, err := StartResizeImages(ctx, c, in)
+// it. opts are as for StartResizeImages.
+func RunResizeImages(ctx context.Context, c *runtime.Client, in Images, opts ...*runtime.StartOptions) (ResizeImagesOutput, error) {
+	r, err := StartResizeImages(ctx, c, in, opts...)
 	if err != nil {
 		return ResizeImagesOutput{}, err
 	}
@@ -174,8 +213,64 @@ func RunResizeImages(ctx context.Context, c *runtime.Client, in Images) (ResizeI
 }
 
 // RunResizeImagesLocal runs flow "resize_images" to completion with in-process
-// workers (see runtime.Client.RunLocal) and returns its output.
-func RunResizeImagesLocal(ctx context.Context, c *runtime.Client, in Images) (ResizeImagesOutput, error) {
-	raw, err := c.RunLocal(ctx, ResizeImagesFlow, qflowResizeImagesHandlers(), in, nil)
+// workers (see runtime.Client.RunLocalWith) and returns its output. opts are as
+// for StartResizeImages.
+func RunResizeImagesLocal(ctx context.Context, c *runtime.Client, in Images, opts ...*runtime.StartOptions) (ResizeImagesOutput, error) {
+	o, err := runtime.StartOptionsArg("RunResizeImagesLocal", opts)
+	if err != nil {
+		return ResizeImagesOutput{}, err
+	}
+	raw, err := c.RunLocalWith(ctx, ResizeImagesFlow, qflowResizeImagesHandlers(), in, o, nil)
 	return runtime.DecodeRunOutput[ResizeImagesOutput](ResizeImagesFlow.Slug, raw, err)
+}
+
+// ResizeImagesRunView is a run of flow "resize_images" as GetResizeImagesRun
+// reads it: the run's state, its input, its output once it completed, and each
+// step's state with its output decoded into the step function's result type.
+type ResizeImagesRunView struct {
+	runtime.RunInfo
+	// Input is the run's input.
+	Input Images
+	// Output is the run's output; nil unless the run completed.
+	Output *ResizeImagesOutput
+	// Steps holds each step's state and typed output.
+	Steps ResizeImagesRunSteps
+}
+
+// ResizeImagesRunSteps holds the steps of a run of flow "resize_images", each
+// with its state, a summary of its tasks and, once it completed, its typed
+// output.
+type ResizeImagesRunSteps struct {
+	// Resize is map step "resize"; Output is what resize returned per element.
+	Resize runtime.StepView[[]Thumb]
+	// Notify is step "notify", which has no output.
+	Notify runtime.StepInfo
+	// Publish is step "publish"; Output is what Publish returned.
+	Publish runtime.StepView[map[string]time.Time]
+	// Verify is map step "verify"; Output is what Verify returned per element.
+	Verify runtime.StepView[[]bool]
+}
+
+// GetResizeImagesRun reads run id of flow "resize_images"
+// (runtime.Client.GetRun) and decodes its input, its output and the output of
+// each completed step. An id that names no run of flow "resize_images" is an
+// error matching runtime.ErrRunNotFound; a value that does not decode is an
+// error naming the step and the Go type.
+func GetResizeImagesRun(ctx context.Context, c *runtime.Client, id uuid.UUID) (*ResizeImagesRunView, error) {
+	r, err := c.GetFlowRun(ctx, ResizeImagesFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &ResizeImagesRunView{RunInfo: r.Info()}
+	if err := errors.Join(
+		runtime.ViewRunInput(r, &v.Input),
+		runtime.ViewRunOutput(r, &v.Output),
+		runtime.ViewStep(r, "resize", &v.Steps.Resize),
+		runtime.ViewStepInfo(r, "notify", &v.Steps.Notify),
+		runtime.ViewStep(r, "publish", &v.Steps.Publish),
+		runtime.ViewStep(r, "verify", &v.Steps.Verify),
+	); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

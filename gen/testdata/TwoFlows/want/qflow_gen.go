@@ -5,6 +5,8 @@ package shop
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/quantumflow/qflow/runtime"
 )
@@ -116,7 +118,9 @@ func RegisterCheckout(w *runtime.Worker) error {
 	return w.Register(CheckoutFlow, qflowCheckoutHandlers())
 }
 
-// CheckoutRun is a started run of flow "checkout".
+// CheckoutRun is a run of flow "checkout": StartCheckout returns one, and
+// CheckoutRunByID re-attaches to one by id, in this process or another. Its ID,
+// Client and Cancel come from the embedded *runtime.RunHandle.
 type CheckoutRun struct {
 	*runtime.RunHandle
 }
@@ -128,10 +132,41 @@ func (r *CheckoutRun) Wait(ctx context.Context) (CheckoutOutput, error) {
 	return runtime.DecodeRunOutput[CheckoutOutput](CheckoutFlow.Slug, raw, err)
 }
 
+// View reads the run's current state with each step's typed output (see
+// GetCheckoutRun).
+func (r *CheckoutRun) View(ctx context.Context) (*CheckoutRunView, error) {
+	return GetCheckoutRun(ctx, r.Client, r.ID)
+}
+
+// CheckoutRunByID returns a handle on run id of flow "checkout", whichever
+// process started it, so that this one can Wait for it, Cancel it or View it.
+// It reads the run once: an id that names no run of flow "checkout" is an error
+// matching runtime.ErrRunNotFound here, rather than another flow's output
+// decoded into CheckoutOutput by Wait.
+func CheckoutRunByID(ctx context.Context, c *runtime.Client, id uuid.UUID) (*CheckoutRun, error) {
+	h, err := c.AttachRun(ctx, CheckoutFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	return &CheckoutRun{h}, nil
+}
+
 // StartCheckout starts a run of flow "checkout" with input in, defining the
 // flow first if c has not done so yet.
-func StartCheckout(ctx context.Context, c *runtime.Client, in Order) (*CheckoutRun, error) {
-	h, err := c.StartFlow(ctx, CheckoutFlow, in, nil)
+//
+// opts tune this one run (see runtime.StartOptions: timeout, retries,
+// sequential, events, ...) and go to the runtime unchanged; leave them out for
+// the defaults, or give one, which may be nil (more than one is an error). They
+// are variadic so that the common call stays as short as a call without
+// options, and a *runtime.StartOptions rather than functional options so that
+// every field runtime.StartOptions has, or gains later, works here without
+// regenerating this file.
+func StartCheckout(ctx context.Context, c *runtime.Client, in Order, opts ...*runtime.StartOptions) (*CheckoutRun, error) {
+	o, err := runtime.StartOptionsArg("StartCheckout", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlow(ctx, CheckoutFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -140,8 +175,13 @@ func StartCheckout(ctx context.Context, c *runtime.Client, in Order) (*CheckoutR
 
 // StartCheckoutTx is StartCheckout inside the caller's transaction: the run
 // exists, and its first tasks become visible to workers, only if tx commits.
-func StartCheckoutTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Order) (*CheckoutRun, error) {
-	h, err := c.StartFlowTx(ctx, tx, CheckoutFlow, in, nil)
+// opts are as for StartCheckout.
+func StartCheckoutTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Order, opts ...*runtime.StartOptions) (*CheckoutRun, error) {
+	o, err := runtime.StartOptionsArg("StartCheckoutTx", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlowTx(ctx, tx, CheckoutFlow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -149,9 +189,10 @@ func StartCheckoutTx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Order
 }
 
 // RunCheckout starts a run of flow "checkout" and waits for its output. Workers
-// that registered the flow (see RegisterCheckout) execute it.
-func RunCheckout(ctx context.Context, c *runtime.Client, in Order) (CheckoutOutput, error) {
-	r, err := StartCheckout(ctx, c, in)
+// that registered the flow (see RegisterCheckout) execute it. opts are as for
+// StartCheckout.
+func RunCheckout(ctx context.Context, c *runtime.Client, in Order, opts ...*runtime.StartOptions) (CheckoutOutput, error) {
+	r, err := StartCheckout(ctx, c, in, opts...)
 	if err != nil {
 		return CheckoutOutput{}, err
 	}
@@ -159,10 +200,62 @@ func RunCheckout(ctx context.Context, c *runtime.Client, in Order) (CheckoutOutp
 }
 
 // RunCheckoutLocal runs flow "checkout" to completion with in-process workers
-// (see runtime.Client.RunLocal) and returns its output.
-func RunCheckoutLocal(ctx context.Context, c *runtime.Client, in Order) (CheckoutOutput, error) {
-	raw, err := c.RunLocal(ctx, CheckoutFlow, qflowCheckoutHandlers(), in, nil)
+// (see runtime.Client.RunLocalWith) and returns its output. opts are as for
+// StartCheckout.
+func RunCheckoutLocal(ctx context.Context, c *runtime.Client, in Order, opts ...*runtime.StartOptions) (CheckoutOutput, error) {
+	o, err := runtime.StartOptionsArg("RunCheckoutLocal", opts)
+	if err != nil {
+		return CheckoutOutput{}, err
+	}
+	raw, err := c.RunLocalWith(ctx, CheckoutFlow, qflowCheckoutHandlers(), in, o, nil)
 	return runtime.DecodeRunOutput[CheckoutOutput](CheckoutFlow.Slug, raw, err)
+}
+
+// CheckoutRunView is a run of flow "checkout" as GetCheckoutRun reads it: the
+// run's state, its input, its output once it completed, and each step's state
+// with its output decoded into the step function's result type.
+type CheckoutRunView struct {
+	runtime.RunInfo
+	// Input is the run's input.
+	Input Order
+	// Output is the run's output; nil unless the run completed.
+	Output *CheckoutOutput
+	// Steps holds each step's state and typed output.
+	Steps CheckoutRunSteps
+}
+
+// CheckoutRunSteps holds the steps of a run of flow "checkout", each with its
+// state, a summary of its tasks and, once it completed, its typed output.
+type CheckoutRunSteps struct {
+	// Reserve is step "reserve"; Output is what Reserve returned.
+	Reserve runtime.StepView[[]string]
+	// Charge is step "charge"; Output is what Charge returned.
+	Charge runtime.StepView[string]
+	// Ship is step "ship"; Output is what Ship returned.
+	Ship runtime.StepView[int]
+}
+
+// GetCheckoutRun reads run id of flow "checkout" (runtime.Client.GetRun) and
+// decodes its input, its output and the output of each completed step. An id
+// that names no run of flow "checkout" is an error matching
+// runtime.ErrRunNotFound; a value that does not decode is an error naming the
+// step and the Go type.
+func GetCheckoutRun(ctx context.Context, c *runtime.Client, id uuid.UUID) (*CheckoutRunView, error) {
+	r, err := c.GetFlowRun(ctx, CheckoutFlow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &CheckoutRunView{RunInfo: r.Info()}
+	if err := errors.Join(
+		runtime.ViewRunInput(r, &v.Input),
+		runtime.ViewRunOutput(r, &v.Output),
+		runtime.ViewStep(r, "reserve", &v.Steps.Reserve),
+		runtime.ViewStep(r, "charge", &v.Steps.Charge),
+		runtime.ViewStep(r, "ship", &v.Steps.Ship),
+	); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // RefundV2Flow defines flow "refund_v2" for the runtime, as declared by the
@@ -217,7 +310,9 @@ func RegisterRefundV2(w *runtime.Worker) error {
 	return w.Register(RefundV2Flow, qflowRefundV2Handlers())
 }
 
-// RefundV2Run is a started run of flow "refund_v2".
+// RefundV2Run is a run of flow "refund_v2": StartRefundV2 returns one, and
+// RefundV2RunByID re-attaches to one by id, in this process or another. Its ID,
+// Client and Cancel come from the embedded *runtime.RunHandle.
 type RefundV2Run struct {
 	*runtime.RunHandle
 }
@@ -229,10 +324,41 @@ func (r *RefundV2Run) Wait(ctx context.Context) (RefundV2Output, error) {
 	return runtime.DecodeRunOutput[RefundV2Output](RefundV2Flow.Slug, raw, err)
 }
 
+// View reads the run's current state with each step's typed output (see
+// GetRefundV2Run).
+func (r *RefundV2Run) View(ctx context.Context) (*RefundV2RunView, error) {
+	return GetRefundV2Run(ctx, r.Client, r.ID)
+}
+
+// RefundV2RunByID returns a handle on run id of flow "refund_v2", whichever
+// process started it, so that this one can Wait for it, Cancel it or View it.
+// It reads the run once: an id that names no run of flow "refund_v2" is an
+// error matching runtime.ErrRunNotFound here, rather than another flow's output
+// decoded into RefundV2Output by Wait.
+func RefundV2RunByID(ctx context.Context, c *runtime.Client, id uuid.UUID) (*RefundV2Run, error) {
+	h, err := c.AttachRun(ctx, RefundV2Flow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	return &RefundV2Run{h}, nil
+}
+
 // StartRefundV2 starts a run of flow "refund_v2" with input in, defining the
 // flow first if c has not done so yet.
-func StartRefundV2(ctx context.Context, c *runtime.Client, in Refund) (*RefundV2Run, error) {
-	h, err := c.StartFlow(ctx, RefundV2Flow, in, nil)
+//
+// opts tune this one run (see runtime.StartOptions: timeout, retries,
+// sequential, events, ...) and go to the runtime unchanged; leave them out for
+// the defaults, or give one, which may be nil (more than one is an error). They
+// are variadic so that the common call stays as short as a call without
+// options, and a *runtime.StartOptions rather than functional options so that
+// every field runtime.StartOptions has, or gains later, works here without
+// regenerating this file.
+func StartRefundV2(ctx context.Context, c *runtime.Client, in Refund, opts ...*runtime.StartOptions) (*RefundV2Run, error) {
+	o, err := runtime.StartOptionsArg("StartRefundV2", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlow(ctx, RefundV2Flow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -241,8 +367,13 @@ func StartRefundV2(ctx context.Context, c *runtime.Client, in Refund) (*RefundV2
 
 // StartRefundV2Tx is StartRefundV2 inside the caller's transaction: the run
 // exists, and its first tasks become visible to workers, only if tx commits.
-func StartRefundV2Tx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Refund) (*RefundV2Run, error) {
-	h, err := c.StartFlowTx(ctx, tx, RefundV2Flow, in, nil)
+// opts are as for StartRefundV2.
+func StartRefundV2Tx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Refund, opts ...*runtime.StartOptions) (*RefundV2Run, error) {
+	o, err := runtime.StartOptionsArg("StartRefundV2Tx", opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.StartFlowTx(ctx, tx, RefundV2Flow, in, o)
 	if err != nil {
 		return nil, err
 	}
@@ -250,9 +381,10 @@ func StartRefundV2Tx(ctx context.Context, c *runtime.Client, tx pgx.Tx, in Refun
 }
 
 // RunRefundV2 starts a run of flow "refund_v2" and waits for its output.
-// Workers that registered the flow (see RegisterRefundV2) execute it.
-func RunRefundV2(ctx context.Context, c *runtime.Client, in Refund) (RefundV2Output, error) {
-	r, err := StartRefundV2(ctx, c, in)
+// Workers that registered the flow (see RegisterRefundV2) execute it. opts are
+// as for StartRefundV2.
+func RunRefundV2(ctx context.Context, c *runtime.Client, in Refund, opts ...*runtime.StartOptions) (RefundV2Output, error) {
+	r, err := StartRefundV2(ctx, c, in, opts...)
 	if err != nil {
 		return RefundV2Output{}, err
 	}
@@ -260,8 +392,54 @@ func RunRefundV2(ctx context.Context, c *runtime.Client, in Refund) (RefundV2Out
 }
 
 // RunRefundV2Local runs flow "refund_v2" to completion with in-process workers
-// (see runtime.Client.RunLocal) and returns its output.
-func RunRefundV2Local(ctx context.Context, c *runtime.Client, in Refund) (RefundV2Output, error) {
-	raw, err := c.RunLocal(ctx, RefundV2Flow, qflowRefundV2Handlers(), in, nil)
+// (see runtime.Client.RunLocalWith) and returns its output. opts are as for
+// StartRefundV2.
+func RunRefundV2Local(ctx context.Context, c *runtime.Client, in Refund, opts ...*runtime.StartOptions) (RefundV2Output, error) {
+	o, err := runtime.StartOptionsArg("RunRefundV2Local", opts)
+	if err != nil {
+		return RefundV2Output{}, err
+	}
+	raw, err := c.RunLocalWith(ctx, RefundV2Flow, qflowRefundV2Handlers(), in, o, nil)
 	return runtime.DecodeRunOutput[RefundV2Output](RefundV2Flow.Slug, raw, err)
+}
+
+// RefundV2RunView is a run of flow "refund_v2" as GetRefundV2Run reads it: the
+// run's state, its input, its output once it completed, and each step's state
+// with its output decoded into the step function's result type.
+type RefundV2RunView struct {
+	runtime.RunInfo
+	// Input is the run's input.
+	Input Refund
+	// Output is the run's output; nil unless the run completed.
+	Output *RefundV2Output
+	// Steps holds each step's state and typed output.
+	Steps RefundV2RunSteps
+}
+
+// RefundV2RunSteps holds the steps of a run of flow "refund_v2", each with its
+// state, a summary of its tasks and, once it completed, its typed output.
+type RefundV2RunSteps struct {
+	// PayBack is step "pay_back"; Output is what PayBack returned.
+	PayBack runtime.StepView[int64]
+}
+
+// GetRefundV2Run reads run id of flow "refund_v2" (runtime.Client.GetRun) and
+// decodes its input, its output and the output of each completed step. An id
+// that names no run of flow "refund_v2" is an error matching
+// runtime.ErrRunNotFound; a value that does not decode is an error naming the
+// step and the Go type.
+func GetRefundV2Run(ctx context.Context, c *runtime.Client, id uuid.UUID) (*RefundV2RunView, error) {
+	r, err := c.GetFlowRun(ctx, RefundV2Flow.Slug, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &RefundV2RunView{RunInfo: r.Info()}
+	if err := errors.Join(
+		runtime.ViewRunInput(r, &v.Input),
+		runtime.ViewRunOutput(r, &v.Output),
+		runtime.ViewStep(r, "pay_back", &v.Steps.PayBack),
+	); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
