@@ -306,3 +306,38 @@ func TestE2ELocalOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EResume: the generated ResumeE2eDiamond brings a cancelled run
+// back under its id and returns a handle whose typed Wait sees the new
+// outcome; a completed run is not resumable.
+func TestE2EResume(t *testing.T) {
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
+	r, err := e2eflow.StartE2eDiamond(ctx, c, e2eflow.Input{Text: "a b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Cancel(ctx); err != nil { // no worker yet: nothing ran
+		t.Fatal(err)
+	}
+	startWorker(t, ctx, db.Pool)
+	again, err := e2eflow.ResumeE2eDiamond(ctx, c, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != r.ID {
+		t.Fatalf("resumed handle has id %s, want %s", again.ID, r.ID)
+	}
+	out, err := again.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Join.Count != 2 {
+		t.Errorf("output after resume: %+v", out)
+	}
+	if err := again.Resume(ctx); !errors.Is(err, runtime.ErrRunNotResumable) {
+		t.Errorf("resuming a completed run: %v, want ErrRunNotResumable", err)
+	}
+}

@@ -264,6 +264,22 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	)
 	e.f.Line()
 
+	resumeOpts := jen.Id("opts").Op("...").Op("*").Qual(runtimePath, "ResumeOptions")
+	e.doc("Resume resumes the run, failed or cancelled, under the same id (see Resume%s); Wait then waits for its new outcome.", g)
+	e.f.Func().Params(jen.Id("r").Op("*").Id(run)).Id("Resume").Params(ctx, resumeOpts).Error().Block(
+		jen.Return(jen.Id("r").Dot("Client").Dot("ResumeFlowRun").Call(jen.Id("ctx"), jen.Lit(run+".Resume"), jen.Id(g+"Flow"), jen.Id("r").Dot("ID"), jen.Id("opts"))),
+	)
+	e.f.Line()
+
+	e.doc("Resume%s resumes run id of flow %q, failed or cancelled, under the same id: only what did not complete runs again, and every completed step's output is reused (see runtime.Client.ResumeRun). Unless opts names a definition, it checks that %sFlow, as this build has it, matches the run's version in the part to re-run. It returns a handle to wait for the new outcome.", g, f.Name, g)
+	e.f.Func().Id("Resume"+g).Params(ctx, client, jen.Id("id").Qual(uuidPath, "UUID"), resumeOpts).Params(jen.Op("*").Id(run), jen.Error()).Block(
+		jen.List(jen.Id("r"), jen.Err()).Op(":=").Id(run+"ByID").Call(jen.Id("ctx"), jen.Id("c"), jen.Id("id")),
+		jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+		jen.If(jen.Err().Op(":=").Id("r").Dot("Resume").Call(jen.Id("ctx"), jen.Id("opts").Op("...")), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+		jen.Return(jen.Id("r"), jen.Nil()),
+	)
+	e.f.Line()
+
 	e.doc("%sByID returns a handle on run id of flow %q, whichever process started it, so that this one can Wait for it, Cancel it or View it. It reads the run once: an id that names no run of flow %q is an error matching runtime.ErrRunNotFound here, rather than another flow's output decoded into %sOutput by Wait.", run, f.Name, f.Name, g)
 	e.f.Func().Id(run+"ByID").Params(ctx, client, jen.Id("id").Qual(uuidPath, "UUID")).Params(jen.Op("*").Id(run), jen.Error()).Block(
 		jen.List(jen.Id("h"), jen.Err()).Op(":=").Id("c").Dot("AttachRun").Call(jen.Id("ctx"), slug.Clone(), jen.Id("id")),

@@ -18,7 +18,7 @@ import (
 func flowNames(f *flowModel) []string {
 	g := f.GoName
 	return []string{g + "Flow", g + "ShapeHash", g + "Output", g + "Run", "Register" + g, "Start" + g, "Start" + g + "Tx", "Run" + g, "Run" + g + "Local", "qflow" + g + "Handlers",
-		g + "RunByID", g + "RunView", g + "RunSteps", "Get" + g + "Run"}
+		g + "RunByID", g + "RunView", g + "RunSteps", "Get" + g + "Run", "Resume" + g}
 }
 
 // guardName is the type whose declaration breaks the build when a step's

@@ -31,6 +31,27 @@ func StartOptionsArg(fn string, opts []*StartOptions) (*StartOptions, error) {
 	return nil, fmt.Errorf("qflow: %s: at most one *runtime.StartOptions, got %d", fn, len(opts))
 }
 
+// ResumeFlowRun resumes run id (see Client.ResumeRun) with the options of a
+// generated function's trailing opts ...*ResumeOptions (at most one, which
+// may be nil), checking the shape against def unless the options name a
+// definition of their own. Generated Resume<Flow> functions call it.
+func (c *Client) ResumeFlowRun(ctx context.Context, fn string, def FlowDef, id uuid.UUID, opts []*ResumeOptions) error {
+	var o ResumeOptions
+	switch len(opts) {
+	case 0:
+	case 1:
+		if opts[0] != nil {
+			o = *opts[0]
+		}
+	default:
+		return fmt.Errorf("qflow: %s: at most one *runtime.ResumeOptions, got %d", fn, len(opts))
+	}
+	if o.Flow == nil {
+		o.Flow = &def
+	}
+	return c.ResumeRun(ctx, id, &o)
+}
+
 // RunLocalWith is RunLocal with options for the run: start is passed to
 // StartFlow as is (nil means all defaults), opts configures the worker
 // (nil means all defaults). Generated Run<Flow>Local functions call it.

@@ -43,6 +43,9 @@
 //	-history 1000000          W1/W1b after that many finished tasks (completed runs of the
 //	                          chain, 3 tasks each) are inserted directly and the database
 //	                          is vacuumed and analysed; the prefill time is reported.
+//	-prune on|both            with -history: Client.Prune deletes that history while the
+//	                          runs are measured (both: measure with and without); the
+//	                          prune's time and rate are reported.
 //
 // -soak 10m runs the soak workload (alone, unless -workloads names others):
 // it measures peak W1b throughput with the first -runs value (or takes
@@ -87,6 +90,7 @@ type config struct {
 	fan       intList
 	procs     intList
 	history   intList
+	prune     string // -prune: off, on or both
 	slots     int
 	batch     int
 	pgbenchT  int
@@ -149,6 +153,7 @@ func main() {
 	flag.Var(&c.fan, "fan", "W3: map elements (a list measures each)")
 	flag.Var(&c.procs, "procs", "W1/W1b: worker processes, 0 for one in-process worker (a list measures each)")
 	flag.Var(&c.history, "history", "W1/W1b: finished tasks inserted before measuring (a list measures each)")
+	flag.StringVar(&c.prune, "prune", "off", "W1/W1b with -history: prune the history (Client.Prune) while measuring: off, on or both")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (WorkerOptions.Concurrency), per process")
 	flag.IntVar(&c.batch, "batch", 0, "worker claim batch (WorkerOptions.BatchSize; 0: the worker's default)")
 	flag.IntVar(&c.pgbenchT, "pgbench-seconds", 20, "W0: pgbench -T for the 8-client run")
@@ -157,6 +162,12 @@ func main() {
 	flag.Float64Var(&c.soakTPS, "soak-tps", 0, "soak: peak W1b tasks/s to take instead of measuring it")
 	withOtel := flag.Bool("otel", false, "record OpenTelemetry spans and metrics with the SDK (exporters discard them)")
 	flag.Parse()
+	switch c.prune {
+	case "off", "on", "both":
+	default:
+		fmt.Fprintf(os.Stderr, "qflowbench: -prune %q: want off, on or both\n", c.prune)
+		os.Exit(2)
+	}
 	if *withOtel {
 		shutdown := installOtel()
 		defer shutdown()
@@ -221,6 +232,7 @@ func main() {
 // params are the sizes of one measurement.
 type params struct {
 	runs, fan, procs, history int
+	prune                     bool   // prune the history while measuring
 	name                      string // the variant: the sizes given as lists
 }
 
@@ -233,19 +245,24 @@ func variants(c config, w string) []params {
 		for _, n := range c.runs {
 			for _, p := range c.procs {
 				for _, h := range c.history {
-					v := params{runs: n, procs: p, history: h}
-					var name []string
-					if len(c.runs) > 1 || n != 2000 {
-						name = append(name, fmt.Sprintf("runs=%d", n))
+					for _, pr := range pruneModes(c.prune, h) {
+						v := params{runs: n, procs: p, history: h, prune: pr}
+						var name []string
+						if len(c.runs) > 1 || n != 2000 {
+							name = append(name, fmt.Sprintf("runs=%d", n))
+						}
+						if len(c.procs) > 1 || p != 0 {
+							name = append(name, fmt.Sprintf("procs=%d", p))
+						}
+						if len(c.history) > 1 || h != 0 {
+							name = append(name, fmt.Sprintf("history=%d", h))
+						}
+						if pr {
+							name = append(name, "pruning")
+						}
+						v.name = strings.Join(name, " ")
+						out = append(out, v)
 					}
-					if len(c.procs) > 1 || p != 0 {
-						name = append(name, fmt.Sprintf("procs=%d", p))
-					}
-					if len(c.history) > 1 || h != 0 {
-						name = append(name, fmt.Sprintf("history=%d", h))
-					}
-					v.name = strings.Join(name, " ")
-					out = append(out, v)
 				}
 			}
 		}
@@ -386,4 +403,17 @@ func printTable(w io.Writer, results []Result) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", k.workload, k.variant, k.events, reps, strings.Join(parts, "  "))
 	}
 	tw.Flush()
+}
+
+// pruneModes lists whether to prune while measuring, for -prune and a
+// history size (nothing to prune without history).
+func pruneModes(mode string, history int) []bool {
+	switch {
+	case history == 0 || mode == "off":
+		return []bool{false}
+	case mode == "on":
+		return []bool{true}
+	default:
+		return []bool{false, true}
+	}
 }

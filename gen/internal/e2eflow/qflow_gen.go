@@ -157,6 +157,29 @@ func (r *E2eDiamondRun) View(ctx context.Context) (*E2eDiamondRunView, error) {
 	return GetE2eDiamondRun(ctx, r.Client, r.ID)
 }
 
+// Resume resumes the run, failed or cancelled, under the same id (see
+// ResumeE2eDiamond); Wait then waits for its new outcome.
+func (r *E2eDiamondRun) Resume(ctx context.Context, opts ...*runtime.ResumeOptions) error {
+	return r.Client.ResumeFlowRun(ctx, "E2eDiamondRun.Resume", E2eDiamondFlow, r.ID, opts)
+}
+
+// ResumeE2eDiamond resumes run id of flow "e2e_diamond", failed or cancelled,
+// under the same id: only what did not complete runs again, and every completed
+// step's output is reused (see runtime.Client.ResumeRun). Unless opts names a
+// definition, it checks that E2eDiamondFlow, as this build has it, matches the
+// run's version in the part to re-run. It returns a handle to wait for the new
+// outcome.
+func ResumeE2eDiamond(ctx context.Context, c *runtime.Client, id uuid.UUID, opts ...*runtime.ResumeOptions) (*E2eDiamondRun, error) {
+	r, err := E2eDiamondRunByID(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Resume(ctx, opts...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // E2eDiamondRunByID returns a handle on run id of flow "e2e_diamond", whichever
 // process started it, so that this one can Wait for it, Cancel it or View it.
 // It reads the run once: an id that names no run of flow "e2e_diamond" is an

@@ -155,6 +155,28 @@ func (r *EtlRun) View(ctx context.Context) (*EtlRunView, error) {
 	return GetEtlRun(ctx, r.Client, r.ID)
 }
 
+// Resume resumes the run, failed or cancelled, under the same id (see
+// ResumeEtl); Wait then waits for its new outcome.
+func (r *EtlRun) Resume(ctx context.Context, opts ...*runtime.ResumeOptions) error {
+	return r.Client.ResumeFlowRun(ctx, "EtlRun.Resume", EtlFlow, r.ID, opts)
+}
+
+// ResumeEtl resumes run id of flow "etl", failed or cancelled, under the same
+// id: only what did not complete runs again, and every completed step's output
+// is reused (see runtime.Client.ResumeRun). Unless opts names a definition, it
+// checks that EtlFlow, as this build has it, matches the run's version in the
+// part to re-run. It returns a handle to wait for the new outcome.
+func ResumeEtl(ctx context.Context, c *runtime.Client, id uuid.UUID, opts ...*runtime.ResumeOptions) (*EtlRun, error) {
+	r, err := EtlRunByID(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Resume(ctx, opts...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // EtlRunByID returns a handle on run id of flow "etl", whichever process
 // started it, so that this one can Wait for it, Cancel it or View it. It reads
 // the run once: an id that names no run of flow "etl" is an error matching

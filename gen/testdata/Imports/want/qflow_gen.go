@@ -164,6 +164,28 @@ func (r *SyncRun) View(ctx context.Context) (*SyncRunView, error) {
 	return GetSyncRun(ctx, r.Client, r.ID)
 }
 
+// Resume resumes the run, failed or cancelled, under the same id (see
+// ResumeSync); Wait then waits for its new outcome.
+func (r *SyncRun) Resume(ctx context.Context, opts ...*runtime.ResumeOptions) error {
+	return r.Client.ResumeFlowRun(ctx, "SyncRun.Resume", SyncFlow, r.ID, opts)
+}
+
+// ResumeSync resumes run id of flow "sync", failed or cancelled, under the same
+// id: only what did not complete runs again, and every completed step's output
+// is reused (see runtime.Client.ResumeRun). Unless opts names a definition, it
+// checks that SyncFlow, as this build has it, matches the run's version in the
+// part to re-run. It returns a handle to wait for the new outcome.
+func ResumeSync(ctx context.Context, c *runtime.Client, id uuid.UUID, opts ...*runtime.ResumeOptions) (*SyncRun, error) {
+	r, err := SyncRunByID(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Resume(ctx, opts...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // SyncRunByID returns a handle on run id of flow "sync", whichever process
 // started it, so that this one can Wait for it, Cancel it or View it. It reads
 // the run once: an id that names no run of flow "sync" is an error matching

@@ -151,6 +151,29 @@ func (r *ResizeImagesRun) View(ctx context.Context) (*ResizeImagesRunView, error
 	return GetResizeImagesRun(ctx, r.Client, r.ID)
 }
 
+// Resume resumes the run, failed or cancelled, under the same id (see
+// ResumeResizeImages); Wait then waits for its new outcome.
+func (r *ResizeImagesRun) Resume(ctx context.Context, opts ...*runtime.ResumeOptions) error {
+	return r.Client.ResumeFlowRun(ctx, "ResizeImagesRun.Resume", ResizeImagesFlow, r.ID, opts)
+}
+
+// ResumeResizeImages resumes run id of flow "resize_images", failed or
+// cancelled, under the same id: only what did not complete runs again, and
+// every completed step's output is reused (see runtime.Client.ResumeRun).
+// Unless opts names a definition, it checks that ResizeImagesFlow, as this
+// build has it, matches the run's version in the part to re-run. It returns a
+// handle to wait for the new outcome.
+func ResumeResizeImages(ctx context.Context, c *runtime.Client, id uuid.UUID, opts ...*runtime.ResumeOptions) (*ResizeImagesRun, error) {
+	r, err := ResizeImagesRunByID(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Resume(ctx, opts...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // ResizeImagesRunByID returns a handle on run id of flow "resize_images",
 // whichever process started it, so that this one can Wait for it, Cancel it or
 // View it. It reads the run once: an id that names no run of flow

@@ -138,6 +138,29 @@ func (r *CheckoutRun) View(ctx context.Context) (*CheckoutRunView, error) {
 	return GetCheckoutRun(ctx, r.Client, r.ID)
 }
 
+// Resume resumes the run, failed or cancelled, under the same id (see
+// ResumeCheckout); Wait then waits for its new outcome.
+func (r *CheckoutRun) Resume(ctx context.Context, opts ...*runtime.ResumeOptions) error {
+	return r.Client.ResumeFlowRun(ctx, "CheckoutRun.Resume", CheckoutFlow, r.ID, opts)
+}
+
+// ResumeCheckout resumes run id of flow "checkout", failed or cancelled, under
+// the same id: only what did not complete runs again, and every completed
+// step's output is reused (see runtime.Client.ResumeRun). Unless opts names a
+// definition, it checks that CheckoutFlow, as this build has it, matches the
+// run's version in the part to re-run. It returns a handle to wait for the new
+// outcome.
+func ResumeCheckout(ctx context.Context, c *runtime.Client, id uuid.UUID, opts ...*runtime.ResumeOptions) (*CheckoutRun, error) {
+	r, err := CheckoutRunByID(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Resume(ctx, opts...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // CheckoutRunByID returns a handle on run id of flow "checkout", whichever
 // process started it, so that this one can Wait for it, Cancel it or View it.
 // It reads the run once: an id that names no run of flow "checkout" is an error
@@ -328,6 +351,29 @@ func (r *RefundV2Run) Wait(ctx context.Context) (RefundV2Output, error) {
 // GetRefundV2Run).
 func (r *RefundV2Run) View(ctx context.Context) (*RefundV2RunView, error) {
 	return GetRefundV2Run(ctx, r.Client, r.ID)
+}
+
+// Resume resumes the run, failed or cancelled, under the same id (see
+// ResumeRefundV2); Wait then waits for its new outcome.
+func (r *RefundV2Run) Resume(ctx context.Context, opts ...*runtime.ResumeOptions) error {
+	return r.Client.ResumeFlowRun(ctx, "RefundV2Run.Resume", RefundV2Flow, r.ID, opts)
+}
+
+// ResumeRefundV2 resumes run id of flow "refund_v2", failed or cancelled, under
+// the same id: only what did not complete runs again, and every completed
+// step's output is reused (see runtime.Client.ResumeRun). Unless opts names a
+// definition, it checks that RefundV2Flow, as this build has it, matches the
+// run's version in the part to re-run. It returns a handle to wait for the new
+// outcome.
+func ResumeRefundV2(ctx context.Context, c *runtime.Client, id uuid.UUID, opts ...*runtime.ResumeOptions) (*RefundV2Run, error) {
+	r, err := RefundV2RunByID(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Resume(ctx, opts...); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // RefundV2RunByID returns a handle on run id of flow "refund_v2", whichever
