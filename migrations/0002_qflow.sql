@@ -80,6 +80,13 @@ CREATE INDEX deps_by_dep ON qflow.deps (flow_id, dep_idx);
 
 -- Run state -------------------------------------------------------------------
 
+-- The run, step and task tables change on every transition: each row is
+-- updated a few times and then never again. Autovacuum's defaults (a
+-- fifth of a table dead before a vacuum, throttled) leave millions of dead
+-- rows, and dead entries at the head of step_tasks_ready, in a busy
+-- deployment, so these tables are vacuumed at 1% dead and almost without
+-- throttling (docs/reliability.md).
+
 CREATE TABLE qflow.runs (
     id              uuid PRIMARY KEY,
     flow_id         integer NOT NULL REFERENCES qflow.flows,
@@ -110,7 +117,7 @@ CREATE TABLE qflow.runs (
     finished_at     timestamptz,
     CHECK ((status = 'started') = (finished_at IS NULL)),
     CHECK (status <> 'completed' OR (output IS NOT NULL AND remaining_steps = 0))
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 1);
 CREATE INDEX runs_list ON qflow.runs (flow_slug, status, started_at DESC, id);
 CREATE INDEX runs_started_at ON qflow.runs (started_at DESC, id);
 CREATE INDEX runs_deadline ON qflow.runs (deadline) WHERE status = 'started' AND deadline IS NOT NULL;
@@ -138,7 +145,7 @@ CREATE TABLE qflow.step_states (
     finished_at     timestamptz,
     PRIMARY KEY (run_id, step_idx),
     CHECK (status <> 'completed' OR (output IS NOT NULL AND remaining_tasks = 0))
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 1);
 
 -- A task is one execution unit and its own queue message. Status moves
 -- queued → started → completed | failed | cancelled (a retry moves a
@@ -176,7 +183,7 @@ CREATE TABLE qflow.step_tasks (
     CHECK (status <> 'completed' OR output IS NOT NULL),
     CHECK (status <> 'started' OR attempts > 0),
     CHECK ((finished_at IS NULL) = (status IN ('queued', 'started')))
-) WITH (fillfactor = 70);
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 1);
 CREATE INDEX step_tasks_ready ON qflow.step_tasks (flow_id, priority DESC, seq) WHERE finished_at IS NULL;
 
 CREATE TABLE qflow.workers (
@@ -409,6 +416,9 @@ BEGIN
     ) e
     ORDER BY q.run_id, q.step_idx, e.i;
     GET DIAGNOSTICS o_tasks = ROW_COUNT;
+    IF o_tasks >= 1000 THEN
+        PERFORM qflow.analyze_after_fanout(o_tasks);
+    END IF;
 
     IF o_tasks > 0 THEN
         SELECT array_agg(DISTINCT q.queue_name) INTO o_queues FROM unnest(v_ready) q WHERE q.n > 0;
@@ -712,8 +722,10 @@ BEGIN
     IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
         -- Only the runs this call created: an existing run's tasks are not ours.
         SELECT array_agg(c ORDER BY c.priority DESC, c.seq) INTO v_got
+        -- The first p_qty new runs have tasks enough to fill p_qty (each
+        -- has a root step), unless their steps wait for a start delay.
         FROM qflow.claim_runs(ARRAY(SELECT r.id FROM unnest(o_ids) WITH ORDINALITY AS r(id, o)
-                                    WHERE NOT coalesce(o_existing[r.o], false)),
+                                    WHERE NOT coalesce(o_existing[r.o], false) ORDER BY r.o LIMIT p_qty),
                               p_worker_flow, p_worker, p_qty, p_lease_ms, p_events) c;
     END IF;
     IF v_got IS NOT NULL THEN
@@ -1038,6 +1050,36 @@ BEGIN
     RETURN v_n;
 END $$;
 
+-- analyze_after_fanout analyses the task and step tables in the calling
+-- transaction when it has just added p_tasks tasks, at least 1,000 and more
+-- than the statistics know the task table to hold (a map step's fan-out,
+-- a large StartRuns). Statements keep generic plans made when a table
+-- was small: a settle planned on a near-empty task table reads all of it
+-- for each key (a 10,000-element map then took 6 to 10 s instead of 0.7).
+-- Analysing here, rather than at the next upkeep, makes every session plan
+-- again as soon as the fan-out commits (the analyse counts this
+-- transaction's own rows). It waits for no lock: when another session is
+-- analysing or vacuuming the table it leaves it to them. It runs as the
+-- schema's owner, so a least-privilege role can call it.
+CREATE FUNCTION qflow.analyze_after_fanout(p_tasks integer)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_lock text := current_setting('lock_timeout');
+BEGIN
+    IF p_tasks < 1000 OR p_tasks <= (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'qflow.step_tasks'::regclass) THEN
+        RETURN false;
+    END IF;
+    PERFORM set_config('lock_timeout', '1ms', true);
+    BEGIN
+        ANALYZE qflow.step_tasks, qflow.step_states, qflow.runs;
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM set_config('lock_timeout', v_lock, true);
+        RETURN false;
+    END;
+    PERFORM set_config('lock_timeout', v_lock, true);
+    RETURN true;
+END $$;
+
 -- upkeep runs a worker's periodic chores: runs past their deadline are
 -- cancelled, statistics are refreshed where they went stale, and, when
 -- p_leases, tasks whose lease expired with no attempts left fail (that check
@@ -1154,11 +1196,10 @@ BEGIN
 END $$;
 
 -- claim_runs claims for worker p_worker up to p_qty visible queued tasks of
--- these runs of flow version p_flow_id, by primary key: the steps a settle
--- or a start has just made ready go to the worker that made them ready,
--- which so finishes the runs it has begun before it begins others. Its
--- plan does not depend on how many tasks are queued, so it keeps a generic
--- plan. Tasks another session holds are skipped.
+-- these runs of flow version p_flow_id, by primary key (start_runs_claim:
+-- the first tasks of runs just started go to the worker of the starting
+-- process). Its plan does not depend on how many tasks are queued, so it
+-- keeps a generic plan. Tasks another session holds are skipped.
 CREATE FUNCTION qflow.claim_runs(p_runs uuid[], p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint,
                                  p_events boolean)
 RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
@@ -1170,16 +1211,22 @@ BEGIN
         UPDATE qflow.step_tasks t
         SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker, started_at = v_now,
             vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
+        -- Candidates are read without locks; only the ones chosen are
+        -- locked (skipping any another session holds), so a start of
+        -- thousands of runs locks no more tasks than it claims.
         WHERE t.ctid = ANY (ARRAY(
-            SELECT q.ctid FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y) r(id)
-            CROSS JOIN LATERAL (
-                SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
-                WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
-                  AND q.flow_id = p_flow_id AND (q.deadline IS NULL OR q.deadline > v_now)
-                ORDER BY q.step_idx, q.task_index LIMIT p_qty
-                FOR UPDATE SKIP LOCKED) q
-            ORDER BY q.priority DESC, q.seq
-            LIMIT p_qty))
+            SELECT l.ctid FROM qflow.step_tasks l
+            WHERE l.ctid = ANY (ARRAY(
+                SELECT q.ctid FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y) r(id)
+                CROSS JOIN LATERAL (
+                    SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
+                    WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
+                      AND q.flow_id = p_flow_id AND (q.deadline IS NULL OR q.deadline > v_now)
+                    ORDER BY q.step_idx, q.task_index LIMIT p_qty) q
+                ORDER BY q.priority DESC, q.seq
+                LIMIT p_qty))
+              AND l.status = 'queued' AND l.finished_at IS NULL
+            FOR UPDATE SKIP LOCKED))
         RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events,
                   t.trace_context
     )
@@ -1208,7 +1255,7 @@ END $$;
 CREATE FUNCTION qflow.settle(p_worker uuid,
                              p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                              p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[], p_permanent boolean[],
-                             p_flow_id integer, p_qty integer, p_lease_ms bigint, p_scan boolean)
+                             p_flow_id integer, p_qty integer, p_lease_ms bigint)
 RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
 DECLARE
     v_now     timestamptz := clock_timestamp();
@@ -1222,7 +1269,7 @@ DECLARE
     v_adv     record;
     v_tasks   integer := 0;
     v_queues  text[];
-    v_claimed integer := 0; -- claimed of what this call made ready
+    v_claimed integer := 0;
     v_fin     uuid[];
     v_out     jsonb[];
 BEGIN
@@ -1318,16 +1365,9 @@ BEGIN
             p_errors, p_permanent);
     END IF;
 
-    -- Claim: first what this call made ready (unless the flow has step
-    -- priorities, which only the queue's order honours), then, when the
-    -- worker has seen signs of other work (p_scan), from the queue.
-    IF p_qty > 0 AND v_cr IS NOT NULL
-       AND NOT (SELECT f.prioritized FROM qflow.flows f WHERE f.id = p_flow_id) THEN
-        RETURN QUERY SELECT * FROM qflow.claim_runs(v_cr, p_flow_id, p_worker, p_qty, p_lease_ms, true);
+    IF p_qty > 0 THEN
+        RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
         GET DIAGNOSTICS v_claimed = ROW_COUNT;
-    END IF;
-    IF p_scan AND p_qty > v_claimed THEN
-        RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty - v_claimed, p_lease_ms);
     END IF;
 
     -- Retried tasks are queued with a delay: a row with neither seq nor
@@ -1342,9 +1382,7 @@ BEGIN
                      WHERE t.status = 'queued' HAVING count(*) > 0;
     END IF;
 
-    -- Wake other workers, but only for work this call made ready and did
-    -- not take (the queue's claim may have taken some of it: a spare
-    -- wake-up costs little).
+    -- Wake other workers, but only for work left behind.
     IF v_tasks > v_claimed
        OR (v_tasks > 0 AND EXISTS (SELECT 1 FROM unnest(v_queues) AS q
                                    WHERE q <> (SELECT f.queue_name FROM qflow.flows f WHERE f.id = p_flow_id))) THEN
@@ -1406,7 +1444,7 @@ ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb) SET plan_cache_mod
 ALTER FUNCTION qflow.start_runs_claim(integer, jsonb[], jsonb, uuid, integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 -- The claim is the exception: it is planned on every call (about 0.1 ms),
 -- so the planner sees how many tasks are queued now. A plan made while the

@@ -35,7 +35,8 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // or qflow.runs without the columns the current engine has (the newest:
 // runs.idempotency_key and runs.resumes), or a qflow.define_flow that
 // still takes the definition without its normalised steps (and read
-// durations as nanoseconds), or a qflow.settle without its p_scan flag.
+// durations as nanoseconds), or the claim_runs and settle of an earlier
+// build of this one.
 func Stale(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (bool, error) {
@@ -48,7 +49,8 @@ func Stale(ctx context.Context, db interface {
 		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name = 'seq')
 		                                   OR (table_name = 'runs' AND column_name IN ('trace_context', 'idempotency_key', 'resumes'))))
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL
-		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint, boolean)') IS NOT NULL`).Scan(&applied, &current)
+		  AND to_regprocedure('qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)') IS NOT NULL
+		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint)') IS NOT NULL`).Scan(&applied, &current)
 	if err != nil {
 		return false, err
 	}

@@ -127,13 +127,13 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if stale, err := migrations.Stale(ctx, before.Pool); err != nil || !stale {
 		t.Fatalf("runs without idempotency_key and resumes: stale=%v, %v; want stale", stale, err)
 	}
-	// Nor a settle without the p_scan flag.
-	oldSettle := pgtest.New(t)
-	if _, err := oldSettle.Pool.Exec(ctx, `DROP FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint, boolean)`); err != nil {
+	// Nor one from earlier in this build's making (no claim_runs).
+	oldClaim := pgtest.New(t)
+	if _, err := oldClaim.Pool.Exec(ctx, `DROP FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)`); err != nil {
 		t.Fatal(err)
 	}
-	if stale, err := migrations.Stale(ctx, oldSettle.Pool); err != nil || !stale {
-		t.Fatalf("no settle with p_scan: stale=%v, %v; want stale", stale, err)
+	if stale, err := migrations.Stale(ctx, oldClaim.Pool); err != nil || !stale {
+		t.Fatalf("no claim_runs: stale=%v, %v; want stale", stale, err)
 	}
 	// An empty database is not stale.
 	empty := pgtest.NewEmpty(t)

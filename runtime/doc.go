@@ -17,11 +17,8 @@
 // every task that finished since its last round trip (completions, failures,
 // retries), which readies the next steps and completes runs with nothing
 // left, and in the same transaction claims the next batch, so a chain hop
-// costs one commit. The steps a settle readies go first to the worker that
-// readied them (by primary key: a worker finishes the runs it has begun
-// before it begins others, unless the flow has step priorities); it reads
-// the queue for the rest of its room only when it has a sign of other work
-// (a notification, a full claim, its poll). Handlers run meanwhile in up to
+// costs one commit. A settle that queues a retry tells the worker when it
+// becomes visible, so it is claimed then. Handlers run meanwhile in up to
 // Concurrency slots.
 //
 // # In one process

@@ -66,7 +66,7 @@ const (
 	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority, trace_context
 		FROM qflow.settle($1::uuid, $2::uuid[], $3::smallint[], $4::integer[], $5::jsonb[],
 		                  $6::uuid[], $7::smallint[], $8::integer[], $9::text[], $10::boolean[],
-		                  $11::integer, $12::integer, $13::bigint, $14::boolean)`
+		                  $11::integer, $12::integer, $13::bigint)`
 
 	sqlHeartbeat = `SELECT run_id, step_idx, task_index FROM qflow.heartbeat($1::uuid,
 		(SELECT array_agg((r, s, t)::qflow.task_key) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) AS x(r, s, t)),

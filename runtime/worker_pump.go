@@ -70,14 +70,11 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		if f == nil {
 			f = batch[0].h.flow
 		}
-		// Without a sign of other work the round trip claims only what its
-		// own settle makes ready, which needs no look at the queue.
 		signs := f.wakes.Load()
-		scan := want > 0 && signs != 0
 		w.mu.Lock()
 		w.inFlight++
 		w.mu.Unlock()
-		claimed, err := w.settle(ctx, batch, f, want, scan)
+		claimed, err := w.settle(ctx, batch, f, want)
 		w.mu.Lock()
 		w.inFlight--
 		w.mu.Unlock()
@@ -85,7 +82,7 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		case want == 0 || err != nil:
 		case len(claimed) == want: // a full claim: more may be waiting
 			f.wakes.Add(1)
-		case scan: // a short claim emptied the queue for now, unless a sign of new work arrived meanwhile
+		default: // a short claim emptied the queue for now, unless a sign of new work arrived meanwhile
 			f.wakes.CompareAndSwap(signs, 0)
 		}
 		w.accept(f, claimed, want, false)
@@ -157,7 +154,7 @@ func (w *Worker) pickFlow(batch []*result, next *int) *workerFlow {
 // known to run a whole Lease), so a connection blip or a server restart
 // shorter than the lease does not make other workers run them again. The
 // batch is forgotten afterwards, written or not.
-func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int, scan bool) ([]claimedTask, error) {
+func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int) ([]claimedTask, error) {
 	var okKeys, failKeys []taskKey
 	var outputs []json.RawMessage
 	var errs []string
@@ -174,7 +171,7 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	}
 	okRuns, okSteps, okTasks := splitKeys(okKeys)
 	fRuns, fSteps, fTasks := splitKeys(failKeys)
-	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms, f.id, want, w.opts.Lease.Milliseconds(), scan}
+	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms, f.id, want, w.opts.Lease.Milliseconds()}
 
 	var claimed []claimedTask
 	var err error

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -311,12 +312,18 @@ func (p *Plan) stepHandlers(handlers Handlers, rec *attemptLog) (map[string]runt
 			}
 			call := func(ctx context.Context) (json.RawMessage, error) { return h(ctx, tr) }
 			if rec != nil {
-				stop := context.AfterFunc(ctx, func() {
+				// A timeout is counted once: when the handler returns (so it is
+				// counted before the worker records the attempt, and before the
+				// run can end), or when the deadline passes, for a handler that
+				// never returns.
+				var once sync.Once
+				count := func() {
 					if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-						rec.timeout(rt.RunID, rt.Step)
+						once.Do(func() { rec.timeout(rt.RunID, rt.Step) })
 					}
-				})
-				defer stop()
+				}
+				stop := context.AfterFunc(ctx, count)
+				defer func() { stop(); count() }()
 			}
 			if hedge > 0 && t.Idempotent {
 				return hedged(ctx, hedge, call, func() {
