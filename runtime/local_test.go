@@ -277,3 +277,59 @@ func TestRetryIsClaimedWhenItsDelayEnds(t *testing.T) {
 		t.Errorf("the retry after a 50ms delay came %v after the start", took)
 	}
 }
+
+// A caller's context is honoured while its start waits for the round trip
+// on its way (it is never sent) and while its own start is on its way (the
+// call returns; the run may still start, as with any call cut off).
+func TestBatchedStartHonoursContext(t *testing.T) {
+	e := newEnv(t)
+	def, err := qflow.NewFlow("start_ctx").Step("a", qflow.StepDef{}).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.flows WHERE id = $1 FOR UPDATE`, flowID); err != nil {
+		t.Fatal(err)
+	}
+	before := qflow.StartRoundTrips()
+	first := make(chan error, 1)
+	go func() {
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := e.client.StartRun(short, "start_ctx", nil, nil)
+		first <- err
+	}()
+	waitFor(t, func() bool { return qflow.StartRoundTrips() > before })
+	queued, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if _, err := e.client.StartRun(queued, "start_ctx", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a start queued behind a held one: %v; want the deadline", err)
+	}
+	if waited := time.Since(began); waited > 5*time.Second {
+		t.Errorf("the queued start returned %v after its deadline", waited)
+	}
+	if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the start on its way: %v; want the deadline", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first start was on its way and goes through; the queued one never left.
+	waitFor(t, func() bool {
+		var n int
+		_ = e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM qflow.runs`).Scan(&n)
+		return n == 1
+	})
+	time.Sleep(100 * time.Millisecond)
+	assertCount(t, e, `SELECT count(*) FROM qflow.runs`, 1)
+}

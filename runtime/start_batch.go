@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -14,10 +15,18 @@ import (
 // all in one statement (one transaction, one commit). A lone StartRun goes
 // at once, so batching adds no latency; under concurrency it saves a commit
 // per run. If a batch fails, each of its starts is tried again on its own,
-// so every caller gets the error its own input causes.
+// so every caller gets the error its own input causes. The round trips are
+// made by a goroutine of their own, so every caller's context is honoured:
+// a caller whose context ends while its start waits in the queue takes it
+// out; one whose start is on its way returns at once, and the run may still
+// start, as with any call cut off on its way.
 
 // maxStartBatch caps the runs one batched statement starts.
 const maxStartBatch = 256
+
+// startTimeout bounds one batched round trip, which no caller's context
+// bounds (it carries several callers' starts).
+const startTimeout = time.Minute
 
 // startKey is what batched starts must share.
 type startKey struct {
@@ -32,7 +41,7 @@ type startBatcher struct {
 	queues map[startKey]*startQueue
 }
 
-// startQueue is one key's waiting starts; busy while a leader sends them.
+// startQueue is one key's waiting starts; busy while a goroutine drains it.
 type startQueue struct {
 	waiting []*startReq
 	busy    bool
@@ -40,21 +49,16 @@ type startQueue struct {
 
 // startReq is one caller's start.
 type startReq struct {
-	doc      string
-	id       uuid.UUID
-	err      error
-	done     chan struct{} // closed when the start has happened or failed
-	promote  chan struct{} // closed when this caller is to lead the next round trip
-	promoted bool          // under startBatcher.mu
+	doc  string
+	id   uuid.UUID
+	err  error
+	done chan struct{} // closed when the start has happened or failed
 }
 
-// start starts one run with input doc. The caller that finds no round trip
-// of its key on the way leads: it sends the waiting starts (its own among
-// them) in one round trip, then hands the lead to the first start still
-// waiting, if any, and returns. The others wait for their result or the
-// lead.
+// start starts one run with input doc, with the other starts of key that
+// are waiting when the round trip leaves.
 func (b *startBatcher) start(ctx context.Context, c *Client, key startKey, doc string) ([]uuid.UUID, error) {
-	req := &startReq{doc: doc, done: make(chan struct{}), promote: make(chan struct{})}
+	req := &startReq{doc: doc, done: make(chan struct{})}
 	b.mu.Lock()
 	if b.queues == nil {
 		b.queues = map[startKey]*startQueue{}
@@ -67,56 +71,45 @@ func (b *startBatcher) start(ctx context.Context, c *Client, key startKey, doc s
 	q.waiting = append(q.waiting, req)
 	if !q.busy {
 		q.busy = true
-		req.promoted = true
-		close(req.promote)
+		go b.drain(context.WithoutCancel(ctx), c, key, q)
 	}
 	b.mu.Unlock()
 
-	cancelled, promote := ctx.Done(), req.promote
-	for {
-		select {
-		case <-req.done:
-			if req.err != nil {
-				return nil, req.err
-			}
-			return []uuid.UUID{req.id}, nil
-		case <-promote:
-			b.lead(ctx, c, key, q)
-			promote = nil // req was in the batch just sent: done is closed
-		case <-cancelled:
-			b.mu.Lock()
-			if i := slices.Index(q.waiting, req); i >= 0 && !req.promoted {
-				q.waiting = slices.Delete(q.waiting, i, i+1)
-				b.mu.Unlock()
-				return nil, ctx.Err()
-			}
-			b.mu.Unlock()
-			// Already on its way, or leading: at most one round trip more.
-			cancelled = nil
+	select {
+	case <-req.done:
+		if req.err != nil {
+			return nil, req.err
 		}
+		return []uuid.UUID{req.id}, nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		if i := slices.Index(q.waiting, req); i >= 0 {
+			q.waiting = slices.Delete(q.waiting, i, i+1)
+		}
+		b.mu.Unlock()
+		return nil, ctx.Err()
 	}
 }
 
-// lead sends one round trip of q's waiting starts, then hands the lead on.
-func (b *startBatcher) lead(ctx context.Context, c *Client, key startKey, q *startQueue) {
-	b.mu.Lock()
-	batch := q.waiting[:min(len(q.waiting), maxStartBatch)]
-	q.waiting = q.waiting[len(batch):]
-	b.mu.Unlock()
-	// The statement must not depend on this caller's cancellation: it
-	// carries other callers' starts.
-	c.sendStarts(context.WithoutCancel(ctx), key, batch)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(q.waiting) > 0 {
-		next := q.waiting[0]
-		next.promoted = true
-		close(next.promote)
-		return
-	}
-	q.busy = false
-	if b.queues[key] == q {
-		delete(b.queues, key)
+// drain sends q's waiting starts, a batch per round trip, until none is
+// left. ctx carries the first caller's values, not its cancellation.
+func (b *startBatcher) drain(ctx context.Context, c *Client, key startKey, q *startQueue) {
+	for {
+		b.mu.Lock()
+		batch := q.waiting[:min(len(q.waiting), maxStartBatch)]
+		q.waiting = q.waiting[len(batch):]
+		if len(batch) == 0 {
+			q.busy = false
+			if b.queues[key] == q {
+				delete(b.queues, key)
+			}
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		sctx, cancel := context.WithTimeout(ctx, startTimeout)
+		c.sendStarts(sctx, key, batch)
+		cancel()
 	}
 }
 
