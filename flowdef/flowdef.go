@@ -17,6 +17,17 @@ type StepOptions struct {
 	// StartDelay holds a step's tasks back after it becomes ready (default
 	// 0; a flow's StartDelay is ignored).
 	StartDelay time.Duration `json:"start_delay,omitempty"`
+	// Priority is the step's claim priority (default 0; a flow's Priority
+	// is ignored): among the ready tasks of a flow version, workers claim
+	// those with the highest claim priority first, first queued first among
+	// equals. A task's claim priority is its step's Priority plus its run's
+	// StartOptions.Priority (see "Priorities" in the README). It must fit
+	// in 32 bits. It is not part of the shape hash: a definition whose
+	// only change is a priority keeps its flow version, and defining it
+	// sets the version's step priorities when any step of it has a
+	// non-zero Priority (one with none leaves them as they are, so
+	// priorities set by Client.SetStepPriorities survive).
+	Priority int `json:"priority,omitempty"`
 }
 
 // NoRetries as StepOptions.Retries asks for a single attempt, where 0 would

@@ -182,6 +182,35 @@ func TestShapeHash(t *testing.T) {
 	}
 }
 
+// TestPriorityNotInShape: a step priority is carried by the normalised
+// form (define_flow stores it) but leaves the shape hash as it was, so a
+// new priority keeps the flow version; one that does not fit in 32 bits is
+// invalid.
+func TestPriorityNotInShape(t *testing.T) {
+	base := flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "a"}, {Slug: "b", DependsOn: []string{"a"}}}}
+	h := base.ShapeHash()
+	d := base
+	d.Steps = slices.Clone(base.Steps)
+	d.Steps[1].Options.Priority = 7
+	norm, err := d.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if norm.Steps[1].Priority != 7 || norm.Steps[0].Priority != 0 {
+		t.Errorf("normalised priorities %d, %d; want 0, 7", norm.Steps[0].Priority, norm.Steps[1].Priority)
+	}
+	if d.ShapeHash() != h || norm.ShapeHash() != h {
+		t.Errorf("a priority changed the hash: %s, %s; want %s", d.ShapeHash(), norm.ShapeHash(), h)
+	}
+	if norm.Steps[1].Priority != 7 {
+		t.Error("hashing cleared the caller's priorities")
+	}
+	d.Steps[0].Options.Priority = 1 << 40
+	if err := d.Validate(); !errors.Is(err, flowdef.ErrInvalid) || !strings.Contains(err.Error(), "32 bits") {
+		t.Errorf("priority 1<<40: %v", err)
+	}
+}
+
 func TestValidSlug(t *testing.T) {
 	for s, want := range map[string]bool{
 		"a": true, "etl_v2": true, strings.Repeat("a", flowdef.MaxSlugLen): true,

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -27,6 +28,10 @@ type NormalizedStep struct {
 	BaseDelayMS  int64    `json:"base_delay_ms"`
 	TimeoutMS    int64    `json:"timeout_ms"` // at least 1
 	StartDelayMS int64    `json:"start_delay_ms"`
+	// Priority is the step's StepOptions.Priority (not inherited). It is
+	// left out of the shape hash; define_flow applies it (see
+	// StepOptions.Priority).
+	Priority int `json:"priority,omitempty"`
 }
 
 // Normalize validates f and returns its Normalized form.
@@ -54,6 +59,7 @@ func (f FlowDef) normal() Normalized {
 			BaseDelayMS:  ceilMS(pick(s.Options.BaseDelay, f.Options.BaseDelay, DefaultBaseDelay)),
 			TimeoutMS:    max(1, ceilMS(pick(s.Options.Timeout, f.Options.Timeout, DefaultTimeout))),
 			StartDelayMS: ceilMS(s.Options.StartDelay),
+			Priority:     s.Options.Priority,
 		}
 	}
 	return n
@@ -61,7 +67,9 @@ func (f FlowDef) normal() Normalized {
 
 // Effective returns the options the engine applies to step s of f: its
 // own, else the flow's, else the defaults. Retries is never 0 unless the
-// step gets no retry, in which case it is NoRetries.
+// step gets no retry, in which case it is NoRetries. Priority is left 0:
+// it orders claims and is not part of how a run executes (nor of the
+// shape hash).
 func (f FlowDef) Effective(s StepDef) StepOptions {
 	r := pick(s.Options.Retries, f.Options.Retries, DefaultRetries)
 	return StepOptions{
@@ -78,13 +86,22 @@ func Attempts(retries int) int { return max(retries, 0) + 1 }
 
 // ShapeHash returns a stable hash of everything that affects how runs of
 // the flow execute: its Normalized form (step slugs, order, dependencies,
-// map and input flags, resolved options). Two definitions with the same
-// hash are interchangeable, however their options were spelled.
+// map and input flags, resolved options) less the step priorities. Two
+// definitions with the same hash are interchangeable, however their
+// options were spelled; priorities only order claims, so a definition
+// that changes nothing else keeps its hash, and its flow version.
 func (f FlowDef) ShapeHash() string { return f.normal().ShapeHash() }
 
 // ShapeHash returns the shape hash of the definition n was made from (see
 // FlowDef.ShapeHash).
 func (n Normalized) ShapeHash() string {
+	if slices.ContainsFunc(n.Steps, func(s NormalizedStep) bool { return s.Priority != 0 }) {
+		steps := slices.Clone(n.Steps)
+		for i := range steps {
+			steps[i].Priority = 0 // omitted from the JSON: hashes as before priorities existed
+		}
+		n.Steps = steps
+	}
 	b, err := json.Marshal(n)
 	if err != nil {
 		panic(err) // plain data: cannot fail

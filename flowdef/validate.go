@@ -3,6 +3,7 @@ package flowdef
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -12,7 +13,8 @@ var ErrInvalid = errors.New("invalid flow definition")
 // Validate checks a definition: slugs, the number of steps, duplicate
 // steps, unknown, repeated and self-dependencies, cycles, map steps with
 // more than one dependency (or with the flow input and a dependency), and
-// options out of range. All problems are reported together, each wrapping
+// options out of range (a priority must fit in 32 bits). All problems are
+// reported together, each wrapping
 // ErrInvalid.
 func (f FlowDef) Validate() error {
 	var errs []error
@@ -31,6 +33,9 @@ func (f FlowDef) Validate() error {
 	checkOpts := func(where string, o StepOptions) {
 		if o.Retries < NoRetries || o.BaseDelay < 0 || o.Timeout < 0 || o.StartDelay < 0 {
 			bad("%s: options must not be negative (but Retries may be NoRetries)", where)
+		}
+		if o.Priority < math.MinInt32 || o.Priority > math.MaxInt32 {
+			bad("%s: priority %d does not fit in 32 bits", where, o.Priority)
 		}
 	}
 	checkOpts("flow options", f.Options)

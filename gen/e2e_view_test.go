@@ -3,6 +3,7 @@ package gen_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -231,7 +232,7 @@ func TestE2EOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err = e2eflow.StartE2eDiamondTx(ctx, c, tx, e2eflow.Input{Text: "x"}, &runtime.StartOptions{Timeout: 30 * time.Second})
+	r, err = e2eflow.StartE2eDiamondTx(ctx, c, tx, e2eflow.Input{Text: "x"}, &runtime.StartOptions{Timeout: 30 * time.Second, Priority: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +244,16 @@ func TestE2EOptions(t *testing.T) {
 	}
 	if out, err := r.Wait(ctx); err != nil || out.Join.Count != 1 {
 		t.Errorf("StartTx run: %+v, %v", out, err)
+	}
+	// The run's priority reaches every task, added to the step priority
+	// the annotation gave (count: priority=5).
+	var prios map[string]int
+	if err := db.Pool.QueryRow(ctx, `SELECT jsonb_object_agg(st.slug, t.priority) FROM qflow.step_tasks t
+		JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx WHERE t.run_id = $1`, r.ID).Scan(&prios); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"split": 7, "upper": 7, "count": 12, "join": 7}; !maps.Equal(prios, want) {
+		t.Errorf("StartTx with Priority 7: task priorities %v, want %v", prios, want)
 	}
 
 	// Run: one attempt with NoRetries.

@@ -447,6 +447,9 @@ func optionsCode(o flowdef.StepOptions) jen.Code {
 	if o.StartDelay != 0 {
 		fs = append(fs, jen.Id("StartDelay").Op(":").Add(durationCode(o.StartDelay)))
 	}
+	if o.Priority != 0 {
+		fs = append(fs, jen.Id("Priority").Op(":").Lit(o.Priority))
+	}
 	if len(fs) == 0 {
 		return nil
 	}

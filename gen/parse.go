@@ -2,6 +2,7 @@ package gen
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type optionSpec struct {
 	Backoff    time.Duration
 	Timeout    time.Duration
 	Delay      time.Duration
+	// Priority is the step's claim priority from priority=N (0 when
+	// absent; flowdef.StepOptions.Priority).
+	Priority int
 }
 
 // directive is a parsed //qflow:flow or //qflow:step line.
@@ -183,6 +187,13 @@ func parseDirective(text string) (*directive, []parseError) {
 			if n == 0 {
 				d.Options.Retries = flowdef.NoRetries
 			}
+		case "priority":
+			n, err := strconv.ParseInt(val, 10, 32)
+			if err != nil {
+				bad(valOff, "priority=%s: want a whole number from %d to %d (higher is claimed first)", val, math.MinInt32, math.MaxInt32)
+				continue
+			}
+			d.Options.Priority = int(n)
 		case "backoff", "timeout", "delay":
 			dur, err := time.ParseDuration(val)
 			switch {
@@ -265,7 +276,7 @@ func knownOption(kind, key string) bool {
 	switch key {
 	case "retries", "attempts", "backoff", "timeout":
 		return true
-	case "depends", "map", "name", "flow", "delay":
+	case "depends", "map", "name", "flow", "delay", "priority":
 		return kind == "step"
 	}
 	return false
@@ -275,7 +286,7 @@ func optionList(kind string) string {
 	if kind == "flow" {
 		return "retries=N, attempts=N, backoff=DUR, timeout=DUR"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR"
+	return "depends=A,B, map, name=slug, flow=NAME, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

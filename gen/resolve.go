@@ -106,6 +106,7 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 				BaseDelay:  a.d.Options.Backoff,
 				Timeout:    a.d.Options.Timeout,
 				StartDelay: a.d.Options.Delay,
+				Priority:   a.d.Options.Priority,
 			},
 		}
 		if a.d.Map {

@@ -36,7 +36,9 @@ CREATE TABLE qflow.flows (
     queue_name text NOT NULL UNIQUE,
     step_count integer NOT NULL CHECK (step_count > 0),
     definition jsonb NOT NULL,
-    -- prioritized: some step has a non-zero priority (see set_step_priorities).
+    -- prioritized: some step has a non-zero priority (set by define_flow
+    -- from the definition, or by set_step_priorities). When false, tasks
+    -- carry only their run's priority (0 unless StartOptions.Priority).
     prioritized boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (slug, version),
@@ -100,6 +102,9 @@ CREATE TABLE qflow.runs (
     failed_step     text,
     events          boolean NOT NULL DEFAULT true,
     sequential      boolean NOT NULL DEFAULT false,
+    -- The run's priority (StartOptions.Priority), added to each of its
+    -- tasks' step priority to make the task's claim priority (start_steps).
+    priority        integer NOT NULL DEFAULT 0,
     max_attempts    integer CHECK (max_attempts >= 1),
     deadline        timestamptz,
     -- The W3C trace context (OpenTelemetry's propagator fields as a JSON
@@ -160,6 +165,8 @@ CREATE TABLE qflow.step_tasks (
     flow_id      integer NOT NULL,
     -- seq orders claims (FIFO within a priority).
     seq          bigint NOT NULL DEFAULT nextval('qflow.task_seq'),
+    -- The claim priority: the step's priority (when its flow version is
+    -- prioritized) plus the run's, clamped to 32 bits; see start_steps.
     priority     integer NOT NULL DEFAULT 0,
     status       text NOT NULL DEFAULT 'queued'
                  CHECK (status IN ('queued', 'started', 'completed', 'failed', 'cancelled')),
@@ -287,6 +294,12 @@ END $$;
 -- It is idempotent: the same slug and shape hash return the existing row;
 -- a different shape under an existing slug becomes the next version (runs
 -- keep the version they started on).
+--
+-- Step priorities ("priority" of a step, absent for 0) are not part of the
+-- shape: when any step of p_steps has a non-zero priority, the version's
+-- step priorities become p_steps' (new or existing version alike, as
+-- set_step_priorities would set them); when none has, an existing
+-- version's priorities are left as they are.
 CREATE FUNCTION qflow.define_flow(p_slug text, p_shape_hash text, p_def jsonb, p_steps jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -296,20 +309,32 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('qflow.define_flow:' || p_slug, 0));
     SELECT id INTO v_id FROM qflow.flows WHERE slug = p_slug AND shape_hash = p_shape_hash;
     IF FOUND THEN
+        IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_steps) e WHERE coalesce((e->>'priority')::integer, 0) <> 0) THEN
+            UPDATE qflow.steps st SET priority = coalesce((e.v->>'priority')::integer, 0)
+            FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
+            WHERE st.flow_id = v_id AND st.idx = e.o - 1
+              AND st.priority IS DISTINCT FROM coalesce((e.v->>'priority')::integer, 0);
+            IF FOUND THEN
+                UPDATE qflow.flows SET prioritized = EXISTS (SELECT 1 FROM qflow.steps WHERE flow_id = v_id AND priority <> 0)
+                WHERE id = v_id;
+            END IF;
+        END IF;
         RETURN v_id;
     END IF;
     SELECT coalesce(max(version), 0) + 1 INTO v_version FROM qflow.flows WHERE slug = p_slug;
-    INSERT INTO qflow.flows (slug, version, shape_hash, queue_name, step_count, definition)
-    VALUES (p_slug, v_version, p_shape_hash, p_slug || '_' || v_version, jsonb_array_length(p_steps), p_def)
+    INSERT INTO qflow.flows (slug, version, shape_hash, queue_name, step_count, definition, prioritized)
+    VALUES (p_slug, v_version, p_shape_hash, p_slug || '_' || v_version, jsonb_array_length(p_steps), p_def,
+            EXISTS (SELECT 1 FROM jsonb_array_elements(p_steps) e WHERE coalesce((e->>'priority')::integer, 0) <> 0))
     RETURNING id INTO v_id;
 
     INSERT INTO qflow.steps (flow_id, idx, slug, kind, takes_input, max_attempts, base_delay_ms,
-                             timeout_ms, start_delay_ms, dep_count, is_leaf)
+                             timeout_ms, start_delay_ms, dep_count, is_leaf, priority)
     SELECT v_id, (e.o - 1)::smallint, s.slug, CASE WHEN s.map THEN 'map' ELSE 'single' END, s.takes_input,
-           s.max_attempts, s.base_delay_ms, s.timeout_ms, s.start_delay_ms, cardinality(s.depends_on), false
+           s.max_attempts, s.base_delay_ms, s.timeout_ms, s.start_delay_ms, cardinality(s.depends_on), false,
+           coalesce(s.priority, 0)
     FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
     CROSS JOIN LATERAL jsonb_to_record(e.v) AS s(slug text, depends_on text[], map boolean, takes_input boolean,
-         max_attempts integer, base_delay_ms bigint, timeout_ms bigint, start_delay_ms bigint);
+         max_attempts integer, base_delay_ms bigint, timeout_ms bigint, start_delay_ms bigint, priority integer);
 
     INSERT INTO qflow.deps (flow_id, step_idx, dep_idx, position)
     SELECT v_id, (s.o - 1)::smallint, dp.idx, (d.o - 1)::smallint
@@ -339,7 +364,8 @@ END $$;
 -- else. An empty map completes at once with [] and is returned in
 -- o_runs/o_steps for the caller to propagate; a map over a non-array fails
 -- its run. o_tasks counts the tasks created; o_queues names the queues
--- that got them.
+-- that got them. A task's claim priority is its step's priority (0 unless
+-- the flow version is prioritized) plus its run's, clamped to 32 bits.
 CREATE FUNCTION qflow.start_steps(p_runs uuid[], p_steps smallint[],
                                   OUT o_runs uuid[], OUT o_steps smallint[], OUT o_flows integer[],
                                   OUT o_tasks integer, OUT o_queues text[])
@@ -357,7 +383,9 @@ BEGIN
                 ELSE -1 END,
            st.slug, ru.flow_slug, f.queue_name, ru.events AND v_events, ru.sequential,
            coalesce(ru.max_attempts, st.max_attempts),
-           CASE WHEN f.prioritized THEN st.priority ELSE 0 END,
+           CASE WHEN ru.priority = 0 AND NOT f.prioritized THEN 0
+                ELSE greatest(-2147483648, least(2147483647,
+                     ru.priority::bigint + CASE WHEN f.prioritized THEN st.priority ELSE 0 END))::integer END,
            v_now + make_interval(secs => st.start_delay_ms / 1000.0),
            ru.deadline, st.dep_slugs[1], ru.trace_context)::qflow.ready_step ORDER BY x.run_id, x.step_idx)
     INTO v_ready
@@ -567,11 +595,12 @@ BEGIN
                i.key IS NULL OR row_number() OVER (PARTITION BY i.key ORDER BY i.o) = 1 AS first
         FROM unnest(p_ids, p_inputs, v_keys) WITH ORDINALITY AS i(id, input, key, o)
     ), ins AS (
-        INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential,
+        INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential, priority,
                                 max_attempts, deadline, trace_context, idempotency_key)
         SELECT x.id, p_flow.id, p_flow.slug, x.input, p_flow.step_count,
                coalesce((p_opts->>'events')::boolean, true),
                coalesce((p_opts->>'sequential')::boolean, false),
+               coalesce((p_opts->>'priority')::integer, 0),
                nullif((p_opts->>'max_attempts')::integer, 0),
                now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
                p_opts->'trace_context', x.key
@@ -601,7 +630,8 @@ END $$;
 -- start_runs_core starts one run per input of flow p_flow_id and returns
 -- their ids in input order, with the number of tasks created and their
 -- queues; it wakes no worker. p_opts: {"events": bool, "sequential": bool,
--- "max_attempts": int, "timeout_ms": int, "trace_context": object,
+-- "priority": int (the runs' priority), "max_attempts": int,
+-- "timeout_ms": int, "trace_context": object,
 -- "key": text or "keys": [text|null, …]}. With a key (see
 -- insert_keyed_runs) an input may get an existing run's id instead:
 -- o_existing then says which (NULL for a start without keys), and only the
@@ -646,10 +676,11 @@ BEGIN
         SELECT k.o_ids, k.o_new, k.o_existing INTO v_all, v_ids, o_existing
         FROM qflow.insert_keyed_runs(v_flow, v_ids, p_inputs, p_opts) k;
     ELSE
-    INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential,
+    INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential, priority,
                             max_attempts, deadline, trace_context)
     SELECT r.id, p_flow_id, v_flow.slug, r.input, v_flow.step_count, v_events,
            coalesce((p_opts->>'sequential')::boolean, false),
+           coalesce((p_opts->>'priority')::integer, 0),
            nullif((p_opts->>'max_attempts')::integer, 0),
            now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
            p_opts->'trace_context'
@@ -704,6 +735,13 @@ END $$;
 -- claimed tasks as parallel arrays, and o_existing from start_runs_core (a
 -- keyed start that found its run claims none of that run's tasks). With
 -- p_qty 0 it is start_runs that also reports o_existing.
+--
+-- Priorities stay honoured: when a visible queued task of another run of
+-- the version has a higher claim priority than the new runs' tasks may
+-- have (the runs' priority plus the lowest step priority of a prioritized
+-- version), it claims nothing and wakes the workers, whose claims take
+-- the highest priority first. Without priorities every task has 0 and the
+-- check is one probe of step_tasks_ready that finds nothing.
 CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
                                        p_worker uuid, p_worker_flow integer, p_qty integer,
                                        p_lease_ms bigint, p_events boolean,
@@ -713,12 +751,24 @@ CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_op
                                        OUT o_existing boolean[])
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_st  record;
-    v_got qflow.claimed_task[];
+    v_st    record;
+    v_got   qflow.claimed_task[];
+    v_floor integer;
 BEGIN
     v_st := qflow.start_runs_core(p_flow_id, p_inputs, p_opts);
     o_ids := v_st.o_ids;
     o_existing := v_st.o_existing;
+    IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
+        SELECT greatest(-2147483648, least(2147483647, coalesce((p_opts->>'priority')::integer, 0)::bigint
+               + CASE WHEN f.prioritized THEN (SELECT min(st.priority) FROM qflow.steps st WHERE st.flow_id = f.id)
+                      ELSE 0 END))::integer
+        INTO v_floor FROM qflow.flows f WHERE f.id = p_flow_id;
+        IF EXISTS (SELECT 1 FROM qflow.step_tasks q
+                   WHERE q.flow_id = p_flow_id AND q.finished_at IS NULL AND q.priority > v_floor
+                     AND q.status = 'queued' AND q.vt <= clock_timestamp() AND q.run_id <> ALL (o_ids)) THEN
+            p_qty := 0;
+        END IF;
+    END IF;
     IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
         -- Only the runs this call created: an existing run's tasks are not ours.
         SELECT array_agg(c ORDER BY c.priority DESC, c.seq) INTO v_got
@@ -1400,7 +1450,8 @@ END $$;
 -- Priorities ----------------------------------------------------------------------
 
 -- set_step_priorities sets the priorities of the named steps of flow version
--- p_flow_id (steps not named keep theirs; the default is 0). When any step
+-- p_flow_id (steps not named keep theirs; the default is the definition's,
+-- 0 unless it set one; see define_flow). When any step
 -- of the version has a non-zero priority, its tasks carry their step's
 -- priority from then on, and claims take ready tasks with the highest
 -- priority first (FIFO among equals). Tasks already queued keep the

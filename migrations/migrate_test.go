@@ -127,6 +127,15 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if stale, err := migrations.Stale(ctx, before.Pool); err != nil || !stale {
 		t.Fatalf("runs without idempotency_key and resumes: stale=%v, %v; want stale", stale, err)
 	}
+	// Nor one from before run priorities (its define_flow ignored step
+	// priorities and its start_steps knew no run priority).
+	noPrio := pgtest.New(t)
+	if _, err := noPrio.Pool.Exec(ctx, `ALTER TABLE qflow.runs DROP COLUMN priority CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, noPrio.Pool); err != nil || !stale {
+		t.Fatalf("runs without priority: stale=%v, %v; want stale", stale, err)
+	}
 	// Nor one from earlier in this build's making (no claim_runs).
 	oldClaim := pgtest.New(t)
 	if _, err := oldClaim.Pool.Exec(ctx, `DROP FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)`); err != nil {

@@ -122,6 +122,19 @@ type StartOptions struct {
 	Retries int
 	// Sequential runs at most one task of the run at a time (the seed's parallel: false).
 	Sequential bool
+	// Priority orders this run's tasks against other runs' tasks of the
+	// same flow version (0, the default, is normal; higher is claimed
+	// sooner; negative is allowed). A task's claim priority is its step's
+	// StepOptions.Priority plus its run's Priority, clamped to 32 bits:
+	// workers claim ready tasks highest claim priority first, first queued
+	// first among equals. So where steps have equal priorities (or none) a
+	// run's ready tasks are all claimed before those of any lower-priority
+	// run, and a run started later with a higher priority overtakes a
+	// backlog; where step priorities differ, a run priority larger than
+	// their spread keeps that order. It must fit in 32 bits. Priorities
+	// order claims only: a task already claimed or running is not
+	// preempted (see "Priorities" in the README).
+	Priority int
 	// Events turns this run's NOTIFY events on or off whatever the client's
 	// ClientOptions.DisableEvents says (the seed's per-call notify_events);
 	// EventsDefault follows the client. A worker with

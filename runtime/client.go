@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -78,7 +79,10 @@ func (c *Client) Migrate(ctx context.Context) error { return migrations.Migrate(
 // flow version's id. It is idempotent: the same shape returns the same id.
 // A different shape under an existing slug is stored as the next version;
 // runs keep the version they started on, and StartRun by slug uses the
-// newest.
+// newest. Step priorities (StepOptions.Priority) are not part of the
+// shape: when def sets any, they become the version's step priorities,
+// for tasks queued from then on; when it sets none, the version's
+// priorities are left as they are (see SetStepPriorities).
 func (c *Client) DefineFlow(ctx context.Context, def FlowDef) (int, error) {
 	return c.defineFlow(ctx, c.pool, def)
 }
@@ -89,7 +93,9 @@ func (c *Client) defineFlow(ctx context.Context, db DB, def FlowDef) (int, error
 		return 0, err
 	}
 	hash := norm.ShapeHash()
-	key := def.Slug + "/" + hash
+	// Priorities are not in the hash, but a definition that sets them
+	// applies them (define_flow): a new set is defined again.
+	key := def.Slug + "/" + hash + priorityKey(norm)
 	c.mu.Lock()
 	id, ok := c.defined[key]
 	c.mu.Unlock()
@@ -106,6 +112,21 @@ func (c *Client) defineFlow(ctx context.Context, db DB, def FlowDef) (int, error
 		c.mu.Unlock()
 	}
 	return id, nil
+}
+
+// priorityKey is "" for a definition without step priorities, else its
+// step priorities in step order.
+func priorityKey(n flowdef.Normalized) string {
+	var b strings.Builder
+	set := false
+	for _, s := range n.Steps {
+		fmt.Fprintf(&b, "/%d", s.Priority)
+		set = set || s.Priority != 0
+	}
+	if !set {
+		return ""
+	}
+	return b.String()
 }
 
 // defineFlow validates and normalises def and stores it (the worker's way
@@ -175,6 +196,9 @@ func (c *Client) startOpts(ctx context.Context, opts *StartOptions) map[string]a
 		}
 		if opts.Sequential {
 			o["sequential"] = true
+		}
+		if opts.Priority != 0 {
+			o["priority"] = opts.Priority
 		}
 		switch opts.Events {
 		case EventsOn:
@@ -293,6 +317,9 @@ func (c *Client) startRuns(ctx context.Context, db DB, slug string, flowID int, 
 func (c *Client) insertRuns(ctx context.Context, db DB, slug string, flowID int, inputs []any, opts *StartOptions) ([]uuid.UUID, []bool, error) {
 	if flowID == 0 && !ValidSlug(slug) {
 		return nil, nil, fmt.Errorf("%w %q (not a valid flow slug)", ErrUnknownFlow, slug)
+	}
+	if opts != nil && (opts.Priority < math.MinInt32 || opts.Priority > math.MaxInt32) {
+		return nil, nil, fmt.Errorf("%w: StartOptions.Priority %d does not fit in 32 bits", ErrBadInput, opts.Priority)
 	}
 	isKeyed, err := keyed(opts, len(inputs))
 	if err != nil {

@@ -40,6 +40,24 @@
 // expires. Recording results is exactly-once, handler execution
 // at-least-once (docs/reliability.md).
 //
+// # Priorities
+//
+// Workers claim the ready tasks of a flow version highest claim priority
+// first, first queued first among equals. A task's claim priority is its
+// step's priority (StepOptions.Priority, the annotation priority=N, or
+// Client.SetStepPriorities) plus its run's (StartOptions.Priority), clamped
+// to 32 bits and fixed when the task is queued. So with equal step
+// priorities a higher-priority run's ready tasks all go before a
+// lower-priority run's, and a run started after a backlog overtakes it;
+// run priorities spaced wider than the spread of step priorities always
+// win. One integer per task keeps the claim one index scan, and flows
+// without priorities queue every task at 0 as before. Step priorities are
+// not part of the shape hash (see Client.DefineFlow). A worker that claims
+// a prioritized task stops claiming ahead of its free slots; a start that
+// claims for a worker of its own process (below) claims nothing when a
+// queued task of another run has a higher claim priority. Priorities never
+// preempt a running task.
+//
 // # Resuming runs
 //
 // A failed or cancelled run is final until Client.ResumeRun resumes it

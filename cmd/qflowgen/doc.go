@@ -66,7 +66,7 @@
 //
 // Once regenerated, retries=N may be written again with its new meaning.
 //
-// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR]
+// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N]
 //
 // On a package-level function (not a method, not generic; it may be
 // unexported, as the generated code lives in the same package): makes it a
@@ -80,6 +80,13 @@
 //	retries=N, attempts=N, backoff=DUR, timeout=DUR
 //	             override the flow's options for this step
 //	delay=DUR    hold the step's tasks back for DUR after it becomes ready (StartDelay)
+//	priority=N   the step's claim priority, a whole number that fits in 32 bits
+//	             (default 0; StepOptions.Priority): among ready tasks of the
+//	             flow, workers claim the highest claim priority first, where a
+//	             task's claim priority is its step's plus its run's
+//	             (runtime.StartOptions.Priority). It is not part of the shape
+//	             hash: changing it keeps the flow version and takes effect for
+//	             tasks queued once the new definition is stored
 //
 // The slug "run" is reserved (the flow input travels under that key).
 //

@@ -40,9 +40,10 @@ func Split(ctx context.Context, in Input) ([]string, error) {
 //qflow:step depends=Split map
 func Upper(ctx context.Context, w string) (string, error) { return strings.ToUpper(w), nil }
 
-// Count runs beside Upper.
+// Count runs beside Upper, ahead of Upper's tasks of runs of equal
+// priority (priority=5).
 //
-//qflow:step depends=Split
+//qflow:step depends=Split priority=5
 func Count(ctx context.Context, words []string) (int, error) { return len(words), nil }
 
 // Join closes the diamond.

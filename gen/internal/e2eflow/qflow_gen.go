@@ -49,7 +49,7 @@ var E2eDiamondFlow = runtime.FlowDef{
 	Steps: []runtime.StepDef{
 		{Slug: "split", TakesInput: true},
 		{Slug: "upper", DependsOn: []string{"split"}, Map: true},
-		{Slug: "count", DependsOn: []string{"split"}},
+		{Slug: "count", DependsOn: []string{"split"}, Options: runtime.StepOptions{Priority: 5}},
 		{Slug: "join", DependsOn: []string{"upper", "count"}, TakesInput: true},
 	},
 }
