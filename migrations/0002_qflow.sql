@@ -20,6 +20,10 @@
 -- Locks: every transition of a run (settle, fail, cancel, expire) locks the
 -- run row first, in id order; the run lock serialises everything that
 -- changes a run's steps and tasks, so step and task locks cannot deadlock.
+-- The one table-level lock is an analyse's (analyze_after_fanout, in the
+-- transaction of a large fan-out, until it commits): nothing waits for it,
+-- since every analyse of the engine's tables gives up at once when it
+-- cannot have the lock.
 -- Claims and heartbeats lock only task rows, with SKIP LOCKED, and never wait.
 
 CREATE SCHEMA IF NOT EXISTS qflow;
@@ -612,7 +616,9 @@ BEGIN
                nullif((p_opts->>'max_attempts')::integer, 0),
                now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
                p_opts->'trace_context', x.key
-        FROM x WHERE x.first ORDER BY x.o
+        -- In key order, so concurrent starts of overlapping keys wait for
+        -- each other in the same order and cannot deadlock.
+        FROM x WHERE x.first ORDER BY x.key, x.o
         ON CONFLICT (flow_slug, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id
     )
@@ -1091,19 +1097,30 @@ END $$;
 -- empty table, a claim sorts the whole backlog instead of reading the ready
 -- index in order. Where autovacuum is off or behind, workers keep the
 -- statistics fresh through this (analysing also replaces the plans cached
--- for the old sizes). It runs as the schema's owner, so a least-privilege
+-- for the old sizes). It waits for no lock: a table another session is
+-- analysing or vacuuming (or holds from analyze_after_fanout until its
+-- transaction ends, perhaps a caller's long one) is left for the next
+-- time, so upkeep, which shares its worker's goroutine with heartbeats,
+-- never waits on it. It runs as the schema's owner, so a least-privilege
 -- role can call it; it analyses nothing else.
 CREATE FUNCTION qflow.refresh_stats()
 RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r   record;
-    v_n integer := 0;
+    r      record;
+    v_n    integer := 0;
+    v_lock text := current_setting('lock_timeout');
 BEGIN
     FOR r IN SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
              WHERE s.schemaname = 'qflow' AND s.relname IN ('step_tasks', 'step_states', 'runs')
                AND s.n_mod_since_analyze > greatest(1000, c.reltuples) LOOP
-        EXECUTE format('ANALYZE qflow.%I', r.relname);
-        v_n := v_n + 1;
+        PERFORM set_config('lock_timeout', '1ms', true);
+        BEGIN
+            EXECUTE format('ANALYZE qflow.%I', r.relname);
+            v_n := v_n + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
+        PERFORM set_config('lock_timeout', v_lock, true);
     END LOOP;
     RETURN v_n;
 END $$;
@@ -1145,8 +1162,10 @@ END $$;
 CREATE FUNCTION qflow.upkeep(p_leases boolean, OUT o_runs_expired integer, OUT o_tasks_failed integer)
 LANGUAGE plpgsql AS $$
 BEGIN
-    o_runs_expired := qflow.expire_runs();
+    -- Statistics first: an analyse then holds no run lock (see the top
+    -- of this file).
     PERFORM qflow.refresh_stats();
+    o_runs_expired := qflow.expire_runs();
     o_tasks_failed := CASE WHEN p_leases THEN qflow.expire_leases() ELSE 0 END;
 END $$;
 
@@ -1336,8 +1355,10 @@ BEGIN
             RAISE EXCEPTION 'qflow: settle: % keys but % outputs', cardinality(p_runs), cardinality(p_outputs)
                 USING ERRCODE = '22023';
         END IF;
-        -- Lock the runs first, in id order (see the top of this file).
-        PERFORM 1 FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y ORDER BY 1) y
+        -- Lock the runs first, in id order (see the top of this file): the
+        -- runs of the failures too, which fail_tasks would otherwise lock
+        -- after this call's updates.
+        PERFORM 1 FROM (SELECT DISTINCT y FROM unnest(p_runs || coalesce(p_frun, '{}')) AS y ORDER BY 1) y
         CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
 
         WITH u AS (
@@ -1437,7 +1458,8 @@ BEGIN
                             NULL::jsonb, NULL::integer, NULL::integer, NULL::boolean, NULL::jsonb
                      FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)
                      JOIN qflow.step_tasks t ON t.run_id = x.r AND t.step_idx = x.s AND t.task_index = x.t
-                     WHERE t.status = 'queued' HAVING count(*) > 0;
+                     WHERE t.status = 'queued' AND t.worker_id IS NULL AND t.vt < 'infinity'
+                     HAVING count(*) > 0;
     END IF;
 
     -- Wake other workers, but only for work left behind.

@@ -362,15 +362,12 @@ func (c *Client) startOnPool(ctx context.Context, slug string, flowID int, docs 
 
 // startKeyed starts runs with idempotency keys and reports which ids are
 // of runs that existed. It never joins the start batcher (a keyed start
-// has options of its own); on the client's pool it still hands the new
-// runs' first tasks to a local worker (an existing run's tasks are left
-// alone).
+// has options of its own), nor claims for a local worker: it may wait on
+// another transaction that holds the same key, and a local worker's room
+// must not be held for as long.
 func (c *Client) startKeyed(ctx context.Context, db DB, slug string, flowID int, docs []string, optsJSON []byte) ([]uuid.UUID, []bool, error) {
 	if db == DB(c.pool) {
 		startRoundTrips.Add(1)
-		if lc := reserveLocal(c.pool, slug, len(docs)); lc != nil {
-			return c.startLocal(ctx, lc, slug, flowID, docs, optsJSON)
-		}
 	}
 	var row pgx.Row
 	if flowID != 0 {

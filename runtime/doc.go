@@ -25,12 +25,15 @@
 //
 // A Client and a Worker created with the same pool in one process hand
 // work to each other in memory. StartRun (StartRuns, StartFlow; not the
-// …Tx forms, whose commit is the caller's) claims the new runs' first tasks
+// …Tx forms, whose commit is the caller's, nor keyed starts, which may wait
+// on another transaction holding the key) claims the new runs' first tasks
 // for the worker in its own transaction, so they need no notification and
 // no claim round trip; the settle that completes a run hands its output
 // (up to 8 kB) to WaitRun calls in the process, before the event arrives.
 // Nothing else changes: the tasks are leased like any claim, so if the
-// process dies they are claimed again when their leases expire. And
+// process dies they are claimed again when their leases expire; a worker
+// that stops waits for the claims on their way to it and releases their
+// tasks with the rest. And
 // concurrent StartRun calls of one flow with the same options share a round
 // trip: while one is on its way the others queue, and the next statement
 // starts them together (a failure is retried one by one, so each caller gets

@@ -112,6 +112,19 @@ func (w *Worker) reserveUpTo(n int) int {
 // whatever happens.
 func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, flowID int, docs []string, opts []byte) ([]uuid.UUID, []bool, error) {
 	w := lc.w
+	// Whatever happens below (an error, even a panic a caller recovers),
+	// the room goes back once; accept gives it back with the tasks.
+	accepted := false
+	defer func() {
+		if !accepted {
+			w.accept(lc.f, nil, lc.room, true)
+		}
+	}()
+	// The statement claims for the worker: once the server may have
+	// committed it, the tasks must reach the worker, so it does not end
+	// with the caller's context (as settle's round trip does not).
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
+	defer cancel()
 	var ids []uuid.UUID
 	var existing []bool
 	var seq []int64
@@ -127,9 +140,8 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 		args = append([]any{slug}, args...)
 		q = sqlStartRunsClaimBySlug
 	}
-	rows, err := c.pool.Query(ctx, q, args...)
+	rows, err := c.pool.Query(sctx, q, args...)
 	if err != nil {
-		w.accept(lc.f, nil, lc.room, true)
 		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
 	}
 	found := false
@@ -137,12 +149,10 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 		found = true
 		if err := rows.Scan(&ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces, &existing); err != nil {
 			rows.Close()
-			w.accept(lc.f, nil, lc.room, true)
 			return nil, nil, fmt.Errorf("qflow: start %q: %w", slug, err)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		w.accept(lc.f, nil, lc.room, true)
 		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
 	}
 	list := make([]claimedTask, len(seq))
@@ -157,6 +167,7 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 		}
 		list[i] = t
 	}
+	accepted = true
 	w.accept(lc.f, list, lc.room, true)
 	if !found {
 		return nil, nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)

@@ -333,3 +333,61 @@ func TestBatchedStartHonoursContext(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	assertCount(t, e, `SELECT count(*) FROM qflow.runs`, 1)
 }
+
+// A start that claims for a local worker while that worker stops: the
+// worker waits for the claim and releases the task with the rest, so it
+// does not sit claimed by a stopped worker until its lease ends.
+func TestLocalClaimForStoppingWorkerIsReleased(t *testing.T) {
+	e := newEnv(t)
+	def, h := chain3(t, "local_stop")
+	ctx := ctxT(t, 30*time.Second)
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), Lease: time.Minute, ShutdownTimeout: time.Second})
+	if err := w.Register(def, h); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	waitFor(t, w.Local)
+
+	// Hold the start in the server: a run's insert waits for this lock.
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.flows WHERE id = $1 FOR UPDATE`, flowID); err != nil {
+		t.Fatal(err)
+	}
+	before := qflow.StartRoundTrips()
+	started := make(chan error, 1)
+	go func() {
+		_, err := e.client.StartRun(ctx, "local_stop", map[string]int{"v": 1}, nil)
+		started <- err
+	}()
+	waitFor(t, func() bool { return qflow.StartRoundTrips() > before })
+	time.Sleep(50 * time.Millisecond) // the start has reserved the worker's room and is waiting
+	stop()
+	time.Sleep(100 * time.Millisecond) // the worker is stopping, waiting for the claim on its way
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	var worker *string
+	if err := e.db.Pool.QueryRow(ctx, `SELECT status, worker_id::text FROM qflow.step_tasks WHERE step_idx = 0`).Scan(&status, &worker); err != nil {
+		t.Fatal(err)
+	}
+	if status != "queued" || worker != nil {
+		t.Fatalf("after the worker stopped its task is %s by %v; want released (queued, no worker)", status, worker)
+	}
+}

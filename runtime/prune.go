@@ -157,12 +157,19 @@ func (w *Worker) pruneOnce(ctx context.Context, opts PruneOptions) (res PruneRes
 	}
 	defer conn.Release()
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1::bigint)`, retentionLock).Scan(&ran); err != nil || !ran {
+		if err == nil {
+			w.log.Debug("qflow: retention: another session is pruning; skipping this turn", "worker_id", w.id)
+		}
 		return res, false, err
 	}
 	defer func() {
 		// A session lock outlives the statement: give it back, or drop the
-		// connection if that fails, so it cannot stay held.
-		if _, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1::bigint)`, retentionLock); uerr != nil {
+		// connection if that fails or finds no lock to give back (behind a
+		// transaction-mode pooler the statements may reach other server
+		// sessions; session pooling is needed), so it cannot stay held.
+		var unlocked bool
+		if uerr := conn.QueryRow(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1::bigint)`, retentionLock).Scan(&unlocked); uerr != nil || !unlocked {
+			w.log.Warn("qflow: retention: could not release the prune lock; closing its connection", "worker_id", w.id, "error", uerr)
 			conn.Conn().Close(context.Background())
 		}
 	}()

@@ -2,11 +2,13 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Starts that arrive together go together: while one StartRun of a flow is
@@ -121,7 +123,10 @@ func (c *Client) sendStarts(ctx context.Context, key startKey, batch []*startReq
 		docs[i] = r.doc
 	}
 	ids, err := c.startOnPool(ctx, key.slug, key.flowID, docs, []byte(key.opts))
-	if err != nil && len(batch) > 1 {
+	// Only an error the server reported means the statement rolled back;
+	// after any other (a lost connection, a timeout) the runs may have
+	// started, and starting them again one by one could start them twice.
+	if err != nil && len(batch) > 1 && rolledBack(err) {
 		for _, r := range batch {
 			c.sendStarts(ctx, key, []*startReq{r})
 		}
@@ -135,4 +140,13 @@ func (c *Client) sendStarts(ctx context.Context, key startKey, batch []*startReq
 		}
 		close(r.done)
 	}
+}
+
+// rolledBack reports whether a start that failed with err surely started
+// nothing: the server reported an error (the statement's implicit
+// transaction rolled back), or the statement was never sent.
+func rolledBack(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) || errors.Is(err, ErrBadInput) || errors.Is(err, ErrUnknownFlow) ||
+		errors.Is(err, ErrInvalidFlow) || pgconn.SafeToRetry(err)
 }

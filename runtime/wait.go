@@ -79,6 +79,10 @@ func (h *waitHub) unsubscribe(id uuid.UUID, ch chan struct{}) {
 	if len(list) == 0 {
 		delete(h.subs, id)
 		delete(h.results, id)
+		if len(h.subs) == 0 && h.local { // nothing to hand over until the next waiter
+			h.local = false
+			removeLocalHub(h.pool, h)
+		}
 	} else {
 		h.subs[id] = list
 	}

@@ -292,7 +292,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	case <-w.abandon:
 	}
 	removeLocal(w.local, w)
-	w.stopping.Store(true) // from now on nothing claims or starts
+	w.mu.Lock()
+	w.stopping.Store(true) // from now on nothing claims or starts (reserveUpTo checks under w.mu)
+	w.mu.Unlock()
 	signal(w.kick)
 
 	select {
@@ -318,10 +320,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 release:
-	// Let the pump write what finished, then release what did not.
+	// Let the pump write what finished, then release what did not,
+	// including tasks local starts claimed for this worker while it was
+	// stopping (their statements are waited for).
 	w.waitSettled(2 * time.Second)
 	pumpCancel()
 	pump.Wait()
+	w.waitLocalClaims(w.opts.Lease)
 	if keys := w.heldKeys(); len(keys) > 0 {
 		var n int
 		if err := w.pool.QueryRow(bg, sqlRelease, keyArgs(w.id, keys)...).Scan(&n); err != nil {
@@ -398,6 +403,21 @@ func (w *Worker) waitSettled(d time.Duration) {
 			return
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// waitLocalClaims waits (at most d) until no local start's claim for this
+// worker is on its way.
+func (w *Worker) waitLocalClaims(d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		w.mu.Lock()
+		n := w.claimingLocal
+		w.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
