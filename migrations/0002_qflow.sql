@@ -1155,6 +1155,10 @@ BEGIN
     RETURN true;
 END $$;
 
+-- The analysing functions run as the schema's owner: only roles granted
+-- EXECUTE (the application role, docs/reliability.md) may call them.
+REVOKE EXECUTE ON FUNCTION qflow.refresh_stats(), qflow.analyze_after_fanout(integer) FROM PUBLIC;
+
 -- upkeep runs a worker's periodic chores: runs past their deadline are
 -- cancelled, statistics are refreshed where they went stale, and, when
 -- p_leases, tasks whose lease expired with no attempts left fail (that check
