@@ -37,7 +37,8 @@
 // concurrent StartRun calls of one flow with the same options share a round
 // trip: while one is on its way the others queue, and the next statement
 // starts them together (a failure is retried one by one, so each caller gets
-// its own error).
+// its own error). Calls whose contexts carry a trace context never share a
+// round trip: each run keeps its own parent span.
 // A claimed task is leased; heartbeats extend the leases of what a worker
 // holds, and a task whose worker stopped is claimed again when its lease
 // expires. Recording results is exactly-once, handler execution
