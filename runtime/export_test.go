@@ -42,3 +42,14 @@ func ShortenUnserved(t interface{ Cleanup(func()) }, d time.Duration) {
 	unservedAfter = d
 	t.Cleanup(func() { unservedAfter = old })
 }
+
+// QueuedStarts counts the starts waiting in c's batcher for a round trip.
+func (c *Client) QueuedStarts() int {
+	c.starts.mu.Lock()
+	defer c.starts.mu.Unlock()
+	n := 0
+	for _, q := range c.starts.queues {
+		n += len(q.waiting)
+	}
+	return n
+}

@@ -213,7 +213,7 @@ func TestConcurrentStartsShareRoundTrips(t *testing.T) {
 				waitFor(t, func() bool { return qflow.StartRoundTrips() > before })
 			}
 		}
-		time.Sleep(200 * time.Millisecond) // the others queue behind the first
+		waitFor(t, func() bool { return e.client.QueuedStarts() == n-1 }) // the others queue behind the first
 		if err := tx.Rollback(ctx); err != nil {
 			t.Fatal(err)
 		}
