@@ -1,6 +1,9 @@
 package runtime
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Abandon stops the worker at once without touching the database, as if
 // its process had died: its tasks stay claimed until their leases expire.
@@ -17,14 +20,7 @@ func StartRoundTrips() int64 { return startRoundTrips.Load() }
 // Local reports whether clients of the worker's pool in this process hand
 // it their runs' first tasks (the worker is running).
 func (w *Worker) Local() bool {
-	localWorkers.mu.Lock()
-	defer localWorkers.mu.Unlock()
-	for _, x := range localWorkers.byPool[w.local] {
-		if x == w {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(localWorkers.list(w.local), w)
 }
 
 // ShortenRetention lets RetentionOptions.Interval go down to d until the

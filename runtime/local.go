@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -28,41 +29,45 @@ import (
 // Counters for tests.
 var localOutputsTaken, startRoundTrips atomic.Int64
 
-// localWorkers lists the running workers of this process by the pool they
-// were created with.
-var localWorkers struct {
+// poolRegistry lists this process's parts of one kind (running workers,
+// wait hubs with waiters) by the pool they were created with. A list it
+// returns is never changed afterwards: add and remove build new ones.
+type poolRegistry[T comparable] struct {
 	mu     sync.Mutex
-	byPool map[*pgxpool.Pool][]*Worker
-	next   int // round-robin start among a pool's workers
+	byPool map[*pgxpool.Pool][]T
 }
 
-// addLocal lists w as running on pool.
-func addLocal(pool *pgxpool.Pool, w *Worker) {
-	localWorkers.mu.Lock()
-	defer localWorkers.mu.Unlock()
-	if localWorkers.byPool == nil {
-		localWorkers.byPool = map[*pgxpool.Pool][]*Worker{}
+func (r *poolRegistry[T]) add(pool *pgxpool.Pool, x T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byPool == nil {
+		r.byPool = map[*pgxpool.Pool][]T{}
 	}
-	localWorkers.byPool[pool] = append(localWorkers.byPool[pool], w)
+	r.byPool[pool] = append(r.byPool[pool][:len(r.byPool[pool]):len(r.byPool[pool])], x)
 }
 
-// removeLocal takes w off the list.
-func removeLocal(pool *pgxpool.Pool, w *Worker) {
-	localWorkers.mu.Lock()
-	defer localWorkers.mu.Unlock()
-	list := localWorkers.byPool[pool]
-	for i, x := range list {
-		if x == w {
-			list = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
+func (r *poolRegistry[T]) remove(pool *pgxpool.Pool, x T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := slices.DeleteFunc(slices.Clone(r.byPool[pool]), func(y T) bool { return y == x })
 	if len(list) == 0 {
-		delete(localWorkers.byPool, pool)
+		delete(r.byPool, pool)
 	} else {
-		localWorkers.byPool[pool] = list
+		r.byPool[pool] = list
 	}
 }
+
+func (r *poolRegistry[T]) list(pool *pgxpool.Pool) []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byPool[pool]
+}
+
+var (
+	localWorkers poolRegistry[*Worker]  // running workers
+	localHubs    poolRegistry[*waitHub] // wait hubs with waiters
+	localNext    atomic.Uint64          // round-robin start among a pool's workers
+)
 
 // localClaim is room a local worker reserved for a start's first tasks.
 type localClaim struct {
@@ -74,11 +79,8 @@ type localClaim struct {
 // reserveLocal finds a running worker on pool that serves flow slug and
 // has room, and reserves up to want tasks' room in it; nil when none does.
 func reserveLocal(pool *pgxpool.Pool, slug string, want int) *localClaim {
-	localWorkers.mu.Lock()
-	list := localWorkers.byPool[pool]
-	start := localWorkers.next
-	localWorkers.next++
-	localWorkers.mu.Unlock()
+	list := localWorkers.list(pool)
+	start := int(localNext.Add(1) % uint64(max(len(list), 1)))
 	for i := range list {
 		w := list[(start+i)%len(list)]
 		for _, f := range w.flows {
@@ -182,45 +184,9 @@ type runDone struct {
 	output json.RawMessage
 }
 
-// localHubs lists, by pool, the wait hubs of this process's clients that
-// have waiters.
-var localHubs struct {
-	mu     sync.Mutex
-	byPool map[*pgxpool.Pool][]*waitHub
-}
-
-func addLocalHub(pool *pgxpool.Pool, h *waitHub) {
-	localHubs.mu.Lock()
-	defer localHubs.mu.Unlock()
-	if localHubs.byPool == nil {
-		localHubs.byPool = map[*pgxpool.Pool][]*waitHub{}
-	}
-	localHubs.byPool[pool] = append(localHubs.byPool[pool], h)
-}
-
-func removeLocalHub(pool *pgxpool.Pool, h *waitHub) {
-	localHubs.mu.Lock()
-	defer localHubs.mu.Unlock()
-	list := localHubs.byPool[pool]
-	for i, x := range list {
-		if x == h {
-			list = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(localHubs.byPool, pool)
-	} else {
-		localHubs.byPool[pool] = list
-	}
-}
-
 // finishedLocal hands completed runs to the wait hubs on pool.
 func finishedLocal(pool *pgxpool.Pool, done []runDone) {
-	localHubs.mu.Lock()
-	list := localHubs.byPool[pool]
-	localHubs.mu.Unlock()
-	for _, h := range list {
+	for _, h := range localHubs.list(pool) {
 		h.completed(done)
 	}
 }

@@ -22,13 +22,19 @@ import (
 // itself be nil), and an error naming fn when more than one is, since
 // which of them should win is not obvious.
 func StartOptionsArg(fn string, opts []*StartOptions) (*StartOptions, error) {
+	return optionsArg(fn, opts)
+}
+
+// optionsArg is the one options value of a trailing opts ...*T: nil when
+// none is given, and an error naming fn when more than one is.
+func optionsArg[T any](fn string, opts []*T) (*T, error) {
 	switch len(opts) {
 	case 0:
 		return nil, nil
 	case 1:
 		return opts[0], nil
 	}
-	return nil, fmt.Errorf("qflow: %s: at most one *runtime.StartOptions, got %d", fn, len(opts))
+	return nil, fmt.Errorf("qflow: %s: at most one %T, got %d", fn, (*T)(nil), len(opts))
 }
 
 // ResumeFlowRun resumes run id (see Client.ResumeRun) with the options of a
@@ -36,15 +42,13 @@ func StartOptionsArg(fn string, opts []*StartOptions) (*StartOptions, error) {
 // may be nil), checking the shape against def unless the options name a
 // definition of their own. Generated Resume<Flow> functions call it.
 func (c *Client) ResumeFlowRun(ctx context.Context, fn string, def FlowDef, id uuid.UUID, opts []*ResumeOptions) error {
+	one, err := optionsArg(fn, opts)
+	if err != nil {
+		return err
+	}
 	var o ResumeOptions
-	switch len(opts) {
-	case 0:
-	case 1:
-		if opts[0] != nil {
-			o = *opts[0]
-		}
-	default:
-		return fmt.Errorf("qflow: %s: at most one *runtime.ResumeOptions, got %d", fn, len(opts))
+	if one != nil {
+		o = *one
 	}
 	if o.Flow == nil {
 		o.Flow = &def

@@ -54,7 +54,7 @@ func (h *waitHub) subscribe(id uuid.UUID) chan struct{} {
 	h.subs[id] = append(h.subs[id], ch)
 	if !h.local {
 		h.local = true
-		addLocalHub(h.pool, h)
+		localHubs.add(h.pool, h)
 	}
 	if h.events && !h.started {
 		h.started = true
@@ -81,7 +81,7 @@ func (h *waitHub) unsubscribe(id uuid.UUID, ch chan struct{}) {
 		delete(h.results, id)
 		if len(h.subs) == 0 && h.local { // nothing to hand over until the next waiter
 			h.local = false
-			removeLocalHub(h.pool, h)
+			localHubs.remove(h.pool, h)
 		}
 	} else {
 		h.subs[id] = list
@@ -125,7 +125,7 @@ func (h *waitHub) close() {
 	h.mu.Lock()
 	if h.local {
 		h.local = false
-		removeLocalHub(h.pool, h)
+		localHubs.remove(h.pool, h)
 	}
 	cancel, done := h.cancel, h.done
 	h.started = false

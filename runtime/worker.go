@@ -286,12 +286,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer pump.Done(); w.pump(pumpCtx, true) }()
 	go func() { defer pump.Done(); w.pump(pumpCtx, false) }()
 
-	addLocal(w.local, w)
+	localWorkers.add(w.local, w)
 	select {
 	case <-ctx.Done():
 	case <-w.abandon:
 	}
-	removeLocal(w.local, w)
+	localWorkers.remove(w.local, w)
 	w.mu.Lock()
 	w.stopping.Store(true) // from now on nothing claims or starts (reserveUpTo checks under w.mu)
 	w.mu.Unlock()
