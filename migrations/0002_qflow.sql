@@ -1203,7 +1203,6 @@ CREATE FUNCTION qflow.release_tasks(p_worker uuid, p_keys qflow.task_key[])
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_n integer;
-    v_queue text;
 BEGIN
     PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
     WITH u AS (
@@ -1215,10 +1214,8 @@ BEGIN
         RETURNING t.flow_id
     )
     SELECT count(*) INTO v_n FROM u;
-    FOR v_queue IN SELECT DISTINCT f.queue_name FROM unnest(p_keys) k
-                   JOIN qflow.runs r ON r.id = k.run_id JOIN qflow.flows f ON f.id = r.flow_id LOOP
-        PERFORM pg_notify('qflow_work', v_queue);
-    END LOOP;
+    PERFORM qflow.wake(ARRAY(SELECT f.queue_name FROM unnest(p_keys) k
+                             JOIN qflow.runs r ON r.id = k.run_id JOIN qflow.flows f ON f.id = r.flow_id));
     RETURN v_n;
 END $$;
 
