@@ -224,7 +224,8 @@ CREATE TYPE qflow.done_task AS (
 -- A task a claim handed out.
 CREATE TYPE qflow.claimed_task AS (
     seq bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer, input jsonb,
-    priority integer, flow_id integer, events boolean, trace_context jsonb
+    priority integer, flow_id integer, events boolean, trace_context jsonb, deadline timestamptz,
+    sequential boolean
 );
 
 -- Events ----------------------------------------------------------------------
@@ -762,7 +763,8 @@ CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_op
                                        OUT o_ids uuid[], OUT o_seq bigint[], OUT o_run uuid[],
                                        OUT o_step smallint[], OUT o_task integer[], OUT o_attempt integer[],
                                        OUT o_input jsonb[], OUT o_priority integer[], OUT o_trace jsonb[],
-                                       OUT o_existing boolean[])
+                                       OUT o_existing boolean[], OUT o_deadline timestamptz[],
+                                       OUT o_sequential boolean[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_st    record;
@@ -794,8 +796,9 @@ BEGIN
     END IF;
     IF v_got IS NOT NULL THEN
         SELECT array_agg(g.seq), array_agg(g.run_id), array_agg(g.step_idx), array_agg(g.task_index),
-               array_agg(g.attempt), array_agg(g.input), array_agg(g.priority), array_agg(g.trace_context)
-        INTO o_seq, o_run, o_step, o_task, o_attempt, o_input, o_priority, o_trace
+               array_agg(g.attempt), array_agg(g.input), array_agg(g.priority), array_agg(g.trace_context),
+               array_agg(g.deadline), array_agg(g.sequential)
+        INTO o_seq, o_run, o_step, o_task, o_attempt, o_input, o_priority, o_trace, o_deadline, o_sequential
         FROM unnest(v_got) g;
     END IF;
     IF v_st.o_tasks > coalesce(cardinality(v_got), 0) THEN
@@ -1246,7 +1249,7 @@ BEGIN
             LIMIT p_qty
             FOR UPDATE SKIP LOCKED))
         RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events,
-                  t.trace_context
+                  t.trace_context, t.deadline, t.sequential
     )
     SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
     IF v_got IS NULL THEN
@@ -1306,7 +1309,7 @@ BEGIN
               AND l.status = 'queued' AND l.finished_at IS NULL
             FOR UPDATE SKIP LOCKED))
         RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events,
-                  t.trace_context
+                  t.trace_context, t.deadline, t.sequential
     )
     SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
     IF v_got IS NULL THEN
@@ -1318,23 +1321,19 @@ BEGIN
     RETURN QUERY SELECT * FROM unnest(v_got);
 END $$;
 
--- settle records a worker's finished tasks and claims new ones in the same
--- transaction (one round trip). Completions: tasks still started become
--- completed (a late or duplicate completion changes nothing), steps with
--- no tasks left complete (a single step's output is its task's output, a
--- map step's its tasks' outputs in index order), and the completion
--- propagates to dependents and runs. Failures go through fail_tasks. Then,
--- when p_qty > 0, it claims up to p_qty tasks of flow p_flow_id, which may
--- include the steps this very call started, so a chain hop costs one
--- commit. Work this call created and did not claim wakes other workers.
--- It returns the claimed tasks, then a row with a NULL seq for each run it
--- completed: the run's id and its output (NULL when over 8 kB), which the
--- worker hands to waiters in its own process.
-CREATE FUNCTION qflow.settle(p_worker uuid,
-                             p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
-                             p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[], p_permanent boolean[],
-                             p_flow_id integer, p_qty integer, p_lease_ms bigint)
-RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
+-- finish_tasks records finished tasks of runs the caller has locked:
+-- completions (tasks still started become completed; a late or duplicate
+-- completion changes nothing), steps with no tasks left complete (a single
+-- step's output is its task's output, a map step's its tasks' outputs in
+-- index order), the completion propagates to dependents and runs, and
+-- failures go through fail_tasks. Returns the tasks created and their
+-- queues, and the runs completed with their outputs (see advance).
+CREATE FUNCTION qflow.finish_tasks(p_worker uuid,
+                                   p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
+                                   p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[],
+                                   p_permanent boolean[],
+                                   OUT o_tasks integer, OUT o_queues text[], OUT o_fin uuid[], OUT o_out jsonb[])
+LANGUAGE plpgsql AS $$
 DECLARE
     v_now     timestamptz := clock_timestamp();
     v_events  boolean := qflow.events_on();
@@ -1345,23 +1344,9 @@ DECLARE
     v_cf      integer[];
     v_sequential uuid[];
     v_adv     record;
-    v_tasks   integer := 0;
-    v_queues  text[];
-    v_claimed integer := 0;
-    v_fin     uuid[];
-    v_out     jsonb[];
 BEGIN
+    o_tasks := 0;
     IF cardinality(p_runs) > 0 THEN
-        IF cardinality(p_runs) IS DISTINCT FROM cardinality(p_outputs) THEN
-            RAISE EXCEPTION 'qflow: settle: % keys but % outputs', cardinality(p_runs), cardinality(p_outputs)
-                USING ERRCODE = '22023';
-        END IF;
-        -- Lock the runs first, in id order (see the top of this file): the
-        -- runs of the failures too, which fail_tasks would otherwise lock
-        -- after this call's updates.
-        PERFORM 1 FROM (SELECT DISTINCT y FROM unnest(p_runs || coalesce(p_frun, '{}')) AS y ORDER BY 1) y
-        CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
-
         WITH u AS (
             UPDATE qflow.step_tasks t
             SET status = 'completed', output = coalesce(k.output, 'null'::jsonb), error = NULL,
@@ -1425,10 +1410,10 @@ BEGIN
 
         IF v_cr IS NOT NULL THEN
             SELECT * INTO v_adv FROM qflow.advance(v_cr, v_cs, v_cf);
-            v_tasks := v_adv.o_tasks;
-            v_queues := v_adv.o_queues;
-            v_fin := v_adv.o_finished;
-            v_out := v_adv.o_outputs;
+            o_tasks := v_adv.o_tasks;
+            o_queues := v_adv.o_queues;
+            o_fin := v_adv.o_finished;
+            o_out := v_adv.o_outputs;
         END IF;
         -- Sequential runs: the next task takes its turn.
         SELECT array_agg(DISTINCT d.run_id) INTO v_sequential FROM unnest(v_done) d WHERE d.sequential;
@@ -1445,6 +1430,132 @@ BEGIN
             p_errors, p_permanent);
     END IF;
 
+END $$;
+
+-- settle records a worker's finished tasks and claims new ones in the same
+-- transaction (one round trip). It locks the runs, in id order, and
+-- records the results through finish_tasks. Then the results of tasks the
+-- worker ran inline (p_i…: the next single step of a chain, run in the
+-- worker's process before the step's task existed; p_ioutputs NULL and
+-- p_ierrors set for a failure; p_itook the handler's milliseconds): each
+-- pass claims, by key, the inline tasks the previous pass created (task 0
+-- of the step, queued and visible, its run still going and within its
+-- deadline) for this worker, publishing task_started, and records their
+-- results, until a pass claims none. An inline result whose task was not
+-- created (the run failed or was cancelled meanwhile) is dropped. An
+-- inline task still running (p_itook < 0: its chain ran past the worker's
+-- window) is claimed the same way but not finished, and returned first,
+-- so that it runs on as the worker's task with a lease. Then,
+-- when p_qty > 0, it claims up to p_qty tasks of flow p_flow_id, which may
+-- include the steps this very call started, so a chain hop costs one
+-- commit. Work this call created and did not claim wakes other workers.
+-- It returns the claimed tasks, then a row with a NULL seq for each run it
+-- completed: the run's id and its output (NULL when over 8 kB), which the
+-- worker hands to waiters in its own process.
+CREATE FUNCTION qflow.settle(p_worker uuid,
+                             p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
+                             p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[], p_permanent boolean[],
+                             p_irun uuid[], p_istep smallint[], p_itook integer[], p_ioutputs jsonb[],
+                             p_ierrors text[], p_iperm boolean[],
+                             p_flow_id integer, p_qty integer, p_lease_ms bigint)
+RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
+DECLARE
+    v_fin_r   record;
+    v_tasks   integer := 0;
+    v_queues  text[];
+    v_claimed integer := 0;
+    v_inline  integer := 0;
+    v_fin     uuid[];
+    v_out     jsonb[];
+    v_got     qflow.claimed_task[];
+    v_left    integer[]; -- inline results not placed yet (their ordinals)
+    v_pass    integer[]; -- inline results this pass placed
+    v_promoted qflow.claimed_task[] := '{}'; -- inline tasks still running, now claimed
+    v_frun    uuid[] := p_frun;
+    v_fstep   smallint[] := p_fstep;
+    v_ftask   integer[] := p_ftask;
+    v_now     timestamptz;
+BEGIN
+    IF coalesce(cardinality(p_runs), 0) <> coalesce(cardinality(p_outputs), 0)
+       OR coalesce(cardinality(p_irun), 0) <> coalesce(cardinality(p_ioutputs), 0) THEN
+        RAISE EXCEPTION 'qflow: settle: % keys but % outputs, % inline keys but % outputs',
+            cardinality(p_runs), cardinality(p_outputs), cardinality(p_irun), cardinality(p_ioutputs)
+            USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(p_runs) > 0 OR cardinality(p_frun) > 0 THEN
+        -- Lock the runs first, in id order (see the top of this file): the
+        -- runs of the failures too, which fail_tasks would otherwise lock
+        -- after this call's updates. Inline results are of the same runs
+        -- as completions in p_runs (a chain starts with a completed task).
+        PERFORM 1 FROM (SELECT DISTINCT y FROM unnest(coalesce(p_runs, '{}') || coalesce(p_frun, '{}') || coalesce(p_irun, '{}')) AS y
+                        ORDER BY 1) y
+        CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
+        v_fin_r := qflow.finish_tasks(p_worker, p_runs, p_steps, p_tasks, p_outputs,
+                                      p_frun, p_fstep, p_ftask, p_errors, p_permanent);
+        v_tasks := v_fin_r.o_tasks;
+        v_queues := v_fin_r.o_queues;
+        v_fin := v_fin_r.o_fin;
+        v_out := v_fin_r.o_out;
+    END IF;
+
+    -- Inline results, pass by pass.
+    SELECT array_agg(o) INTO v_left FROM generate_series(1, coalesce(cardinality(p_irun), 0)) AS o;
+    WHILE v_left IS NOT NULL AND v_tasks > v_inline LOOP
+        v_now := clock_timestamp();
+        -- Each task by primary key (a LATERAL probe, then the row by TID;
+        -- see the top of this file).
+        WITH k AS (
+            SELECT k.o, l.ctid FROM unnest(v_left) AS k(o)
+            CROSS JOIN LATERAL (SELECT q.ctid FROM qflow.step_tasks q
+                                WHERE q.run_id = p_irun[k.o] AND q.step_idx = p_istep[k.o] AND q.task_index = 0
+                                LIMIT 1) l
+        ), c AS (
+            UPDATE qflow.step_tasks t
+            SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker,
+                started_at = v_now - make_interval(secs => greatest(p_itook[k.o], 0) / 1000.0),
+                vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
+            FROM k
+            WHERE t.ctid = ANY (ARRAY(SELECT k.ctid FROM k)) AND t.ctid = k.ctid
+              AND t.status = 'queued' AND t.attempts = 0 AND t.vt <= v_now
+              AND (t.deadline IS NULL OR t.deadline > v_now)
+            RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, NULL::jsonb, t.priority, t.flow_id,
+                      t.events, NULL::jsonb, t.deadline, t.sequential, k.o
+        )
+        SELECT array_agg(ROW(c.seq, c.run_id, c.step_idx, c.task_index, c.attempts, NULL, c.priority, c.flow_id,
+                             c.events, NULL, c.deadline, c.sequential)::qflow.claimed_task ORDER BY c.o),
+               array_agg(c.o ORDER BY c.o)
+        INTO v_got, v_pass FROM c;
+        EXIT WHEN v_got IS NULL;
+        v_inline := v_inline + cardinality(v_got);
+        IF qflow.events_on() THEN
+            PERFORM qflow.publish_started(v_got);
+        END IF;
+        -- Tasks still running (p_itook < 0) become the worker's, with a
+        -- lease; they have no result yet.
+        v_promoted := v_promoted || ARRAY(SELECT v_got[i] FROM generate_subscripts(v_pass, 1) AS i
+                                          WHERE p_itook[v_pass[i]] < 0 ORDER BY i);
+        SELECT array_agg(o) INTO v_left FROM unnest(v_left) AS o WHERE o <> ALL (v_pass);
+        SELECT array_agg(o) INTO v_pass FROM unnest(v_pass) AS o WHERE p_itook[o] >= 0;
+        v_fin_r := qflow.finish_tasks(p_worker,
+            ARRAY(SELECT p_irun[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
+            ARRAY(SELECT p_istep[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
+            ARRAY(SELECT 0 FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
+            ARRAY(SELECT p_ioutputs[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
+            ARRAY(SELECT p_irun[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
+            ARRAY(SELECT p_istep[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
+            ARRAY(SELECT 0 FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
+            ARRAY(SELECT p_ierrors[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
+            ARRAY(SELECT coalesce(p_iperm[o], false) FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o));
+        v_tasks := v_tasks + v_fin_r.o_tasks;
+        v_queues := v_queues || v_fin_r.o_queues;
+        v_fin := v_fin || v_fin_r.o_fin;
+        v_out := v_out || v_fin_r.o_out;
+        SELECT v_frun || array_agg(p_irun[o]), v_fstep || array_agg(p_istep[o]), v_ftask || array_agg(0)
+        INTO v_frun, v_fstep, v_ftask
+        FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL;
+    END LOOP;
+
+    RETURN QUERY SELECT * FROM unnest(v_promoted);
     IF p_qty > 0 THEN
         RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
         GET DIAGNOSTICS v_claimed = ROW_COUNT;
@@ -1453,19 +1564,20 @@ BEGIN
     -- Retried tasks are queued with a delay: a row with neither seq nor
     -- run tells the worker when the first becomes visible (attempt: in how
     -- many milliseconds), so it looks for it then.
-    IF cardinality(p_frun) > 0 THEN
+    IF cardinality(v_frun) > 0 THEN
         RETURN QUERY SELECT NULL::bigint, NULL::uuid, NULL::smallint, NULL::integer,
                             greatest(ceil(extract(epoch FROM min(t.vt) - clock_timestamp()) * 1000), 0)::integer,
-                            NULL::jsonb, NULL::integer, NULL::integer, NULL::boolean, NULL::jsonb
-                     FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)
+                            NULL::jsonb, NULL::integer, NULL::integer, NULL::boolean, NULL::jsonb,
+                            NULL::timestamptz, NULL::boolean
+                     FROM unnest(v_frun, v_fstep, v_ftask) AS x(r, s, t)
                      JOIN qflow.step_tasks t ON t.run_id = x.r AND t.step_idx = x.s AND t.task_index = x.t
                      WHERE t.status = 'queued' AND t.worker_id IS NULL AND t.vt < 'infinity'
                      HAVING count(*) > 0;
     END IF;
 
     -- Wake other workers, but only for work left behind.
-    IF v_tasks > v_claimed
-       OR (v_tasks > 0 AND EXISTS (SELECT 1 FROM unnest(v_queues) AS q
+    IF v_tasks - v_inline > v_claimed
+       OR (v_tasks > v_inline AND EXISTS (SELECT 1 FROM unnest(v_queues) AS q
                                    WHERE q <> (SELECT f.queue_name FROM qflow.flows f WHERE f.id = p_flow_id))) THEN
         PERFORM qflow.wake(v_queues);
     END IF;
@@ -1473,7 +1585,7 @@ BEGIN
     -- The runs this call completed, for waiters in the worker's process.
     IF v_fin IS NOT NULL THEN
         RETURN QUERY SELECT NULL::bigint, f.id, NULL::smallint, NULL::integer, NULL::integer, f.output,
-                            NULL::integer, NULL::integer, NULL::boolean, NULL::jsonb
+                            NULL::integer, NULL::integer, NULL::boolean, NULL::jsonb, NULL::timestamptz, NULL::boolean
                      FROM unnest(v_fin, v_out) AS f(id, output);
     END IF;
 END $$;
@@ -1526,7 +1638,8 @@ ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb) SET plan_cache_mod
 ALTER FUNCTION qflow.start_runs_claim(integer, jsonb[], jsonb, uuid, integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 -- The claim is the exception: it is planned on every call (about 0.1 ms),
 -- so the planner sees how many tasks are queued now. A plan made while the

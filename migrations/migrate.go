@@ -37,7 +37,7 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // start_steps adds a run's priority to its tasks'), or a qflow.define_flow that
 // still takes the definition without its normalised steps (and read
 // durations as nanoseconds), or the claim_runs and settle of an earlier
-// build of this one.
+// build of this one (the newest settle takes results of tasks run inline).
 func Stale(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (bool, error) {
@@ -51,7 +51,7 @@ func Stale(ctx context.Context, db interface {
 		                                   OR (table_name = 'runs' AND column_name IN ('trace_context', 'idempotency_key', 'resumes', 'priority'))))
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL
 		  AND to_regprocedure('qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)') IS NOT NULL
-		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint)') IS NOT NULL`).Scan(&applied, &current)
+		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], integer, integer, bigint)') IS NOT NULL`).Scan(&applied, &current)
 	if err != nil {
 		return false, err
 	}

@@ -9,6 +9,10 @@ import (
 // its process had died: its tasks stay claimed until their leases expire.
 func (w *Worker) Abandon() { close(w.abandon) }
 
+// Inlined counts the tasks the worker ran inline, in a chain (see
+// WorkerOptions.ChainWindow).
+func (w *Worker) Inlined() int64 { return w.inlined.Load() }
+
 // LocalOutputsTaken counts the WaitRun calls that took their run's output
 // from a local worker's settle.
 func LocalOutputsTaken() int64 { return localOutputsTaken.Load() }

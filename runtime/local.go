@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -134,6 +135,8 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 	var steps []int16
 	var tasks, attempts, prios []int32
 	var inputs, traces []*string
+	var deadlines []*time.Time
+	var sequential []bool
 	args := []any{docs, opts, w.id, lc.f.id, lc.room, w.opts.Lease.Milliseconds(), !w.opts.DisableEvents}
 	q := sqlStartRunsClaimByID
 	if flowID != 0 {
@@ -149,7 +152,7 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 	found := false
 	for rows.Next() {
 		found = true
-		if err := rows.Scan(&ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces, &existing); err != nil {
+		if err := rows.Scan(&ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces, &existing, &deadlines, &sequential); err != nil {
 			rows.Close()
 			return nil, nil, fmt.Errorf("qflow: start %q: %w", slug, err)
 		}
@@ -160,7 +163,10 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 	list := make([]claimedTask, len(seq))
 	for i := range list {
 		t := claimedTask{seq: seq[i], key: taskKey{RunID: runs[i], StepIdx: steps[i], TaskIndex: tasks[i]},
-			attempt: int(attempts[i]), priority: prios[i]}
+			attempt: int(attempts[i]), priority: prios[i], sequential: sequential[i]}
+		if deadlines[i] != nil {
+			t.deadline = *deadlines[i]
+		}
 		if inputs[i] != nil {
 			t.input = []byte(*inputs[i])
 		}

@@ -174,6 +174,9 @@ func TestResumeCancelledRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
+	// b runs in the slot that ran a, which records a when the chain window
+	// closes (WorkerOptions.ChainWindow): cancel once a is recorded.
+	waitStep(t, e, h.ID, "a", qflow.StatusCompleted)
 	if err := h.Cancel(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -308,8 +311,10 @@ func TestResumeShape(t *testing.T) {
 	e.startWorker(def, map[string]qflow.Handler{
 		"a":    echo,
 		"side": echo,
-		"b": func(context.Context, *qflow.Task) (json.RawMessage, error) {
+		"b": func(_ context.Context, task *qflow.Task) (json.RawMessage, error) {
 			if failing.Load() {
+				// Fail once side is recorded, so that only b's part failed.
+				waitStep(t, e, task.RunID, "side", qflow.StatusCompleted)
 				return nil, qflow.Permanent(errors.New("b is broken"))
 			}
 			return json.RawMessage(`2`), nil
@@ -387,7 +392,9 @@ func TestResumeAfterAbandonedWorkers(t *testing.T) {
 		return m
 	}
 	spawn := func(h map[string]qflow.Handler, lease time.Duration) *qflow.Worker {
-		w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), Lease: lease, PollInterval: 100 * time.Millisecond})
+		// No chains in process: the test counts b's claims, and an inline b
+		// (see WorkerOptions.ChainWindow) is claimed only when recorded.
+		w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), Lease: lease, PollInterval: 100 * time.Millisecond, ChainWindow: -1})
 		if err := w.Register(def, h); err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +424,7 @@ func TestResumeAfterAbandonedWorkers(t *testing.T) {
 		t.Fatal("the resumed task was not claimed at once")
 	}
 	w2.Abandon()
-	e.startWorker(def, hs, &qflow.WorkerOptions{Lease: time.Second})
+	e.startWorker(def, hs, &qflow.WorkerOptions{Lease: time.Second, ChainWindow: -1})
 	out, err := run.Wait(ctx)
 	if err != nil || string(out) != `{"c": {"v": 3}}` {
 		t.Fatalf("output %s, %v", out, err)
@@ -429,4 +436,22 @@ func TestResumeAfterAbandonedWorkers(t *testing.T) {
 	if b := r.Steps[1].Tasks[0]; b.Attempts != 2 || bRuns.Load() != 2 {
 		t.Fatalf("b: %d attempts since the resume, %d blocked runs; want 2 and 2", b.Attempts, bRuns.Load())
 	}
+}
+
+// waitStep waits until the step of run id has status.
+func waitStep(t *testing.T, e *env, id uuid.UUID, step, status string) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		r, err := e.client.GetRun(context.Background(), id)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, s := range r.Steps {
+			if s.Step == step && s.Status == status {
+				return
+			}
+		}
+	}
+	t.Errorf("step %s of run %s never became %s", step, id, status)
 }

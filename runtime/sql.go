@@ -7,7 +7,8 @@ package runtime
 const (
 	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb, $4::jsonb)`
 
-	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms
+	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms, st.kind = 'single', st.takes_input,
+			st.start_delay_ms > 0, st.deps, st.dependents
 		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
 		WHERE f.id = $1::integer ORDER BY st.idx`
 
@@ -18,11 +19,11 @@ const (
 
 	// sqlStartRunsClaim… start runs and claim their first tasks for a
 	// worker in this process (see local.go).
-	sqlStartRunsClaimBySlug = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[], s.o_existing
+	sqlStartRunsClaimBySlug = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[], s.o_existing, s.o_deadline, s.o_sequential
 		FROM (SELECT id FROM qflow.flows WHERE slug = $1::text ORDER BY version DESC LIMIT 1) f,
 		     qflow.start_runs_claim(f.id, $2::jsonb[], $3::jsonb, $4::uuid, $5::integer, $6::integer, $7::bigint, $8::boolean) s`
 
-	sqlStartRunsClaimByID = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[], s.o_existing
+	sqlStartRunsClaimByID = `SELECT s.o_ids, s.o_seq, s.o_run, s.o_step, s.o_task, s.o_attempt, s.o_input::text[], s.o_priority, s.o_trace::text[], s.o_existing, s.o_deadline, s.o_sequential
 		FROM qflow.start_runs_claim($1::integer, $2::jsonb[], $3::jsonb, $4::uuid, $5::integer, $6::integer, $7::bigint, $8::boolean) s`
 
 	// sqlStartKeyed… start runs with idempotency keys (start_runs_claim
@@ -63,10 +64,11 @@ const (
 
 	// sqlSettle completes and fails a worker's finished tasks and claims
 	// its next ones in one round trip (a claim alone passes no results).
-	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority, trace_context
+	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority, trace_context, deadline, sequential
 		FROM qflow.settle($1::uuid, $2::uuid[], $3::smallint[], $4::integer[], $5::jsonb[],
 		                  $6::uuid[], $7::smallint[], $8::integer[], $9::text[], $10::boolean[],
-		                  $11::integer, $12::integer, $13::bigint)`
+		                  $11::uuid[], $12::smallint[], $13::integer[], $14::jsonb[], $15::text[], $16::boolean[],
+		                  $17::integer, $18::integer, $19::bigint)`
 
 	sqlHeartbeat = `SELECT run_id, step_idx, task_index FROM qflow.heartbeat($1::uuid,
 		(SELECT array_agg((r, s, t)::qflow.task_key) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) AS x(r, s, t)),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,7 @@ type Worker struct {
 	leaseFloor atomic.Int64
 
 	abandon chan struct{} // tests: stop without touching the database
+	inlined atomic.Int64  // tests: tasks run inline (see WorkerOptions.ChainWindow)
 
 	// OpenTelemetry (otel.go); all nil unless configured.
 	tracer trace.Tracer
@@ -98,9 +100,13 @@ type workerFlow struct {
 }
 
 type flowStep struct {
-	slug    string
-	timeout time.Duration
-	met     stepMetrics // set when the worker records metrics
+	slug       string
+	timeout    time.Duration
+	takesInput bool
+	// next is the step a slot may run in process right after this one
+	// (see WorkerOptions.ChainWindow), -1 for none.
+	next int16
+	met  stepMetrics // set when the worker records metrics
 }
 
 type taskKey struct {
@@ -112,13 +118,18 @@ type taskKey struct {
 // held is a task this worker holds: claimed, running, or finished and not
 // yet settled.
 type held struct {
-	key      taskKey
-	seq      int64
-	priority int32
-	flow     *workerFlow
-	task     *Task
-	trace    []byte                  // the run's trace context (JSON), if any
-	cancel   context.CancelCauseFunc // nil until the handler starts
+	key        taskKey
+	seq        int64
+	priority   int32
+	flow       *workerFlow
+	task       *Task
+	trace      []byte                  // the run's trace context (JSON), if any
+	deadline   time.Time               // the run's deadline, zero for none
+	sequential bool                    // the run is sequential
+	cancel     context.CancelCauseFunc // nil until the handler starts
+	// inline: a task of a chain (see WorkerOptions.ChainWindow), run before
+	// its task existed; it is not in Worker.held.
+	inline bool
 }
 
 type result struct {
@@ -127,6 +138,10 @@ type result struct {
 	err       error
 	permanent bool
 	took      time.Duration
+	cut       bool // the handler was running when the task's context ended
+	// promote: no result; the inline task is still running and is to
+	// become this worker's task (see Worker.promote).
+	promote bool
 }
 
 // errShuttingDown cancels the handlers still running when a worker's
@@ -165,6 +180,9 @@ func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 	}
 	if o.Lease <= 0 {
 		o.Lease = 30 * time.Second
+	}
+	if o.ChainWindow == 0 {
+		o.ChainWindow = DefaultChainWindow
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -357,13 +375,18 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	}
 	defer rows.Close()
 	f.steps = f.steps[:0]
+	var single, delayed []bool
+	var deps, dependents [][]int16
 	for rows.Next() {
 		var s flowStep
 		var ms int64
-		var prio bool
-		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms); err != nil {
+		var prio, one, delay bool
+		var dep, dependent []int16
+		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &one, &s.takesInput, &delay, &dep, &dependent); err != nil {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
+		single, delayed = append(single, one), append(delayed, delay)
+		deps, dependents = append(deps, dep), append(dependents, dependent)
 		s.timeout = time.Duration(ms) * time.Millisecond
 		if w.met != nil {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
@@ -373,6 +396,22 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
+	}
+	// A step's next in a chain: its first dependent that is a single step
+	// with no start delay and no other dependency, when no dependent is a
+	// map step (whose start can fail the run: then no dependent may have
+	// run).
+	for i := range f.steps {
+		f.steps[i].next = -1
+		if !single[i] || slices.ContainsFunc(dependents[i], func(d int16) bool { return !single[d] }) {
+			continue
+		}
+		for _, d := range dependents[i] {
+			if int(d) < len(f.steps) && single[d] && !delayed[d] && len(deps[d]) == 1 && int(deps[d][0]) == i {
+				f.steps[i].next = d
+				break
+			}
+		}
 	}
 	f.id = id
 	w.byQueue[f.queue] = f

@@ -38,6 +38,7 @@ func (w *Worker) accept(f *workerFlow, list []claimedTask, reserved int, local b
 		}
 		step := f.steps[c.key.StepIdx]
 		h := &held{key: c.key, seq: c.seq, priority: c.priority, flow: f, trace: c.trace,
+			deadline: c.deadline, sequential: c.sequential,
 			task: &Task{RunID: c.key.RunID, Flow: f.def.Slug, Step: step.slug, Index: int(c.key.TaskIndex), Attempt: c.attempt, Input: c.input}}
 		w.held[c.key] = h
 		w.prioritized = w.prioritized || c.priority != 0
@@ -105,13 +106,165 @@ func (w *Worker) roomLocked() int {
 	return max(0, min(w.opts.BatchSize, limit-w.running-len(w.waiting)-w.claimingLocal))
 }
 
-// execute runs one task's handler with the step's timeout and leaves its
-// result for the pump.
+// execute runs a task's handler, then, while the chain rules allow (see
+// next), the handlers of its run's next steps in the same slot, and leaves
+// their results for the pump, together. An inline handler still running
+// when the chain window closes is promoted (see promote): the results
+// before it are recorded, and it runs on as a task of this worker.
 func (w *Worker) execute(ctx context.Context, h *held) {
+	began := time.Now()
+	cur := h // the task of the chain that is in w.held
+	res := w.run(ctx, h, nil)
+	chain := []*result{res}
+	for {
+		nh := w.next(ctx, res, began, len(chain))
+		if nh == nil {
+			break
+		}
+		promote := func() {
+			if w.promote(ctx, chain, nh) {
+				chain, cur = chain[:0], nh
+			} else {
+				cur.cancel(errCancelledByEngine)
+			}
+		}
+		w.inlined.Add(1)
+		res = w.run(ctx, nh, &chainTimer{at: began.Add(w.opts.ChainWindow), promote: promote})
+		chain = append(chain, res)
+	}
+
+	// A handler stopped because the task is no longer ours (its run was
+	// cancelled or its lease lost) has no result to record, nor has the
+	// chain; one stopped because the worker is shutting down is released
+	// to other workers, while what its chain finished before it is
+	// recorded.
+	cause := context.Cause(ctx)
+	w.mu.Lock()
+	w.running--
+	for _, r := range chain {
+		w.avgTook = (w.avgTook*7 + r.took) / 8
+		w.timed++
+	}
+	switch {
+	case errors.Is(cause, errCancelledByEngine):
+		if w.held[cur.key] == cur {
+			delete(w.held, cur.key)
+		}
+	case errors.Is(cause, errShuttingDown):
+		if last := chain[len(chain)-1]; last.cut {
+			chain = chain[:len(chain)-1]
+		}
+		w.finished = append(w.finished, chain...)
+	default:
+		w.finished = append(w.finished, chain...)
+	}
+	w.dispatchLocked()
+	w.mu.Unlock()
+	signal(w.slotFreed)
+	signal(w.kick)
+	signal(w.kick2)
+}
+
+// chainTimer is when an inline task's chain window closes, and what to do
+// then if its handler still runs.
+type chainTimer struct {
+	at      time.Time
+	promote func()
+}
+
+// promote records the finished results of a chain and claims its inline
+// task nh, still running, for this worker, in one settle; nh becomes a task
+// this worker holds, with a lease, whose result is recorded as any other.
+// It reports false when nh could not be claimed (its run finished or was
+// cancelled meanwhile, or the database could not be reached while the
+// leases lasted): its handler is then to be stopped.
+func (w *Worker) promote(ctx context.Context, chain []*result, nh *held) bool {
+	select {
+	case <-w.abandon: // tests: the worker no longer touches the database
+		return false
+	default:
+	}
+	batch := append(slices.Clip(chain), &result{h: nh, promote: true})
+	claimed, err := w.settle(ctx, batch, nh.flow, 0)
+	if err != nil {
+		return false
+	}
+	for _, c := range claimed {
+		if c.key == nh.key {
+			w.mu.Lock()
+			nh.seq, nh.inline = c.seq, false
+			w.held[nh.key] = nh
+			w.mu.Unlock()
+			return true
+		}
+	}
+	return false
+}
+
+// maxChain bounds the tasks of one chain (see next).
+const maxChain = 32
+
+// next returns the task a slot runs in process after res, or nil: the
+// next step of res's step (flowStep.next) when res succeeded, within the
+// chain window counted from began, in a run that is neither sequential nor
+// past its deadline, while the worker is not stopping and has no
+// prioritized tasks, and when the step's input can be built here (a step
+// that takes the flow input needs it in the completed task's input).
+func (w *Worker) next(ctx context.Context, res *result, began time.Time, n int) *held {
+	h := res.h
+	step := &h.flow.steps[h.key.StepIdx]
+	if res.err != nil || step.next < 0 || ctx.Err() != nil || n >= maxChain || w.opts.ChainWindow < 0 ||
+		h.sequential || time.Since(began) >= w.opts.ChainWindow || w.stopping.Load() {
+		return nil
+	}
+	if !h.deadline.IsZero() && !time.Now().Before(h.deadline) {
+		return nil
+	}
+	w.mu.Lock()
+	prioritized := w.prioritized
+	w.mu.Unlock()
+	if prioritized {
+		return nil
+	}
+	nextStep := &h.flow.steps[step.next]
+	var in []byte
+	if nextStep.takesInput {
+		run := runInput(h.task.Input)
+		if run == nil {
+			return nil
+		}
+		in = append(append(append(in, `{"run":`...), run...), ',')
+	} else {
+		in = append(in, '{')
+	}
+	// Slugs are [a-z][a-z0-9_]*: no escaping needed.
+	in = append(append(append(append(in, '"'), step.slug...), `":`...), res.output...)
+	in = append(in, '}')
+	t := h.task
+	return &held{key: taskKey{RunID: h.key.RunID, StepIdx: step.next}, priority: h.priority, flow: h.flow,
+		trace: h.trace, deadline: h.deadline, inline: true, cancel: h.cancel,
+		task: &Task{RunID: t.RunID, Flow: t.Flow, Step: nextStep.slug, Attempt: 1, Input: in}}
+}
+
+// runInput returns the flow input held in a task's input (under InputKey),
+// or nil when it has none.
+func runInput(input json.RawMessage) json.RawMessage {
+	var m struct {
+		Run json.RawMessage `json:"run"`
+	}
+	if json.Unmarshal(input, &m) != nil {
+		return nil
+	}
+	return m.Run
+}
+
+// run runs one task's handler with the step's timeout and returns its
+// result; for an inline task, ct says when to promote it if it still runs.
+func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 	t := h.task
 	step := &h.flow.steps[h.key.StepIdx]
 	timeout := step.timeout
-	w.log.Debug("qflow task started", "type", "task_started", "worker_id", w.id, "queue", h.flow.queue, "seq", h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt)
+	w.log.Debug("qflow task started", "type", "task_started", "worker_id", w.id, "queue", h.flow.queue, "seq", h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "inline", h.inline)
 	began := time.Now()
 	hctx := ctx // the handler's context: ctx, with the task's span when tracing
 	var span trace.Span
@@ -141,18 +294,31 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 		o.output, o.err = h.flow.handlers[t.Step](tctx, t)
 	}()
 	var o outcome
-	select {
-	case o = <-done:
-	case <-tctx.Done():
-		// Give the handler a moment to notice; then stop waiting for it.
+	var window <-chan time.Time
+	if ct != nil {
+		tm := time.NewTimer(time.Until(ct.at))
+		defer tm.Stop()
+		window = tm.C
+	}
+	for waiting := true; waiting; {
 		select {
 		case o = <-done:
-		case <-time.After(time.Second):
-			o = outcome{err: context.Cause(tctx)}
-			w.log.Warn("qflow handler ignored its context; abandoning it", "run_id", t.RunID, "step", t.Step, "task_index", t.Index)
+			waiting = false
+		case <-window:
+			window = nil
+			ct.promote()
+		case <-tctx.Done():
+			// Give the handler a moment to notice; then stop waiting for it.
+			select {
+			case o = <-done:
+			case <-time.After(time.Second):
+				o = outcome{err: context.Cause(tctx)}
+				w.log.Warn("qflow handler ignored its context; abandoning it", "run_id", t.RunID, "step", t.Step, "task_index", t.Index)
+			}
+			waiting = false
 		}
 	}
-	res := &result{h: h, output: o.output, err: o.err, took: time.Since(began)}
+	res := &result{h: h, output: o.output, err: o.err, took: time.Since(began), cut: ctx.Err() != nil}
 	if cause := context.Cause(tctx); tctx.Err() != nil && ctx.Err() == nil {
 		// The step's deadline passed: the attempt timed out, whatever the handler returned.
 		if res.err == nil || !errors.Is(res.err, cause) {
@@ -179,11 +345,6 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 		}
 		endSpan(span, res.err)
 	}
-
-	// A handler stopped because the task is no longer ours (its run was
-	// cancelled or its lease lost), or because the worker is shutting
-	// down, has no result to record: the first is none of our business any
-	// more, the second is released to other workers.
 	cause := context.Cause(ctx)
 	if w.met != nil && !errors.Is(cause, errCancelledByEngine) && !errors.Is(cause, errShuttingDown) {
 		if res.err == nil {
@@ -194,20 +355,5 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 			w.met.duration.Record(ctx, res.took.Seconds(), step.met.fail)
 		}
 	}
-	w.mu.Lock()
-	w.running--
-	w.avgTook = (w.avgTook*7 + res.took) / 8
-	w.timed++
-	switch {
-	case errors.Is(cause, errCancelledByEngine):
-		delete(w.held, h.key)
-	case errors.Is(cause, errShuttingDown):
-	default:
-		w.finished = append(w.finished, res)
-	}
-	w.dispatchLocked()
-	w.mu.Unlock()
-	signal(w.slotFreed)
-	signal(w.kick)
-	signal(w.kick2)
+	return res
 }

@@ -19,12 +19,14 @@ import (
 
 // claimedTask is one row of a claim.
 type claimedTask struct {
-	seq      int64
-	key      taskKey
-	attempt  int
-	input    []byte
-	priority int32
-	trace    []byte
+	seq        int64
+	key        taskKey
+	attempt    int
+	input      []byte
+	priority   int32
+	trace      []byte
+	deadline   time.Time // the run's, zero for none
+	sequential bool      // the run's
 }
 
 // A worker has two pumps. The primary makes every claim; the secondary only
@@ -159,7 +161,30 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	var outputs []json.RawMessage
 	var errs []string
 	var perms []bool
+	// Results of tasks run inline (see WorkerOptions.ChainWindow).
+	var iRuns []uuid.UUID
+	var iSteps []int16
+	var iTook []int32
+	var iOutputs []json.RawMessage
+	var iErrs []*string
+	var iPerms []bool
 	for _, r := range batch {
+		if r.h.inline {
+			iRuns = append(iRuns, r.h.key.RunID)
+			iSteps = append(iSteps, r.h.key.StepIdx)
+			iTook = append(iTook, int32(min(r.took.Milliseconds(), 1<<30)))
+			iPerms = append(iPerms, r.permanent)
+			if r.promote {
+				iTook[len(iTook)-1] = -1
+			}
+			if r.err == nil {
+				iOutputs, iErrs = append(iOutputs, r.output), append(iErrs, nil)
+			} else {
+				e := errorText(r.err)
+				iOutputs, iErrs = append(iOutputs, nil), append(iErrs, &e)
+			}
+			continue
+		}
 		if r.err == nil {
 			okKeys = append(okKeys, r.h.key)
 			outputs = append(outputs, r.output)
@@ -171,7 +196,8 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	}
 	okRuns, okSteps, okTasks := splitKeys(okKeys)
 	fRuns, fSteps, fTasks := splitKeys(failKeys)
-	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms, f.id, want, w.opts.Lease.Milliseconds()}
+	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms,
+		iRuns, iSteps, iTook, iOutputs, iErrs, iPerms, f.id, want, w.opts.Lease.Milliseconds()}
 
 	var claimed []claimedTask
 	var err error
@@ -201,11 +227,16 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	}
 	w.mu.Lock()
 	for _, r := range batch {
-		delete(w.held, r.h.key)
+		if w.held[r.h.key] == r.h { // an inline task is not held
+			delete(w.held, r.h.key)
+		}
 	}
 	w.mu.Unlock()
 	for _, r := range batch {
 		t := r.h.task
+		if r.promote {
+			continue
+		}
 		if r.err == nil {
 			w.log.Info("qflow task completed", "type", "task_completed", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
 		} else {
@@ -229,11 +260,17 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 	var run *uuid.UUID
 	var step *int16
 	var task, attempt, prio *int32
+	var deadline *time.Time
+	var sequential *bool
 	retryIn := time.Duration(-1)
-	_, err = pgx.ForEachRow(rows, []any{&seq, &run, &step, &task, &attempt, &c.input, &prio, &c.trace}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&seq, &run, &step, &task, &attempt, &c.input, &prio, &c.trace, &deadline, &sequential}, func() error {
 		switch {
 		case seq != nil: // a claimed task
 			c.seq, c.key, c.attempt, c.priority = *seq, taskKey{RunID: *run, StepIdx: *step, TaskIndex: *task}, int(*attempt), *prio
+			c.deadline, c.sequential = time.Time{}, sequential != nil && *sequential
+			if deadline != nil {
+				c.deadline = *deadline
+			}
 			list = append(list, c)
 		case run != nil: // a run this call completed
 			done = append(done, runDone{id: *run, output: c.input})

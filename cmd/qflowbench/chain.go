@@ -47,7 +47,7 @@ func chainFlow() (qflow.FlowDef, map[string]qflow.Handler) {
 
 // startWorker runs a worker on pool until the returned stop is called.
 func startWorker(c config, pool *pgxpool.Pool, ev bool, def qflow.FlowDef, h map[string]qflow.Handler) (stop func(), err error) {
-	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: c.slots, BatchSize: c.batch, Logger: quiet, DisableEvents: !ev, TracerProvider: otelTP, MeterProvider: otelMP})
+	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: c.slots, BatchSize: c.batch, ChainWindow: c.chain, Logger: quiet, DisableEvents: !ev, TracerProvider: otelTP, MeterProvider: otelMP})
 	if err := w.Register(def, h); err != nil {
 		return nil, err
 	}

@@ -93,6 +93,7 @@ type config struct {
 	prune     string // -prune: off, on or both
 	slots     int
 	batch     int
+	chain     time.Duration // WorkerOptions.ChainWindow
 	pgbenchT  int
 	soak      time.Duration
 	soakRate  float64
@@ -156,6 +157,7 @@ func main() {
 	flag.StringVar(&c.prune, "prune", "off", "W1/W1b with -history: prune the history (Client.Prune) while measuring: off, on or both")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (WorkerOptions.Concurrency), per process")
 	flag.IntVar(&c.batch, "batch", 0, "worker claim batch (WorkerOptions.BatchSize; 0: the worker's default)")
+	flag.DurationVar(&c.chain, "chain", 0, "chains run in process (WorkerOptions.ChainWindow; 0: the worker's default, negative: none)")
 	flag.IntVar(&c.pgbenchT, "pgbench-seconds", 20, "W0: pgbench -T for the 8-client run")
 	flag.DurationVar(&c.soak, "soak", 0, "run the soak workload for this long (alone unless -workloads is given; default 10m when -workloads names soak)")
 	flag.Float64Var(&c.soakRate, "soak-rate", 0.8, "soak: start rate as a share of peak W1b tasks/s")

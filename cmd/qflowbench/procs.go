@@ -31,6 +31,7 @@ func workerChild(args []string) int {
 	db := fs.String("db", "", "database name")
 	slots := fs.Int("slots", 8, "WorkerOptions.Concurrency")
 	batch := fs.Int("batch", 0, "WorkerOptions.BatchSize (0: the default)")
+	chain := fs.Duration("chain", 0, "WorkerOptions.ChainWindow (0: the default)")
 	events := fs.Bool("events", true, "engine events")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -57,7 +58,7 @@ func workerChild(args []string) int {
 	}
 	defer pool.Close()
 	def, h := chainFlow()
-	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: *slots, BatchSize: *batch, Logger: quiet, DisableEvents: !*events})
+	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: *slots, BatchSize: *batch, ChainWindow: *chain, Logger: quiet, DisableEvents: !*events})
 	if err := w.Register(def, h); err != nil {
 		return fail(err)
 	}
@@ -99,7 +100,7 @@ func startChildren(ctx context.Context, c config, pool *pgxpool.Pool, n int, ev 
 	db := pool.Config().ConnConfig.Database
 	for range n {
 		cmd := exec.Command(exe, workerChildFlag, "-db", db, "-slots", strconv.Itoa(c.slots),
-			"-batch", strconv.Itoa(c.batch), "-events="+strconv.FormatBool(ev))
+			"-batch", strconv.Itoa(c.batch), "-chain", c.chain.String(), "-events="+strconv.FormatBool(ev))
 		cmd.Env = append(os.Environ(), "QFLOWBENCH_URL="+c.url)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.SysProcAttr = childAttr()
