@@ -100,6 +100,7 @@ type workerFlow struct {
 type flowStep struct {
 	slug    string
 	timeout time.Duration
+	when    Condition   // the step's condition (StepDef.When), nil for none
 	met     stepMetrics // set when the worker records metrics
 }
 
@@ -126,6 +127,7 @@ type result struct {
 	output    json.RawMessage
 	err       error
 	permanent bool
+	skip      bool // the step's condition was false: settled with a NULL output
 	took      time.Duration
 }
 
@@ -345,7 +347,8 @@ release:
 }
 
 // defineFlow stores f's definition and loads what the worker needs of it:
-// its id, queue, and each step's slug and timeout by index.
+// its id, queue, and each step's slug and timeout by index, with the
+// step's condition from f's definition.
 func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	id, err := defineFlow(ctx, w.pool, f.def, f.def.ShapeHash())
 	if err != nil {
@@ -356,6 +359,10 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 	}
 	defer rows.Close()
+	when := map[string]Condition{}
+	for _, s := range f.def.Steps {
+		when[s.Slug] = s.When
+	}
 	f.steps = f.steps[:0]
 	for rows.Next() {
 		var s flowStep
@@ -365,6 +372,7 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		s.timeout = time.Duration(ms) * time.Millisecond
+		s.when = when[s.slug]
 		if w.met != nil {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
 		}

@@ -128,6 +128,7 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 	type outcome struct {
 		output json.RawMessage
 		err    error
+		skip   bool
 	}
 	done := make(chan outcome, 1)
 	go func() {
@@ -138,6 +139,17 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 			}
 			done <- o
 		}()
+		if step.when != nil {
+			run, err := step.when(tctx, t.Input)
+			if err != nil {
+				o.err = fmt.Errorf("condition of step %q: %w", t.Step, err)
+				return
+			}
+			if !run {
+				o.skip = true
+				return
+			}
+		}
 		o.output, o.err = h.flow.handlers[t.Step](tctx, t)
 	}()
 	var o outcome
@@ -152,18 +164,20 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 			w.log.Warn("qflow handler ignored its context; abandoning it", "run_id", t.RunID, "step", t.Step, "task_index", t.Index)
 		}
 	}
-	res := &result{h: h, output: o.output, err: o.err, took: time.Since(began)}
+	res := &result{h: h, output: o.output, err: o.err, skip: o.skip && o.err == nil, took: time.Since(began)}
 	if cause := context.Cause(tctx); tctx.Err() != nil && ctx.Err() == nil {
 		// The step's deadline passed: the attempt timed out, whatever the handler returned.
 		if res.err == nil || !errors.Is(res.err, cause) {
-			res.err = cause
+			res.err, res.skip = cause, false
 		}
 	} else if ctx.Err() != nil && res.err == nil {
-		res.err = context.Cause(ctx)
+		res.err, res.skip = context.Cause(ctx), false
 	}
 	tcancel()
 	if res.err != nil {
 		res.permanent = IsPermanent(res.err)
+	} else if res.skip {
+		res.output = nil // a skip is settled as a NULL output (qflow.skip_tasks)
 	} else if len(res.output) == 0 {
 		res.output = json.RawMessage("null")
 	} else if !json.Valid(res.output) {
@@ -177,6 +191,9 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 		if res.permanent {
 			span.SetAttributes(attrPermanent.Bool(true))
 		}
+		if res.skip {
+			span.SetAttributes(attrSkipped.Bool(true))
+		}
 		endSpan(span, res.err)
 	}
 
@@ -186,7 +203,9 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 	// more, the second is released to other workers.
 	cause := context.Cause(ctx)
 	if w.met != nil && !errors.Is(cause, errCancelledByEngine) && !errors.Is(cause, errShuttingDown) {
-		if res.err == nil {
+		if res.skip {
+			w.met.duration.Record(ctx, res.took.Seconds(), step.met.skip)
+		} else if res.err == nil {
 			w.met.completed.Add(ctx, 1, step.met.attrs)
 			w.met.duration.Record(ctx, res.took.Seconds(), step.met.ok)
 		} else {
