@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -238,6 +239,7 @@ type stepView struct {
 	Input       string
 	Output      string
 	Error       string
+	Skip        string // why the step was skipped (flowview.SkipReason), "" unless it was
 	TaskRows    []taskView
 	MoreTasks   int
 }
@@ -291,7 +293,7 @@ func (h *Handler) runData(r *http.Request) (*runView, int, error) {
 			st := states[slug]
 			sv := stepView{Slug: slug, Status: st.Status, Map: sd.Map, Deps: sd.DependsOn, TakesInput: sd.TakesInput,
 				MaxAttempts: flowview.Effective(def, sd).MaxAttempts, Tasks: "-", Duration: "-",
-				Output: h.cut(st.Output), Error: flowview.CutText(st.Error, h.opts.MaxValueBytes)}
+				Output: h.cut(st.Output), Error: flowview.CutText(st.Error, h.opts.MaxValueBytes), Skip: flowview.SkipReason(sd, states)}
 			if sd, ok := flowview.Span(st.StartedAt, st.FinishedAt, now); ok {
 				sv.Duration = flowview.Duration(sd)
 			}
@@ -312,7 +314,8 @@ func (h *Handler) runData(r *http.Request) (*runView, int, error) {
 			}
 			if sd.Map {
 				elems = mapElements(run, states, sd)
-			} else if st.Status != runtime.StatusCreated {
+			} else if st.Status != runtime.StatusCreated && (st.Status != runtime.StatusSkipped || len(st.Tasks) > 0) {
+				// (a step skipped with a dependency never had an input)
 				sv.Input = h.cut(stepInput(run, states, sd))
 			}
 			if sd.Map {
@@ -342,7 +345,8 @@ func (h *Handler) runData(r *http.Request) (*runView, int, error) {
 
 // stepInput rebuilds a single step's input as the engine hands it to the
 // handler: the flow input under "run" when the step takes it, and each
-// dependency's output under the dependency's slug.
+// dependency's output under the dependency's slug (none for a skipped
+// dependency).
 func stepInput(run *runtime.Run, states map[string]runtime.StepState, sd runtime.StepDef) json.RawMessage {
 	in := map[string]json.RawMessage{}
 	if sd.TakesInput {
@@ -452,7 +456,9 @@ type flowView struct {
 
 type flowStep struct {
 	runtime.StepDef
-	Eff flowview.Options
+	Eff  flowview.Options
+	Kind string // flowview.Kind
+	Deps string // flowview.DependsOn, comma and space separated
 }
 
 func (h *Handler) flow(w http.ResponseWriter, r *http.Request) {
@@ -488,12 +494,9 @@ func (h *Handler) flow(w http.ResponseWriter, r *http.Request) {
 	}
 	nodes := map[string]nodeState{}
 	for _, s := range def.Steps {
-		kind := "single"
-		if s.Map {
-			kind = "map"
-		}
+		kind := flowview.Kind(s)
 		nodes[s.Slug] = nodeState{Status: "def", Note: kind}
-		v.Steps = append(v.Steps, flowStep{s, flowview.Effective(def, s)})
+		v.Steps = append(v.Steps, flowStep{s, flowview.Effective(def, s), kind, strings.ReplaceAll(flowview.DependsOn(s), ",", ", ")})
 	}
 	v.SVG = dagSVG(def, nodes)
 	if v.Mermaid, err = flowview.Mermaid(def); err != nil {

@@ -23,6 +23,12 @@
 //   - Storage: FlowDef.Normalize gives the Normalized form the engine's
 //     define_flow stores: every option resolved, durations in milliseconds
 //     (normalize.go). FlowDef.ShapeHash hashes that form.
+//   - Conditional and optional steps: StepDef.When (a Condition, Go code
+//     the worker runs; only its presence is stored and hashed, as
+//     "when": true), StepDef.Optional and StepDef.AcceptsSkipped, the
+//     dependencies whose skip a step takes (flowdef.go); Validate keeps
+//     conditions and AcceptsSkipped off map steps and AcceptsSkipped within
+//     DependsOn.
 //
 // # Retries
 //

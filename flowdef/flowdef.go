@@ -1,6 +1,12 @@
 package flowdef
 
-import "time"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
 
 // StepOptions tune how a step's tasks are retried and timed. A zero field
 // inherits the flow's value; a zero flow value takes the default.
@@ -60,7 +66,62 @@ type StepDef struct {
 	TakesInput bool `json:"takes_input,omitempty"`
 	// Options override the flow's options for this step.
 	Options StepOptions `json:"options"`
+
+	// When makes the step conditional: a worker calls it with the task's
+	// input before the handler, and when it returns false the step is
+	// skipped (it has no output and its handler never runs). An error fails
+	// the attempt, as a handler's would. A map step cannot have one. See
+	// Condition for what is stored of it.
+	When Condition `json:"when,omitzero"`
+	// Optional lets the run go on when the step fails: once its attempts
+	// are used up (or an error is permanent) the step is skipped instead of
+	// failing the run, with its error kept on the step and its tasks.
+	Optional bool `json:"optional,omitempty"`
+	// AcceptsSkipped lists the dependencies (slugs of DependsOn) whose
+	// skip this step takes: when one of them is skipped the step still
+	// runs, once its other dependencies are done, and its task input has no
+	// key for the skipped one. A skipped dependency not listed skips this
+	// step too, and so on down the graph. A map step cannot list any: it
+	// runs once per element of its dependency's output, and is skipped
+	// with it. Generated code lists the dependencies a step takes as a
+	// pointer.
+	AcceptsSkipped []string `json:"accepts_skipped,omitempty"`
 }
+
+// Condition decides whether a conditional step runs (StepDef.When). input
+// is the task's JSON input, as a handler receives it: an object with the
+// flow input under InputKey (when the step takes it) and each dependency's
+// output under its slug, without the dependencies that were skipped.
+//
+// Only whether a step has a condition is part of its definition: it is
+// stored, and encoded as JSON, as "when": true. A definition decoded from
+// JSON gets a condition that fails with ErrNoCondition, so it keeps its
+// shape hash but cannot run the step by mistake; a worker needs the
+// definition from the code.
+type Condition func(ctx context.Context, input json.RawMessage) (bool, error)
+
+// ErrNoCondition is the error of the condition a definition decoded from
+// JSON has in place of its Go code (see Condition).
+var ErrNoCondition = errors.New("flowdef: the step's condition is Go code, which a definition decoded from JSON does not carry: register the flow with its definition from the code")
+
+// MarshalJSON encodes a condition as true: only its presence is stored.
+func (c Condition) MarshalJSON() ([]byte, error) { return []byte("true"), nil }
+
+// UnmarshalJSON decodes true as a condition that fails with ErrNoCondition
+// (see Condition), and false or null as none.
+func (c *Condition) UnmarshalJSON(b []byte) error {
+	var set *bool
+	if err := json.Unmarshal(b, &set); err != nil {
+		return fmt.Errorf("flowdef: when: want true or false: %w", err)
+	}
+	*c = nil
+	if set != nil && *set {
+		*c = noCondition
+	}
+	return nil
+}
+
+func noCondition(context.Context, json.RawMessage) (bool, error) { return false, ErrNoCondition }
 
 // FlowDef describes a flow: its slug, default options and steps. Generated
 // code and dynamic flows both describe their flows as a FlowDef.

@@ -1,6 +1,8 @@
 package flowdef_test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -41,6 +43,12 @@ func TestValidate(t *testing.T) {
 		{"map input and dep", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "a"}, {Slug: "m", Map: true, TakesInput: true, DependsOn: []string{"a"}}}}, []string{`map step "m" takes the flow input and a dependency`}},
 		{"negative", flowdef.FlowDef{Slug: "f", Options: flowdef.StepOptions{Timeout: -1}, Steps: []flowdef.StepDef{{Slug: "a", Options: flowdef.StepOptions{Retries: -2}}}},
 			[]string{"flow options: options must not be negative", `step "a": options must not be negative`}},
+		{"map condition", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "a"}, {Slug: "m", Map: true, DependsOn: []string{"a"}, When: yes}}},
+			[]string{`map step "m" has a condition`}},
+		{"map accepts skipped", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "a", When: yes}, {Slug: "m", Map: true, DependsOn: []string{"a"}, AcceptsSkipped: []string{"a"}}}},
+			[]string{`map step "m" accepts a skipped dependency`}},
+		{"accepts skipped", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "a"}, {Slug: "x"}, {Slug: "b", DependsOn: []string{"a"}, AcceptsSkipped: []string{"a", "x", "a"}}}},
+			[]string{`step "b" accepts the skip of "x", which is not one of its dependencies`, `step "b" lists "a" twice in AcceptsSkipped`}},
 		{"cycle", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{
 			{Slug: "a", DependsOn: []string{"c"}}, {Slug: "b", DependsOn: []string{"a"}}, {Slug: "c", DependsOn: []string{"b"}}, {Slug: "d"},
 		}}, []string{"dependency cycle: a -> c -> b -> a"}},
@@ -166,12 +174,15 @@ func TestShapeHash(t *testing.T) {
 		t.Error("defaults written out changed the hash")
 	}
 	for name, change := range map[string]func(*flowdef.FlowDef){
-		"slug":    func(d *flowdef.FlowDef) { d.Slug = "g" },
-		"retries": func(d *flowdef.FlowDef) { d.Options.Retries = 1 },
-		"map":     func(d *flowdef.FlowDef) { d.Steps[1].Map = true },
-		"input":   func(d *flowdef.FlowDef) { d.Steps[0].TakesInput = true },
-		"order":   func(d *flowdef.FlowDef) { d.Steps[0], d.Steps[1] = d.Steps[1], d.Steps[0] },
-		"delay":   func(d *flowdef.FlowDef) { d.Steps[1].Options.StartDelay = time.Second },
+		"slug":     func(d *flowdef.FlowDef) { d.Slug = "g" },
+		"retries":  func(d *flowdef.FlowDef) { d.Options.Retries = 1 },
+		"map":      func(d *flowdef.FlowDef) { d.Steps[1].Map = true },
+		"input":    func(d *flowdef.FlowDef) { d.Steps[0].TakesInput = true },
+		"order":    func(d *flowdef.FlowDef) { d.Steps[0], d.Steps[1] = d.Steps[1], d.Steps[0] },
+		"delay":    func(d *flowdef.FlowDef) { d.Steps[1].Options.StartDelay = time.Second },
+		"when":     func(d *flowdef.FlowDef) { d.Steps[0].When = yes },
+		"optional": func(d *flowdef.FlowDef) { d.Steps[0].Optional = true },
+		"accepts":  func(d *flowdef.FlowDef) { d.Steps[1].AcceptsSkipped = []string{"a"} },
 	} {
 		d := base
 		d.Steps = slices.Clone(base.Steps)
@@ -179,6 +190,66 @@ func TestShapeHash(t *testing.T) {
 		if d.ShapeHash() == h {
 			t.Errorf("changing the %s kept the hash", name)
 		}
+	}
+}
+
+// yes is a condition that always runs its step.
+func yes(context.Context, json.RawMessage) (bool, error) { return true, nil }
+
+// TestConditionJSON: a definition's JSON records whether a step has a
+// condition (not the code), so a definition read back hashes as it was
+// written, and its condition refuses to decide (ErrNoCondition) rather
+// than run the step unconditionally. Definitions without the new fields
+// encode and hash as before they existed.
+func TestConditionJSON(t *testing.T) {
+	def := flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{
+		{Slug: "a", TakesInput: true},
+		{Slug: "b", DependsOn: []string{"a"}, When: yes, Optional: true},
+		{Slug: "c", DependsOn: []string{"a", "b"}, AcceptsSkipped: []string{"b"}},
+	}}
+	b, err := json.Marshal(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"slug":"b","depends_on":["a"],"options":{},"when":true,"optional":true}`, `"accepts_skipped":["b"]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON %s lacks %s", b, want)
+		}
+	}
+	if strings.Count(string(b), `"when"`) != 1 || strings.Count(string(b), `"optional"`) != 1 {
+		t.Errorf("JSON %s: when/optional written for steps without them", b)
+	}
+	var back flowdef.FlowDef
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.ShapeHash() != def.ShapeHash() {
+		t.Errorf("read back, the definition hashes to %s, was %s", back.ShapeHash(), def.ShapeHash())
+	}
+	if back.Steps[0].When != nil || back.Steps[1].When == nil {
+		t.Fatalf("conditions read back: %v, %v", back.Steps[0].When != nil, back.Steps[1].When != nil)
+	}
+	if ok, err := back.Steps[1].When(context.Background(), nil); ok || !errors.Is(err, flowdef.ErrNoCondition) {
+		t.Errorf("read-back condition = %v, %v; want false, ErrNoCondition", ok, err)
+	}
+	var off flowdef.StepDef
+	if err := json.Unmarshal([]byte(`{"slug":"x","when":false}`), &off); err != nil || off.When != nil {
+		t.Errorf(`"when": false: %v, condition set %v`, err, off.When != nil)
+	}
+	if err := json.Unmarshal([]byte(`{"slug":"x","when":"yes"}`), &off); err == nil {
+		t.Error(`"when": "yes" accepted`)
+	}
+	norm, err := def.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := norm.Steps[1]; !s.When || !s.Optional || norm.Steps[0].When || !slices.Equal(norm.Steps[2].AcceptsSkipped, []string{"b"}) {
+		t.Errorf("normalised steps %+v", norm.Steps)
+	}
+	// A definition without them: the normalised JSON has none of the keys.
+	plain, _ := flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "a"}}}.Normalize()
+	if b, _ := json.Marshal(plain); strings.Contains(string(b), "when") || strings.Contains(string(b), "optional") || strings.Contains(string(b), "accepts") {
+		t.Errorf("normalised JSON of a plain definition: %s", b)
 	}
 }
 

@@ -28,6 +28,12 @@ type NormalizedStep struct {
 	BaseDelayMS  int64    `json:"base_delay_ms"`
 	TimeoutMS    int64    `json:"timeout_ms"` // at least 1
 	StartDelayMS int64    `json:"start_delay_ms"`
+	// When, Optional and AcceptsSkipped are the step's StepDef fields
+	// (When as whether it has a condition); left out of the JSON when
+	// unset, so definitions without them hash as before they existed.
+	When           bool     `json:"when,omitempty"`
+	Optional       bool     `json:"optional,omitempty"`
+	AcceptsSkipped []string `json:"accepts_skipped,omitempty"`
 	// Priority is the step's StepOptions.Priority (not inherited). It is
 	// left out of the shape hash; define_flow applies it (see
 	// StepOptions.Priority).
@@ -60,6 +66,10 @@ func (f FlowDef) normal() Normalized {
 			TimeoutMS:    max(1, ceilMS(pick(s.Options.Timeout, f.Options.Timeout, DefaultTimeout))),
 			StartDelayMS: ceilMS(s.Options.StartDelay),
 			Priority:     s.Options.Priority,
+
+			When:           s.When != nil,
+			Optional:       s.Optional,
+			AcceptsSkipped: s.AcceptsSkipped,
 		}
 	}
 	return n
@@ -86,7 +96,8 @@ func Attempts(retries int) int { return max(retries, 0) + 1 }
 
 // ShapeHash returns a stable hash of everything that affects how runs of
 // the flow execute: its Normalized form (step slugs, order, dependencies,
-// map and input flags, resolved options) less the step priorities. Two
+// map and input flags, resolved options, conditions, optional steps and
+// the dependencies whose skip a step takes) less the step priorities. Two
 // definitions with the same hash are interchangeable, however their
 // options were spelled; priorities only order claims, so a definition
 // that changes nothing else keeps its hash, and its flow version.

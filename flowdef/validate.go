@@ -12,10 +12,10 @@ var ErrInvalid = errors.New("invalid flow definition")
 
 // Validate checks a definition: slugs, the number of steps, duplicate
 // steps, unknown, repeated and self-dependencies, cycles, map steps with
-// more than one dependency (or with the flow input and a dependency), and
-// options out of range (a priority must fit in 32 bits). All problems are
-// reported together, each wrapping
-// ErrInvalid.
+// more than one dependency (or with the flow input and a dependency),
+// conditions and AcceptsSkipped (a subset of DependsOn, neither on a map
+// step), and options out of range (a priority must fit in 32 bits). All
+// problems are reported together, each wrapping ErrInvalid.
 func (f FlowDef) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) {
@@ -73,6 +73,22 @@ func (f FlowDef) Validate() error {
 		}
 		if s.Map && s.TakesInput && len(s.DependsOn) > 0 {
 			bad("map step %q takes the flow input and a dependency; a map task receives only its element", s.Slug)
+		}
+		if s.Map && s.When != nil {
+			bad("map step %q has a condition; a condition decides for a whole step, and a map step's tasks each get one element (put the condition on the step whose output it maps over)", s.Slug)
+		}
+		if s.Map && len(s.AcceptsSkipped) > 0 {
+			bad("map step %q accepts a skipped dependency; a map step runs once per element of its dependency's output, so it is skipped with it", s.Slug)
+		}
+		taken := map[string]bool{}
+		for _, d := range s.AcceptsSkipped {
+			switch {
+			case taken[d]:
+				bad("step %q lists %q twice in AcceptsSkipped", s.Slug, d)
+			case !seen[d]:
+				bad("step %q accepts the skip of %q, which is not one of its dependencies", s.Slug, d)
+			}
+			taken[d] = true
 		}
 	}
 	if len(errs) == 0 {

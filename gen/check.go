@@ -49,6 +49,11 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 	for _, s := range m.Steps {
 		c.signature(s)
 	}
+	c.conditions(m)
+	for _, f := range m.Flows {
+		skippability(f)
+	}
+	c.absence(m)
 	c.typeErrors(m)
 	m.layout()
 	c.names(m)

@@ -136,7 +136,8 @@ func (e *emitter) templateData(f *flowModel) templates.Flow {
 	}
 	d := templates.Flow{Slug: f.Name, ShapeHash: def.ShapeHash(), Definition: string(js), StepsJSON: string(steps)}
 	for _, s := range def.Steps {
-		d.Steps = append(d.Steps, templates.Step{Slug: s.Slug, DependsOn: s.DependsOn, Map: s.Map, TakesInput: s.TakesInput})
+		d.Steps = append(d.Steps, templates.Step{Slug: s.Slug, DependsOn: s.DependsOn, Map: s.Map, TakesInput: s.TakesInput,
+			When: s.When != nil, Optional: s.Optional, AcceptsSkipped: s.AcceptsSkipped})
 	}
 	return d
 }
@@ -177,7 +178,8 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 		e.f.Comment("//\t" + line)
 	}
 	steps := make([]jen.Code, 0, len(def.Steps)+1)
-	for _, s := range def.Steps {
+	for i, s := range def.Steps {
+		sm := f.Steps[i] // def lists f's steps in order
 		fields := []jen.Code{jen.Id("Slug").Op(":").Lit(s.Slug)}
 		if len(s.DependsOn) > 0 {
 			var ds []jen.Code
@@ -195,6 +197,19 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 		if o := optionsCode(s.Options); o != nil {
 			fields = append(fields, jen.Id("Options").Op(":").Add(o))
 		}
+		if sm.When != nil {
+			fields = append(fields, jen.Id("When").Op(":").Qual(runtimePath, "WhenFunc").Call(jen.Id(whenFuncName(sm))))
+		}
+		if s.Optional {
+			fields = append(fields, jen.Id("Optional").Op(":").True())
+		}
+		if len(s.AcceptsSkipped) > 0 {
+			var ds []jen.Code
+			for _, d := range s.AcceptsSkipped {
+				ds = append(ds, jen.Lit(d))
+			}
+			fields = append(fields, jen.Id("AcceptsSkipped").Op(":").Index().String().Values(ds...))
+		}
 		steps = append(steps, jen.Line().Values(fields...))
 	}
 	steps = append(steps, jen.Line())
@@ -211,7 +226,15 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	e.f.Line()
 
 	// The output.
-	e.doc("%sOutput is the output of a run of flow %q: the outputs of its leaf steps.", g, f.Name)
+	skippedLeaf := false
+	for _, s := range f.leaves() {
+		skippedLeaf = skippedLeaf || (s.Out != nil && s.Skippable)
+	}
+	if skippedLeaf {
+		e.doc("%sOutput is the output of a run of flow %q: the outputs of its leaf steps. A leaf step that may be skipped is a pointer, nil when it was skipped (the run's output has no key for it).", g, f.Name)
+	} else {
+		e.doc("%sOutput is the output of a run of flow %q: the outputs of its leaf steps.", g, f.Name)
+	}
 	e.f.Type().Id(g + "Output").Struct(e.fields(f.OutputFields)...)
 	e.f.Line()
 
@@ -223,6 +246,13 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 		e.doc("%s is the JSON input of a task of step %q.", inputStructName(s), s.Slug)
 		e.f.Type().Id(inputStructName(s)).Struct(e.fields(s.InputFields)...)
 		e.f.Line()
+	}
+
+	// Conditions.
+	for _, s := range f.Steps {
+		if s.When != nil {
+			e.condition(s)
+		}
 	}
 
 	// Handlers.
@@ -359,14 +389,14 @@ func (e *emitter) view(f *flowModel) {
 		dst := jen.Op("&").Id("v").Dot("Steps").Dot(sf.Name)
 		switch {
 		case s.Out == nil:
-			fields = append(fields, jen.Commentf("%s is step %q, which has no output.", sf.Name, s.Slug))
+			fields = append(fields, commentLines(fmt.Sprintf("%s is step %q, which has no output.%s", sf.Name, s.Slug, skipNote(s)))...)
 			fields = append(fields, jen.Id(sf.Name).Qual(runtimePath, "StepInfo"))
 			decode = append(decode, jen.Line().Qual(runtimePath, "ViewStepInfo").Call(jen.Id("r"), jen.Lit(s.Slug), dst))
 			continue
 		case s.Map:
-			fields = append(fields, jen.Commentf("%s is map step %q; Output is what %s returned per element.", sf.Name, s.Slug, s.goName()))
+			fields = append(fields, commentLines(fmt.Sprintf("%s is map step %q; Output is what %s returned per element.%s", sf.Name, s.Slug, s.goName(), skipNote(s)))...)
 		default:
-			fields = append(fields, jen.Commentf("%s is step %q; Output is what %s returned.", sf.Name, s.Slug, s.goName()))
+			fields = append(fields, commentLines(fmt.Sprintf("%s is step %q; Output is what %s returned.%s", sf.Name, s.Slug, s.goName(), skipNote(s)))...)
 		}
 		fields = append(fields, jen.Id(sf.Name).Qual(runtimePath, "StepView").Types(e.typ(s.outputSeen())))
 		decode = append(decode, jen.Line().Qual(runtimePath, "ViewStep").Call(jen.Id("r"), jen.Lit(s.Slug), dst))
@@ -388,6 +418,24 @@ func (e *emitter) view(f *flowModel) {
 		jen.Id("v").Op(":=").Op("&").Id(g+"RunView").Values(jen.Id("RunInfo").Op(":").Id("r").Dot("Info").Call()),
 		jen.If(jen.Err().Op(":=").Qual("errors", "Join").Call(decode...), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
 		jen.Return(jen.Id("v"), jen.Nil()),
+	)
+	e.f.Line()
+}
+
+// condition renders the function that evaluates step s's when= function on
+// its task input (the generated FlowDef passes it to runtime.WhenFunc).
+func (e *emitter) condition(s *stepModel) {
+	var in jen.Code = jen.Struct()
+	args := []jen.Code{}
+	if s.InputFields != nil {
+		in = jen.Id(inputStructName(s))
+		for _, f := range s.InputFields {
+			args = append(args, jen.Id("in").Dot(f.Name))
+		}
+	}
+	e.doc("%s is the condition of step %q: %s, on the task's input. A false result skips the step.", whenFuncName(s), s.Slug, s.When.Name())
+	e.f.Func().Id(whenFuncName(s)).Params(jen.Id("_").Qual("context", "Context"), jen.Id("in").Add(in)).Params(jen.Bool(), jen.Error()).Block(
+		jen.Return(jen.Id(s.When.Name()).Call(args...), jen.Nil()),
 	)
 	e.f.Line()
 }
@@ -427,6 +475,15 @@ func (e *emitter) handler(s *stepModel) jen.Code {
 	}
 	return jen.Func().Params(jen.Id("ctx").Qual("context", "Context"), jen.Id("t").Op("*").Qual(runtimePath, "Task")).
 		Params(jen.Qual("encoding/json", "RawMessage"), jen.Error()).Block(body...)
+}
+
+// skipNote is the note on a step field of <Flow>RunSteps when the step may
+// be skipped, else "".
+func skipNote(s *stepModel) string {
+	if !s.Skippable {
+		return ""
+	}
+	return fmt.Sprintf(" It may be skipped (%s): Status is then skipped and Output zero.", s.SkipWhy)
 }
 
 // optionsCode renders a flowdef.StepOptions literal, or nil when o is zero.
@@ -495,10 +552,33 @@ func (e *emitter) docParas(paras ...string) {
 
 // doc adds a comment, wrapped at 80 columns.
 func (e *emitter) doc(format string, a ...any) {
+	for _, l := range wrap(fmt.Sprintf(format, a...), 77) {
+		e.f.Comment(l)
+	}
+}
+
+// commentLines renders text as comment lines for a struct field. A text
+// that fits on one line is left as it is (as field comments always were);
+// a longer one, such as a note that the step may be skipped, is wrapped.
+func commentLines(text string) []jen.Code {
+	if len(text) <= 100 {
+		return []jen.Code{jen.Comment(text)}
+	}
+	var out []jen.Code
+	for _, l := range wrap(text, 74) {
+		out = append(out, jen.Comment(l))
+	}
+	return out
+}
+
+// wrap splits text into lines of at most width bytes, at spaces (a longer
+// word gets a line of its own).
+func wrap(text string, width int) []string {
+	var lines []string
 	line := ""
-	for _, w := range strings.Fields(fmt.Sprintf(format, a...)) {
-		if line != "" && len(line)+1+len(w) > 77 {
-			e.f.Comment(line)
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
 			line = ""
 		}
 		if line != "" {
@@ -507,6 +587,7 @@ func (e *emitter) doc(format string, a ...any) {
 		line += w
 	}
 	if line != "" {
-		e.f.Comment(line)
+		lines = append(lines, line)
 	}
+	return lines
 }

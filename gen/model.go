@@ -1,6 +1,8 @@
 package gen
 
 import (
+	"context"
+	"encoding/json"
 	"go/ast"
 	"go/token"
 	"go/types"
@@ -61,6 +63,23 @@ type stepModel struct {
 	DepsPos  token.Pos // of "depends=", or of the directive when absent
 	Options  flowdef.StepOptions
 
+	// Conditional and optional steps.
+	WhenName    string      // when= as written, "" when absent
+	WhenPos     token.Pos   // of the function name in when=
+	When        *types.Func // the condition, once resolved (nil when unknown or absent)
+	Optional    bool
+	OptionalPos token.Pos
+	// Skippable: the step may be skipped (its condition, optional, or a
+	// dependency it does not take the skip of may be), and why (set by
+	// skippability).
+	Skippable bool
+	SkipWhy   string
+	// ptrElem: a map step whose parameter is a pointer to its element,
+	// reported once skippability is known (see absence); mapMismatch
+	// reports it as a plain type mismatch.
+	ptrElem     bool
+	mapMismatch func()
+
 	// Signature analysis.
 	TakesInput bool        // the parameter after ctx is the flow input
 	Elem       types.Type  // map steps: the element type (second parameter)
@@ -97,7 +116,35 @@ type depModel struct {
 	Pos   token.Pos
 	Step  *stepModel // resolved; nil when unknown
 	Param int        // index in stepModel.Params; -1 when the dependency has no output
+	// AbsentOK: the parameter is a pointer (*T for an output T, or T when
+	// T is a pointer), nil when the dependency is skipped, so the step
+	// takes the dependency's skip (flowdef.StepDef.AcceptsSkipped).
+	AbsentOK bool
 }
+
+// paramType is the type of the parameter by which s takes d: the output
+// type it sees, or a pointer to it when it takes d's skip.
+func (d *depModel) paramType() types.Type {
+	if d.AbsentOK {
+		return absentType(d.Step.outputSeen())
+	}
+	return d.Step.outputSeen()
+}
+
+// absentType is the type that holds t or its absence: t itself when it is
+// a pointer, else *t.
+func absentType(t types.Type) types.Type {
+	if _, ok := t.Underlying().(*types.Pointer); ok {
+		return t
+	}
+	return types.NewPointer(t)
+}
+
+// placeholderCondition stands for a step's condition in the definitions
+// the generator builds (for the shape hash and the stored definition,
+// which record only that there is one); the generated code has the real
+// one.
+func placeholderCondition(context.Context, json.RawMessage) (bool, error) { return true, nil }
 
 // outputSeen is the type a dependent receives from s: its output, or a slice
 // of it for a map step.
@@ -118,10 +165,18 @@ func (s *stepModel) goName() string { return s.Func.Name() }
 func (f *flowModel) def() flowdef.FlowDef {
 	d := flowdef.FlowDef{Slug: f.Name, Options: f.Options}
 	for _, s := range f.Steps {
-		sd := flowdef.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options}
+		sd := flowdef.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options, Optional: s.Optional}
+		if s.WhenName != "" {
+			sd.When = placeholderCondition
+		}
 		for _, dep := range s.Deps {
 			if dep.Step != nil {
 				sd.DependsOn = append(sd.DependsOn, dep.Step.Slug)
+				if dep.AbsentOK && dep.Step.Skippable {
+					// Only a dependency that may be skipped: a pointer to
+					// one that never is changes nothing, nor the shape.
+					sd.AcceptsSkipped = append(sd.AcceptsSkipped, dep.Step.Slug)
+				}
 			}
 		}
 		d.Steps = append(d.Steps, sd)
@@ -160,7 +215,11 @@ func (m *pkgModel) layout() {
 		f.OutputFields = nil
 		for _, s := range f.leaves() {
 			if s.Out != nil {
-				f.OutputFields = append(f.OutputFields, field{Name: used.name(s.Slug), Key: s.Slug, Type: s.outputSeen()})
+				t := s.outputSeen()
+				if s.Skippable {
+					t = absentType(t) // nil when the leaf was skipped: the run's output has no key for it
+				}
+				f.OutputFields = append(f.OutputFields, field{Name: used.name(s.Slug), Key: s.Slug, Type: t})
 			}
 		}
 	}
@@ -175,7 +234,7 @@ func (m *pkgModel) layout() {
 		}
 		for _, d := range s.Deps {
 			if d.Param >= 0 {
-				s.InputFields = append(s.InputFields, field{Name: used.name(d.Step.Slug), Key: d.Step.Slug, Type: d.Step.outputSeen()})
+				s.InputFields = append(s.InputFields, field{Name: used.name(d.Step.Slug), Key: d.Step.Slug, Type: d.paramType()})
 			}
 		}
 	}

@@ -29,6 +29,10 @@ func guardName(s *stepModel) string { return "_qflowRerunGoGenerate_" + s.goName
 // step needs one (see stepModel.InputFields).
 func inputStructName(s *stepModel) string { return "qflow" + exportName(s.goName()) + "Input" }
 
+// whenFuncName is the function that evaluates a conditional step's when=
+// function on its task input.
+func whenFuncName(s *stepModel) string { return "qflow" + exportName(s.goName()) + "When" }
+
 // names reports declarations that clash with names qflowgen generates.
 func (c *checker) names(m *pkgModel) {
 	scope := m.Types.Scope()
@@ -57,6 +61,9 @@ func (c *checker) names(m *pkgModel) {
 		claim(guardName(s), "step "+s.goName(), s.Decl.Name.Pos())
 		if s.InputFields != nil {
 			claim(inputStructName(s), "step "+s.goName(), s.Decl.Name.Pos())
+		}
+		if s.When != nil {
+			claim(whenFuncName(s), "step "+s.goName(), s.Decl.Name.Pos())
 		}
 	}
 }

@@ -50,12 +50,16 @@ type directive struct {
 	Name word
 
 	// //qflow:step
-	Depends    []word
-	DependsOff int // offset of "depends=", -1 when absent
-	Map        bool
-	MapOff     int
-	Slug       word // name=, Text empty when absent
-	Flow       word // flow=, Text empty when absent
+	Depends     []word
+	DependsOff  int // offset of "depends=", -1 when absent
+	Map         bool
+	MapOff      int
+	Slug        word // name=, Text empty when absent
+	Flow        word // flow=, Text empty when absent
+	When        word // when= (the condition's function name), Text empty when absent
+	WhenOff     int  // offset of "when=", -1 when absent
+	Optional    bool
+	OptionalOff int
 
 	Options optionSpec
 }
@@ -77,7 +81,7 @@ func parseDirective(text string) (*directive, []parseError) {
 	bad := func(off int, format string, a ...any) {
 		errs = append(errs, parseError{Off: off, Msg: fmt.Sprintf(format, a...)})
 	}
-	d := &directive{DependsOff: -1, MapOff: -1, Options: optionSpec{RetriesOff: -1}}
+	d := &directive{DependsOff: -1, MapOff: -1, WhenOff: -1, OptionalOff: -1, Options: optionSpec{RetriesOff: -1}}
 	if !isDirective(text) {
 		bad(0, "not a //qflow: directive")
 		return nil, errs
@@ -123,6 +127,10 @@ func parseDirective(text string) (*directive, []parseError) {
 				d.Map, d.MapOff = true, w.Off
 				continue
 			}
+			if key == "optional" && d.Kind.Text == "step" {
+				d.Optional, d.OptionalOff = true, w.Off
+				continue
+			}
 			if knownOption(d.Kind.Text, key) {
 				bad(w.Off, "option %s needs a value: %s=...", key, key)
 			} else {
@@ -134,8 +142,8 @@ func parseDirective(text string) (*directive, []parseError) {
 			bad(w.Off, "unknown option %q for //qflow:%s (want %s)", key, d.Kind.Text, optionList(d.Kind.Text))
 			continue
 		}
-		if key == "map" {
-			bad(w.Off, "option map takes no value")
+		if key == "map" || key == "optional" {
+			bad(w.Off, "option %s takes no value", key)
 			continue
 		}
 		if val == "" {
@@ -163,6 +171,12 @@ func parseDirective(text string) (*directive, []parseError) {
 			}
 		case "flow":
 			d.Flow = word{val, valOff}
+		case "when":
+			if !isIdent(val) {
+				bad(valOff, "when=%s: want the name of a function of this package (func(<the step's parameters after ctx>) bool)", val)
+				continue
+			}
+			d.When, d.WhenOff = word{val, valOff}, w.Off
 		case "retries", "attempts":
 			other := map[string]string{"retries": "attempts", "attempts": "retries"}[key]
 			if seen[other] {
@@ -276,7 +290,7 @@ func knownOption(kind, key string) bool {
 	switch key {
 	case "retries", "attempts", "backoff", "timeout":
 		return true
-	case "depends", "map", "name", "flow", "delay", "priority":
+	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional":
 		return kind == "step"
 	}
 	return false
@@ -286,7 +300,7 @@ func optionList(kind string) string {
 	if kind == "flow" {
 		return "retries=N, attempts=N, backoff=DUR, timeout=DUR"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N"
+	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

@@ -30,6 +30,9 @@ var directiveSeeds = []string{
 	"//qflow:step name=ünïcode depends=Ä",
 	"//qflow:step retries=0 attempts=1",
 	"//qflow:flow f attempts=1000 retries=999",
+	"//qflow:step depends=A when=IsSpam optional",
+	"//qflow:step when= when=x.Y optional=1 optional",
+	"//qflow:flow f when=X optional",
 }
 
 func TestParseDirective(t *testing.T) {
@@ -58,6 +61,30 @@ func TestParseDirective(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantErrs, errs); diff != "" {
 		t.Errorf("errors (-want +got)\n%s", diff)
+	}
+}
+
+// TestParseCondition: when=Func names the condition, optional is a flag;
+// both belong to steps only.
+func TestParseCondition(t *testing.T) {
+	d, errs := parseDirective("//qflow:step depends=Classify when=IsSpam optional")
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if d.When != (word{"IsSpam", 35}) || d.WhenOff != 30 || !d.Optional || d.OptionalOff != 42 {
+		t.Errorf("when %+v at %d, optional %v at %d", d.When, d.WhenOff, d.Optional, d.OptionalOff)
+	}
+	_, errs = parseDirective("//qflow:step when=a.B optional=yes")
+	wantErrs := []parseError{
+		{18, "when=a.B: want the name of a function of this package (func(<the step's parameters after ctx>) bool)"},
+		{22, "option optional takes no value"},
+	}
+	if diff := cmp.Diff(wantErrs, errs); diff != "" {
+		t.Errorf("errors (-want +got)\n%s", diff)
+	}
+	_, errs = parseDirective("//qflow:flow f when=X optional")
+	if len(errs) != 2 || !strings.Contains(errs[0].Msg, `unknown option "when" for //qflow:flow`) || !strings.Contains(errs[1].Msg, `unknown option "optional" for //qflow:flow`) {
+		t.Errorf("when and optional on a flow: %v", errs)
 	}
 }
 

@@ -112,6 +112,12 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 		if a.d.Map {
 			s.MapPos = a.at(a.d.MapOff)
 		}
+		if a.d.WhenOff >= 0 {
+			s.WhenName, s.WhenPos = a.d.When.Text, a.at(a.d.When.Off)
+		}
+		if a.d.Optional {
+			s.Optional, s.OptionalPos = true, a.at(a.d.OptionalOff)
+		}
 		s.DepsPos = a.at(a.d.Kind.Off)
 		if a.d.DependsOff >= 0 {
 			s.DepsPos = a.at(a.d.DependsOff)

@@ -113,7 +113,10 @@ func (c *checker) signature(s *stepModel) {
 		}
 		dep.Param = i
 		p := s.Params[i]
-		if !types.Identical(p.Type, t) {
+		// A pointer takes the dependency's skip: *T for an output T, or T
+		// itself when it is a pointer (nil when skipped).
+		dep.AbsentOK = types.Identical(p.Type, absentType(t))
+		if !types.Identical(p.Type, t) && !dep.AbsentOK {
 			how := ""
 			if dep.Step.Map {
 				how = fmt.Sprintf(" (%s is a map step: dependents receive a slice of its outputs)", dep.Name)
@@ -172,9 +175,19 @@ func (c *checker) mapSignature(s *stepModel) {
 	}
 	p := s.Params[1]
 	if !types.Identical(p.Type, s.Elem) {
-		d := c.errorf(p.TypePos, "parameter %s of map step %s has type %s, but the step maps over %s, %s: want %s",
-			paramName(p, 1), name, typeString(p.Type, c.pkg.Types), what, typeString(src, c.pkg.Types), typeString(s.Elem, c.pkg.Types))
-		c.note(d, srcPos, "%s", srcNote)
+		if len(s.Deps) == 1 && types.Identical(p.Type, types.NewPointer(s.Elem)) {
+			// Perhaps meant to take the dependency's skip, which a map
+			// step cannot: absence says which, once skippability is known.
+			s.ptrElem = true
+		}
+		s.mapMismatch = func() {
+			d := c.errorf(p.TypePos, "parameter %s of map step %s has type %s, but the step maps over %s, %s: want %s",
+				paramName(p, 1), name, typeString(p.Type, c.pkg.Types), what, typeString(src, c.pkg.Types), typeString(s.Elem, c.pkg.Types))
+			c.note(d, srcPos, "%s", srcNote)
+		}
+		if !s.ptrElem {
+			s.mapMismatch()
+		}
 	}
 	if len(s.Deps) == 1 {
 		s.Deps[0].Param = 1

@@ -67,6 +67,15 @@ CREATE TABLE qflow.steps (
     deps           smallint[] NOT NULL DEFAULT '{}',
     dep_slugs      text[] NOT NULL DEFAULT '{}',
     dependents     smallint[] NOT NULL DEFAULT '{}',
+    -- Conditional and optional steps (see skip_steps): a conditional step
+    -- has a condition the worker evaluates before the handler, and a false
+    -- one skips it; a failed optional step is skipped instead of failing
+    -- its run; absent_ok lists the dependencies whose skip the step takes
+    -- (it runs without their output), where any other skipped dependency
+    -- skips it too.
+    conditional    boolean NOT NULL DEFAULT false,
+    optional       boolean NOT NULL DEFAULT false,
+    absent_ok      smallint[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (flow_id, idx),
     UNIQUE (flow_id, slug),
     CHECK (kind = 'single' OR dep_count <= 1)
@@ -136,15 +145,17 @@ CREATE INDEX runs_finished ON qflow.runs (finished_at) WHERE status <> 'started'
 CREATE UNIQUE INDEX runs_key ON qflow.runs (flow_slug, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 -- A step's state exists from the moment the step starts (its dependencies
--- have completed); a step with no row has not started yet. The run lock
--- makes "every dependency has completed" a safe test, so no per-step
--- dependency counters are kept.
+-- have completed, or were skipped and the step takes their skip) or is
+-- skipped; a step with no row has not started yet. The run lock makes
+-- "every dependency has completed or was skipped" a safe test, so no
+-- per-step dependency counters are kept. A skipped step has no output;
+-- its error is set when it is an optional step that failed.
 CREATE TABLE qflow.step_states (
     run_id          uuid NOT NULL,
     step_idx        smallint NOT NULL,
     flow_id         integer NOT NULL,
     status          text NOT NULL DEFAULT 'started'
-                    CHECK (status IN ('created', 'started', 'completed', 'failed', 'cancelled')),
+                    CHECK (status IN ('created', 'started', 'completed', 'failed', 'cancelled', 'skipped')),
     task_count      integer CHECK (task_count >= 0),
     remaining_tasks integer CHECK (remaining_tasks >= 0),
     output          jsonb,
@@ -157,10 +168,11 @@ CREATE TABLE qflow.step_states (
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 1);
 
 -- A task is one execution unit and its own queue message. Status moves
--- queued → started → completed | failed | cancelled (a retry moves a
--- started task back to queued). finished_at is set exactly when the task
--- has finished for good, which takes it out of step_tasks_ready; a claim
--- changes no indexed column, so it can be a HOT update.
+-- queued → started → completed | failed | cancelled | skipped (a retry
+-- moves a started task back to queued; skipped: its step's condition was
+-- false). finished_at is set exactly when the task has finished for good,
+-- which takes it out of step_tasks_ready; a claim changes no indexed
+-- column, so it can be a HOT update.
 CREATE SEQUENCE qflow.task_seq AS bigint;
 CREATE TABLE qflow.step_tasks (
     run_id       uuid NOT NULL,
@@ -173,7 +185,7 @@ CREATE TABLE qflow.step_tasks (
     -- prioritized) plus the run's, clamped to 32 bits; see start_steps.
     priority     integer NOT NULL DEFAULT 0,
     status       text NOT NULL DEFAULT 'queued'
-                 CHECK (status IN ('queued', 'started', 'completed', 'failed', 'cancelled')),
+                 CHECK (status IN ('queued', 'started', 'completed', 'failed', 'cancelled', 'skipped')),
     attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     max_attempts integer NOT NULL CHECK (max_attempts >= 1),
     -- queued: visible from vt ('infinity' while a sequential run's turn has
@@ -298,7 +310,9 @@ END $$;
 -- p_steps holds the steps in order, each with every option resolved and
 -- durations in milliseconds: {"slug", "depends_on": [slugs in parameter
 -- order], "map", "takes_input", "max_attempts", "base_delay_ms",
--- "timeout_ms", "start_delay_ms"}; p_def is the definition as written,
+-- "timeout_ms", "start_delay_ms"}, and when set "when" (the step has a
+-- condition), "optional" and "accepts_skipped" (slugs of dependencies
+-- whose skip it takes); p_def is the definition as written,
 -- kept for display. The rules of a definition (slugs, defaults, the
 -- dependency graph and its cycles) live in Go; here only the tables'
 -- integrity constraints apply: a step naming an unknown dependency fails
@@ -365,18 +379,31 @@ BEGIN
         dependents = coalesce((SELECT array_agg(d.step_idx ORDER BY d.step_idx) FROM qflow.deps d
                                WHERE d.flow_id = v_id AND d.dep_idx = st.idx), '{}')
     WHERE st.flow_id = v_id;
+
+    -- Conditional and optional steps, and the dependencies whose skip a
+    -- step takes.
+    UPDATE qflow.steps st SET
+        conditional = coalesce((e.v->>'when')::boolean, false),
+        optional = coalesce((e.v->>'optional')::boolean, false),
+        absent_ok = coalesce((SELECT array_agg(x.idx ORDER BY x.idx)
+                              FROM jsonb_array_elements_text(e.v->'accepts_skipped') AS a(slug)
+                              JOIN qflow.steps x ON x.flow_id = v_id AND x.slug = a.slug), '{}')
+    FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
+    WHERE st.flow_id = v_id AND st.idx = e.o - 1
+      AND (e.v ? 'when' OR e.v ? 'optional' OR e.v ? 'accepts_skipped');
     RETURN v_id;
 END $$;
 
 -- Steps: start ----------------------------------------------------------------------
 
--- start_steps starts steps whose dependencies have all completed, in runs
--- that are still going and that the caller has locked (or just created):
--- it creates each step's state and its tasks (one, or one per element for
--- a map step) with their inputs materialised, so a claim reads nothing
--- else. An empty map completes at once with [] and is returned in
--- o_runs/o_steps for the caller to propagate; a map over a non-array fails
--- its run. o_tasks counts the tasks created; o_queues names the queues
+-- start_steps starts steps whose dependencies have all completed (or were
+-- skipped, where the step takes their skip: their keys are left out of its
+-- input), in runs that are still going and that the caller has locked (or
+-- just created): it creates each step's state and its tasks (one, or one
+-- per element for a map step) with their inputs materialised, so a claim
+-- reads nothing else. An empty map completes at once with [] and is
+-- returned in o_runs/o_steps for the caller to propagate; a map over a
+-- non-array fails its run (even an optional one: no task of it failed). o_tasks counts the tasks created; o_queues names the queues
 -- that got them. A task's claim priority is its step's priority (0 unless
 -- the flow version is prioritized) plus its run's, clamped to 32 bits.
 CREATE FUNCTION qflow.start_steps(p_runs uuid[], p_steps smallint[],
@@ -414,7 +441,8 @@ BEGIN
             ELSE (CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END)
                  || coalesce((SELECT jsonb_object_agg(st.dep_slugs[i], ds.output)
                               FROM generate_subscripts(st.deps, 1) AS i
-                              JOIN qflow.step_states ds ON ds.run_id = x.run_id AND ds.step_idx = st.deps[i]),
+                              JOIN qflow.step_states ds ON ds.run_id = x.run_id AND ds.step_idx = st.deps[i]
+                                                       AND ds.status = 'completed'),
                              '{}'::jsonb)
             END AS v
     ) src
@@ -497,9 +525,12 @@ RETURNS void LANGUAGE sql AS $$
                       WHERE o.run_id = r.id AND o.finished_at IS NULL AND o.vt <> 'infinity')
 $$;
 
--- advance propagates completed steps (locked runs): runs lose a remaining
--- step and complete when none is left (their output is their leaf steps'
--- outputs), and dependents whose dependencies have all completed start.
+-- advance propagates completed (or skipped: skip_steps) steps of locked
+-- runs: runs lose a remaining step and complete when none is left (their
+-- output is their completed leaf steps' outputs: a skipped leaf has no
+-- key), and dependents whose dependencies have all completed or been
+-- skipped start (a dependent that does not take a dependency's skip was
+-- skipped with it, so it has a state already).
 -- Empty maps started on the way complete at once and propagate in turn.
 -- Returns the number of tasks created and the queues that got them, and
 -- the runs it completed with their outputs (NULL for an output over 8 kB).
@@ -523,10 +554,10 @@ BEGIN
                 status = CASE WHEN r.remaining_steps = c.n THEN 'completed' ELSE r.status END,
                 finished_at = CASE WHEN r.remaining_steps = c.n THEN now() END,
                 output = CASE WHEN r.remaining_steps = c.n THEN
-                    (SELECT jsonb_object_agg(st.slug, ss.output)
-                     FROM qflow.steps st
-                     JOIN qflow.step_states ss ON ss.run_id = r.id AND ss.step_idx = st.idx
-                     WHERE st.flow_id = r.flow_id AND st.is_leaf) END
+                    coalesce((SELECT jsonb_object_agg(st.slug, ss.output)
+                              FROM qflow.steps st
+                              JOIN qflow.step_states ss ON ss.run_id = r.id AND ss.step_idx = st.idx
+                              WHERE st.flow_id = r.flow_id AND st.is_leaf AND ss.status = 'completed'), '{}') END
             FROM (SELECT x.run_id, count(*)::integer AS n FROM unnest(p_runs) AS x(run_id) GROUP BY 1) c
             WHERE r.ctid = ANY (ARRAY(
                       SELECT l.ctid FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y) y
@@ -544,8 +575,9 @@ BEGIN
         o_finished := o_finished || v_fin;
         o_outputs := o_outputs || v_out;
 
-        -- Dependents whose dependencies have all completed, not started yet
-        -- (a finished run has none left; start_steps skips failed ones).
+        -- Dependents whose dependencies have all completed or been skipped,
+        -- not started yet (a finished run has none left; start_steps skips
+        -- failed ones).
         SELECT array_agg(d.run_id), array_agg(d.step_idx) INTO v_rr, v_rs
         FROM (
             SELECT DISTINCT x.run_id, dd AS step_idx, x.flow_id
@@ -557,7 +589,8 @@ BEGIN
         WHERE NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = d.run_id AND s.step_idx = d.step_idx)
           AND (ds.dep_count = 1
                OR (SELECT count(*) FROM qflow.step_states s
-                   WHERE s.run_id = d.run_id AND s.step_idx = ANY (ds.deps) AND s.status = 'completed') = ds.dep_count);
+                   WHERE s.run_id = d.run_id AND s.step_idx = ANY (ds.deps)
+                     AND s.status IN ('completed', 'skipped')) = ds.dep_count);
         EXIT WHEN v_rr IS NULL;
         v_st := qflow.start_steps(v_rr, v_rs);
         o_tasks := o_tasks + v_st.o_tasks;
@@ -566,6 +599,153 @@ BEGIN
         p_steps := v_st.o_steps;
         p_flows := v_st.o_flows;
     END LOOP;
+END $$;
+
+-- Steps: skip (conditional and optional steps) ------------------------------------
+
+-- skip_steps records steps of locked, started runs as skipped: conditional
+-- steps whose condition was false (skip_tasks) and optional steps that
+-- failed (skip_failed, with their error in p_errors; NULL for none). A
+-- skipped step has no output. Every dependent not started yet that does not
+-- take its skip (steps.absent_ok) is skipped with it, and so on down the
+-- graph, at once: a step without a state never has a skipped dependency
+-- it does not take, so advance may count skipped dependencies as done. It
+-- publishes step_skipped for each step it skips, then propagates them as
+-- advance propagates completions: the run loses a remaining step per
+-- skipped step and completes when none is left, and dependents that take
+-- the skips start once their other dependencies are done. Sequential runs
+-- give their next task its turn. Returns what advance returns.
+CREATE FUNCTION qflow.skip_steps(p_runs uuid[], p_steps smallint[], p_errors text[],
+                                 OUT o_tasks integer, OUT o_queues text[],
+                                 OUT o_finished uuid[], OUT o_outputs jsonb[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now    timestamptz := clock_timestamp();
+    v_runs   uuid[];
+    v_steps  smallint[];
+    v_flows  integer[];
+    v_errs   text[];
+    v_rr     uuid[];
+    v_rs     smallint[];
+    v_rf     integer[];
+    v_adv    record;
+BEGIN
+    o_tasks := 0;
+    WITH u AS (
+        UPDATE qflow.step_states ss SET status = 'skipped', output = NULL, error = x.err, remaining_tasks = 0,
+            finished_at = v_now
+        FROM unnest(p_runs, p_steps, p_errors) AS x(run_id, step_idx, err)
+        WHERE ss.run_id = x.run_id AND ss.step_idx = x.step_idx AND ss.status = 'started'
+        RETURNING ss.run_id, ss.step_idx, ss.flow_id, ss.error
+    )
+    SELECT array_agg(u.run_id ORDER BY u.run_id, u.step_idx), array_agg(u.step_idx ORDER BY u.run_id, u.step_idx),
+           array_agg(u.flow_id ORDER BY u.run_id, u.step_idx), array_agg(u.error ORDER BY u.run_id, u.step_idx)
+    INTO v_runs, v_steps, v_flows, v_errs FROM u;
+    IF v_runs IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- The cascade: dependents that do not take the skip, level by level.
+    v_rr := v_runs;
+    v_rs := v_steps;
+    v_rf := v_flows;
+    LOOP
+        WITH d AS (
+            SELECT DISTINCT x.run_id, dd AS step_idx, x.flow_id
+            FROM unnest(v_rr, v_rs, v_rf) AS x(run_id, step_idx, flow_id)
+            JOIN qflow.steps st ON st.flow_id = x.flow_id AND st.idx = x.step_idx
+            CROSS JOIN LATERAL unnest(st.dependents) AS dd
+            JOIN qflow.steps ds ON ds.flow_id = x.flow_id AND ds.idx = dd
+            WHERE NOT (x.step_idx = ANY (ds.absent_ok))
+        ), ins AS (
+            INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, finished_at)
+            SELECT d.run_id, d.step_idx, d.flow_id, 'skipped', v_now FROM d ORDER BY d.run_id, d.step_idx
+            ON CONFLICT (run_id, step_idx) DO NOTHING
+            RETURNING run_id, step_idx, flow_id
+        )
+        SELECT array_agg(ins.run_id ORDER BY ins.run_id, ins.step_idx),
+               array_agg(ins.step_idx ORDER BY ins.run_id, ins.step_idx),
+               array_agg(ins.flow_id ORDER BY ins.run_id, ins.step_idx)
+        INTO v_rr, v_rs, v_rf FROM ins;
+        EXIT WHEN v_rr IS NULL;
+        v_runs := v_runs || v_rr;
+        v_steps := v_steps || v_rs;
+        v_flows := v_flows || v_rf;
+        v_errs := v_errs || array_fill(NULL::text, ARRAY[cardinality(v_rr)]);
+    END LOOP;
+
+    IF qflow.events_on() THEN
+        PERFORM qflow.publish(array_agg(qflow.ev('step_skipped', x.run_id, ru.flow_slug, st.slug, NULL, 'skipped',
+                                                 NULL, NULL, x.err, NULL) ORDER BY x.o))
+        FROM unnest(v_runs, v_steps, v_flows, v_errs) WITH ORDINALITY AS x(run_id, step_idx, flow_id, err, o)
+        CROSS JOIN LATERAL (SELECT r.flow_slug, r.events FROM qflow.runs r WHERE r.id = x.run_id LIMIT 1) ru
+        JOIN qflow.steps st ON st.flow_id = x.flow_id AND st.idx = x.step_idx
+        WHERE ru.events HAVING count(*) > 0;
+    END IF;
+
+    SELECT * INTO v_adv FROM qflow.advance(v_runs, v_steps, v_flows);
+    o_tasks := v_adv.o_tasks;
+    o_queues := v_adv.o_queues;
+    o_finished := v_adv.o_finished;
+    o_outputs := v_adv.o_outputs;
+    -- Sequential runs: a skip may end the task that had the turn without
+    -- starting another.
+    PERFORM qflow.next_turn(array_agg(DISTINCT r.id))
+    FROM qflow.runs r WHERE r.id = ANY (v_runs) AND r.sequential AND r.status = 'started' HAVING count(*) > 0;
+END $$;
+
+-- skip_tasks records the tasks of conditional steps whose condition was
+-- false (settle: a NULL output): each such task still started becomes
+-- skipped, and so does its step (skip_steps; a conditional step is not a
+-- map step, so this is its only task). A NULL output of a step without a
+-- condition is no skip: settle completes it with JSON null, as ever.
+-- Returns what skip_steps returns.
+CREATE FUNCTION qflow.skip_tasks(p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
+                                 OUT o_tasks integer, OUT o_queues text[],
+                                 OUT o_finished uuid[], OUT o_outputs jsonb[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_r   uuid[];
+    v_s   smallint[];
+    v_sk  record;
+BEGIN
+    o_tasks := 0;
+    WITH u AS (
+        UPDATE qflow.step_tasks t SET status = 'skipped', error = NULL, finished_at = v_now, vt = v_now
+        FROM unnest(p_runs, p_steps, p_tasks, p_outputs) AS k(run_id, step_idx, task_index, output)
+        WHERE k.output IS NULL
+          AND t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
+          AND t.status = 'started'
+          AND EXISTS (SELECT 1 FROM qflow.steps st WHERE st.flow_id = t.flow_id AND st.idx = t.step_idx AND st.conditional)
+        RETURNING t.run_id, t.step_idx
+    )
+    SELECT array_agg(u.run_id ORDER BY u.run_id, u.step_idx), array_agg(u.step_idx ORDER BY u.run_id, u.step_idx)
+    INTO v_r, v_s FROM u;
+    IF v_r IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_sk FROM qflow.skip_steps(v_r, v_s, NULL);
+    o_tasks := v_sk.o_tasks;
+    o_queues := v_sk.o_queues;
+    o_finished := v_sk.o_finished;
+    o_outputs := v_sk.o_outputs;
+END $$;
+
+-- skip_failed skips optional step p_step of locked, started run p_run,
+-- whose task has just failed for good (fail_tasks): the step's other
+-- unfinished tasks are cancelled (workers running them learn it at their
+-- next heartbeat), the step is skipped with the task's error (skip_steps),
+-- and workers are woken for the tasks that start.
+CREATE FUNCTION qflow.skip_failed(p_run uuid, p_step smallint, p_error text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_sk record;
+BEGIN
+    UPDATE qflow.step_tasks SET status = 'cancelled', finished_at = now()
+    WHERE run_id = p_run AND step_idx = p_step AND finished_at IS NULL;
+    SELECT * INTO v_sk FROM qflow.skip_steps(ARRAY[p_run], ARRAY[p_step], ARRAY[p_error]);
+    PERFORM qflow.wake(v_sk.o_queues);
 END $$;
 
 -- Runs: start -------------------------------------------------------------------
@@ -893,11 +1073,14 @@ END $$;
 -- again and everything that completed is kept. Tasks that failed or were
 -- cancelled go back to queued with a fresh attempt budget (their completed
 -- siblings of a map step keep their outputs); their steps start again;
--- steps whose dependencies have all completed but that have no state yet
--- (never started) start; the others start as their dependencies complete,
--- as usual. The run keeps its flow version, counts the resume (resumes,
--- resumed_at) and publishes workflow_resumed, then step_started for each
--- step it restarts. p_opts: {"max_attempts": int (the resumed tasks' and
+-- steps whose dependencies have all completed (or been skipped) but that
+-- have no state yet (never started) start; the others start as their
+-- dependencies complete, as usual. Skipped steps stay skipped, like
+-- completed ones: a false condition, or an optional step's failure, was
+-- the run's decision, and dependents may have run on it (an optional
+-- step's failed task is not queued again). The run keeps its flow
+-- version, counts the resume (resumes, resumed_at) and publishes
+-- workflow_resumed, then step_started for each step it restarts. p_opts: {"max_attempts": int (the resumed tasks' and
 -- the run's attempts from now on; 0 or absent: keep the run's setting),
 -- "timeout_ms": int (a new deadline; absent: none, the old one is
 -- dropped)}. Errors: QF410 for an unknown run, QF409 for a run that is
@@ -944,7 +1127,7 @@ BEGIN
         resumes = resumes + 1, resumed_at = v_now, max_attempts = coalesce(v_max, max_attempts),
         deadline = now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
         remaining_steps = v_flow.step_count - (SELECT count(*) FROM qflow.step_states s
-                                               WHERE s.run_id = p_run AND s.status = 'completed')
+                                               WHERE s.run_id = p_run AND s.status IN ('completed', 'skipped'))
     WHERE id = p_run
     RETURNING * INTO v_run;
     IF v_events THEN
@@ -964,7 +1147,9 @@ BEGIN
         deadline = v_run.deadline
     FROM qflow.steps st
     WHERE t.run_id = p_run AND t.status IN ('failed', 'cancelled')
-      AND st.flow_id = t.flow_id AND st.idx = t.step_idx;
+      AND st.flow_id = t.flow_id AND st.idx = t.step_idx
+      AND NOT EXISTS (SELECT 1 FROM qflow.step_states s
+                      WHERE s.run_id = p_run AND s.step_idx = t.step_idx AND s.status = 'skipped');
     GET DIAGNOSTICS o_tasks = ROW_COUNT;
 
     WITH u AS (
@@ -994,7 +1179,8 @@ BEGIN
     WHERE st.flow_id = v_run.flow_id
       AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = p_run AND s.step_idx = st.idx)
       AND (SELECT count(*) FROM qflow.step_states s
-           WHERE s.run_id = p_run AND s.step_idx = ANY (st.deps) AND s.status = 'completed') = st.dep_count;
+           WHERE s.run_id = p_run AND s.step_idx = ANY (st.deps)
+             AND s.status IN ('completed', 'skipped')) = st.dep_count;
     IF v_ready IS NOT NULL THEN
         SELECT * INTO v_st FROM qflow.start_steps(array_fill(p_run, ARRAY[cardinality(v_ready)]), v_ready);
         o_steps := o_steps + cardinality(v_ready);
@@ -1022,8 +1208,9 @@ $$;
 -- fail_tasks records failed attempts. A task with attempts left (and an
 -- error not marked permanent) is queued again after the retry delay;
 -- otherwise the task and its step fail, and so does the run, which cancels
--- everything else in it. The error is stored on the task and the step.
--- A worker fails only its own attempts (p_worker NULL: the engine itself,
+-- everything else in it; or, when the step is optional, the task fails and
+-- the step is skipped (skip_failed), and the run goes on. The error is
+-- stored on the task and the step. A worker fails only its own attempts (p_worker NULL: the engine itself,
 -- for an expired lease). Returns the number of attempts recorded.
 CREATE FUNCTION qflow.fail_tasks(p_worker uuid, p_keys qflow.task_key[], p_errors text[], p_permanent boolean[])
 RETURNS integer LANGUAGE plpgsql AS $$
@@ -1036,15 +1223,19 @@ BEGIN
     PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
     FOR r IN SELECT t.run_id, t.step_idx, t.task_index, t.attempts, t.max_attempts, t.started_at,
                     x.err, coalesce(x.perm, false) AS perm, st.slug, st.base_delay_ms,
-                    ru.events AND v_events AS events, ru.flow_slug, ru.sequential
+                    ru.events AND v_events AS events, ru.flow_slug, ru.sequential, st.optional
              FROM unnest(p_keys, p_errors, p_permanent) AS x(run_id, step_idx, task_index, err, perm)
              JOIN qflow.runs ru ON ru.id = x.run_id AND ru.status = 'started'
              JOIN qflow.step_tasks t ON t.run_id = x.run_id AND t.step_idx = x.step_idx AND t.task_index = x.task_index
              JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
              WHERE t.status = 'started' AND (p_worker IS NULL OR t.worker_id = p_worker)
              ORDER BY t.run_id, t.step_idx, t.task_index LOOP
-        -- An earlier failure in this loop may have failed the run.
+        -- An earlier failure in this loop may have failed the run, or
+        -- skipped an optional step and cancelled its other tasks.
         CONTINUE WHEN NOT EXISTS (SELECT 1 FROM qflow.runs WHERE id = r.run_id AND status = 'started');
+        CONTINUE WHEN r.optional AND NOT EXISTS (SELECT 1 FROM qflow.step_tasks
+                                                 WHERE run_id = r.run_id AND step_idx = r.step_idx
+                                                   AND task_index = r.task_index AND status = 'started');
         v_n := v_n + 1;
         v_ms := (extract(epoch FROM clock_timestamp() - r.started_at) * 1000)::bigint;
         UPDATE qflow.step_states SET error = r.err WHERE run_id = r.run_id AND step_idx = r.step_idx;
@@ -1063,7 +1254,11 @@ BEGIN
                 PERFORM qflow.publish(ARRAY[qflow.ev('task_failed', r.run_id, r.flow_slug, r.slug, r.task_index, 'failed',
                                                      r.attempts, v_ms, r.err, false)]);
             END IF;
-            PERFORM qflow.fail_run(r.run_id, r.step_idx, r.err);
+            IF r.optional THEN
+                PERFORM qflow.skip_failed(r.run_id, r.step_idx, r.err);
+            ELSE
+                PERFORM qflow.fail_run(r.run_id, r.step_idx, r.err);
+            END IF;
         END IF;
     END LOOP;
     RETURN v_n;
@@ -1325,8 +1520,10 @@ END $$;
 -- completions (tasks still started become completed; a late or duplicate
 -- completion changes nothing), steps with no tasks left complete (a single
 -- step's output is its task's output, a map step's its tasks' outputs in
--- index order), the completion propagates to dependents and runs, and
--- failures go through fail_tasks. Returns the tasks created and their
+-- index order), the completion propagates to dependents and runs. A NULL
+-- output records a skip: the step's condition was false (skip_tasks).
+-- Failures go through fail_tasks (an optional step's last failure skips
+-- it). Returns the tasks created and their
 -- queues, and the runs completed with their outputs (see advance).
 CREATE FUNCTION qflow.finish_tasks(p_worker uuid,
                                    p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
@@ -1344,9 +1541,20 @@ DECLARE
     v_cf      integer[];
     v_sequential uuid[];
     v_adv     record;
+    v_skip    record;
 BEGIN
     o_tasks := 0;
     IF cardinality(p_runs) > 0 THEN
+        -- Skips first: the skipped tasks are no longer started, so the
+        -- completions below leave them alone.
+        IF array_position(p_outputs, NULL) IS NOT NULL THEN
+            v_skip := qflow.skip_tasks(p_runs, p_steps, p_tasks, p_outputs);
+            o_tasks := v_skip.o_tasks;
+            o_queues := v_skip.o_queues;
+            o_fin := v_skip.o_finished;
+            o_out := v_skip.o_outputs;
+        END IF;
+
         WITH u AS (
             UPDATE qflow.step_tasks t
             SET status = 'completed', output = coalesce(k.output, 'null'::jsonb), error = NULL,
@@ -1410,10 +1618,10 @@ BEGIN
 
         IF v_cr IS NOT NULL THEN
             SELECT * INTO v_adv FROM qflow.advance(v_cr, v_cs, v_cf);
-            o_tasks := v_adv.o_tasks;
-            o_queues := v_adv.o_queues;
-            o_fin := v_adv.o_finished;
-            o_out := v_adv.o_outputs;
+            o_tasks := o_tasks + v_adv.o_tasks;
+            o_queues := o_queues || v_adv.o_queues;
+            o_fin := o_fin || v_adv.o_finished;
+            o_out := o_out || v_adv.o_outputs;
         END IF;
         -- Sequential runs: the next task takes its turn.
         SELECT array_agg(DISTINCT d.run_id) INTO v_sequential FROM unnest(v_done) d WHERE d.sequential;

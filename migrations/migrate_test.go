@@ -136,6 +136,15 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if stale, err := migrations.Stale(ctx, noPrio.Pool); err != nil || !stale {
 		t.Fatalf("runs without priority: stale=%v, %v; want stale", stale, err)
 	}
+	// Nor one from before conditional and optional steps (its settle
+	// completed a NULL output, where it now records a skip).
+	noSkip := pgtest.New(t)
+	if _, err := noSkip.Pool.Exec(ctx, `ALTER TABLE qflow.steps DROP COLUMN absent_ok CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, noSkip.Pool); err != nil || !stale {
+		t.Fatalf("steps without absent_ok: stale=%v, %v; want stale", stale, err)
+	}
 	// Nor one from earlier in this build's making (no claim_runs).
 	oldClaim := pgtest.New(t)
 	if _, err := oldClaim.Pool.Exec(ctx, `DROP FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)`); err != nil {

@@ -110,6 +110,12 @@ const (
 	StatusCompleted = "completed"
 	StatusFailed    = "failed"
 	StatusCancelled = "cancelled"
+	// StatusSkipped is a step's or a task's, never a run's: the step's
+	// condition was false (StepDef.When), a dependency it does not take
+	// the skip of was skipped, or it is an optional step that failed
+	// (StepDef.Optional; its Error says why). A skipped step has no output;
+	// a run whose steps completed or were skipped completes.
+	StatusSkipped = "skipped"
 )
 
 // StartOptions tune one run. A nil *StartOptions means all defaults.

@@ -62,6 +62,27 @@
 // queued task of another run has a higher claim priority. Priorities never
 // preempt a running task.
 //
+// # Conditional and optional steps
+//
+// A step with a condition (StepDef.When; the annotation when=FUNC) is
+// skipped when the condition returns false: the condition is Go code, so
+// the worker that claimed the step's task calls it on the task's input
+// before the handler, and settles the task as skipped, without output
+// (the handler never runs; an error from the condition fails the attempt
+// like a handler's). An optional step (StepDef.Optional; the annotation
+// optional) that fails after its retries is skipped instead of failing the
+// run, its error kept on the step and its failed task; an optional map
+// step's other tasks are cancelled. In the same transaction the engine
+// skips, set-based, every dependent that does not take the skip
+// (StepDef.AcceptsSkipped; in generated code, a pointer parameter), and so
+// on down the graph; a dependent that takes it starts once its other
+// dependencies are done, with no key for the skipped step in its input
+// (a nil pointer). A map step cannot take a skip. A skipped step counts as
+// finished: a run whose steps all completed or were skipped completes, its
+// output holding its completed leaf steps only. Run views show skipped
+// steps and their tasks with StatusSkipped, events carry step_skipped
+// (package notify), and a resume keeps skipped steps skipped.
+//
 // # Resuming runs
 //
 // A failed or cancelled run is final until Client.ResumeRun resumes it
@@ -70,7 +91,8 @@
 // budget, their steps start again, and steps that never started start as
 // their dependencies complete. Completed tasks keep their outputs (a map
 // step keeps its completed elements), so only what did not complete runs
-// again. The run keeps its flow version and input, counts the resume
+// again; skipped steps stay skipped (an optional step's failed task is not
+// queued again: dependents may have run without it). The run keeps its flow version and input, counts the resume
 // (Run.Resumes) and publishes workflow_resumed. ResumeOptions.Flow guards
 // against resuming with code whose shape changed in the part to re-run.
 //

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 )
 
 // FlowBuilder builds a flow definition at run time (a dynamic flow). It is
@@ -51,6 +52,22 @@ func (b *FlowBuilder) Build() (FlowDef, error) {
 		return FlowDef{}, err
 	}
 	return b.def, nil
+}
+
+// WhenFunc adapts a typed function to a Condition (StepDef.When), as
+// HandlerFunc does handlers: the task input is decoded into In (an input
+// that does not decode fails the attempt permanently). The input holds the
+// flow input under "run" (when the step takes it) and each dependency's
+// output under its slug, without the dependencies that were skipped (the
+// step's AcceptsSkipped): decode those into pointers, nil when skipped.
+func WhenFunc[In any](fn func(ctx context.Context, in In) (bool, error)) Condition {
+	return func(ctx context.Context, input json.RawMessage) (bool, error) {
+		var in In
+		if err := json.Unmarshal(input, &in); err != nil {
+			return false, Permanent(fmt.Errorf("decode input: %w", err))
+		}
+		return fn(ctx, in)
+	}
 }
 
 // HandlerFunc adapts a typed function to a Handler: the task input is

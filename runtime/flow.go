@@ -15,6 +15,10 @@ type (
 	// flowdef.FlowDef. Generated code and dynamic flows both register
 	// their flows as a FlowDef.
 	FlowDef = flowdef.FlowDef
+	// Condition decides whether a conditional step runs (StepDef.When): a
+	// worker calls it with the task's input before the handler, and a
+	// false result skips the step. See flowdef.Condition and WhenFunc.
+	Condition = flowdef.Condition
 )
 
 // Defaults applied when neither a step nor its flow sets an option (see

@@ -18,9 +18,11 @@ type Run struct {
 	FlowVersion int             `json:"flow_version"`
 	Status      string          `json:"status"`
 	Input       json.RawMessage `json:"input"`
-	Output      json.RawMessage `json:"output,omitempty"`
-	Error       string          `json:"error,omitempty"`
-	FailedStep  string          `json:"failed_step,omitempty"`
+	// Output, once the run completed, holds its completed leaf steps'
+	// outputs by slug (a skipped leaf has no key).
+	Output     json.RawMessage `json:"output,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	FailedStep string          `json:"failed_step,omitempty"`
 	// Key is the run's idempotency key (StartOptions.Key), "" for none.
 	Key string `json:"key,omitempty"`
 	// Resumes counts the times ResumeRun resumed the run; ResumedAt is the
@@ -37,7 +39,10 @@ type Run struct {
 	Steps    []StepState `json:"steps,omitempty"`
 }
 
-// StepState is one step of a run.
+// StepState is one step of a run. A skipped step (Status StatusSkipped) has
+// no output: its one task is skipped when its condition was false, its
+// tasks failed or were cancelled (and Error set) when it is an optional step
+// that failed, and it has no task when it was skipped with a dependency.
 type StepState struct {
 	Step       string          `json:"step"`
 	Status     string          `json:"status"`

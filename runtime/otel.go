@@ -32,6 +32,7 @@ const (
 	attrRunCount  = attribute.Key("qflow.run.count")
 	attrRunStatus = attribute.Key("qflow.run.status")
 	attrPermanent = attribute.Key("qflow.task.permanent")
+	attrSkipped   = attribute.Key("qflow.task.skipped")
 	attrSource    = attribute.Key("qflow.source")
 )
 
@@ -126,11 +127,13 @@ func newWorkerMetrics(m metric.Meter) (*workerMetrics, error) {
 	}
 	if wm.failed, err = m.Int64Counter("qflow.task.failed", metric.WithUnit("{task}"),
 		metric.WithDescription("Task attempts whose handler failed (retried or not), timed out or panicked. "+
-			"Attempts stopped by the engine (qflow.task.lease_expiries) or by shutdown count as neither completed nor failed.")); err != nil {
+			"Attempts stopped by the engine (qflow.task.lease_expiries) or by shutdown, and attempts whose step's condition "+
+			"was false (skipped), count as neither completed nor failed.")); err != nil {
 		return nil, err
 	}
 	if wm.duration, err = m.Float64Histogram("qflow.task.duration", metric.WithUnit("s"),
-		metric.WithDescription("Duration of task attempts' handlers."),
+		metric.WithDescription("Duration of task attempts' handlers (qflow.task.outcome completed or failed), and of "+
+			"conditions that skipped their step (outcome skipped)."),
 		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)); err != nil {
 		return nil, err
 	}
@@ -151,7 +154,7 @@ func newWorkerMetrics(m metric.Meter) (*workerMetrics, error) {
 // stepMetrics are a step's metric attributes, made once per step so that
 // recording a task allocates nothing.
 type stepMetrics struct {
-	attrs, ok, fail metric.MeasurementOption
+	attrs, ok, fail, skip metric.MeasurementOption
 }
 
 func newStepMetrics(flow, step string) stepMetrics {
@@ -160,6 +163,7 @@ func newStepMetrics(flow, step string) stepMetrics {
 		attrs: metric.WithAttributeSet(attribute.NewSet(base...)),
 		ok:    metric.WithAttributeSet(attribute.NewSet(append(base, attribute.String("qflow.task.outcome", "completed"))...)),
 		fail:  metric.WithAttributeSet(attribute.NewSet(append(base, attribute.String("qflow.task.outcome", "failed"))...)),
+		skip:  metric.WithAttributeSet(attribute.NewSet(append(base, attribute.String("qflow.task.outcome", "skipped"))...)),
 	}
 }
 

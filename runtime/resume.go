@@ -20,7 +20,8 @@ import (
 // cancelled get a fresh attempt budget (the completed elements of a map
 // step keep their outputs), their steps start again, and steps that never
 // started start as their dependencies complete. Every completed task's
-// output is reused. The run keeps its flow version and input, counts the
+// output is reused, and skipped steps stay skipped (a false condition, or
+// an optional step that failed: dependents may have run without them). The run keeps its flow version and input, counts the
 // resume (Run.Resumes) and publishes workflow_resumed; WaitRun then waits
 // for its new outcome. A crash before the commit changes nothing.
 //
@@ -109,9 +110,10 @@ func checkResumeShape(ctx context.Context, tx pgx.Tx, id uuid.UUID, def FlowDef)
 }
 
 // resumeDiff lists how def differs from stored in the part a resume
-// re-runs: the steps in open (those that did not complete) and all their
-// dependencies, transitively, must be defined the same (dependencies, map
-// and input flags, effective options), and the open steps must have the
+// re-runs: the steps in open (those that neither completed nor were
+// skipped) and all their dependencies, transitively, must be defined the
+// same (dependencies, map and input flags, effective options, condition,
+// optional flag and the skips they take), and the open steps must have the
 // same dependents. Empty when they agree.
 func resumeDiff(stored, def FlowDef, open []string) []string {
 	get := func(f FlowDef, slug string) (StepDef, bool) {
@@ -171,6 +173,15 @@ func resumeDiff(stored, def FlowDef, open []string) []string {
 		if w, g := stored.Effective(want), def.Effective(got); w != g {
 			diffs = append(diffs, fmt.Sprintf("step %q options %+v, were %+v", want.Slug, g, w))
 		}
+		if w, g := want.When != nil, got.When != nil; w != g {
+			diffs = append(diffs, fmt.Sprintf("step %q has a condition=%v, was %v", want.Slug, g, w))
+		}
+		if want.Optional != got.Optional {
+			diffs = append(diffs, fmt.Sprintf("step %q optional=%v, was %v", want.Slug, got.Optional, want.Optional))
+		}
+		if w, g := sorted(want.AcceptsSkipped), sorted(got.AcceptsSkipped); !slices.Equal(w, g) {
+			diffs = append(diffs, fmt.Sprintf("step %q accepts the skip of %v, accepted %v", want.Slug, g, w))
+		}
 		if slices.Contains(open, want.Slug) {
 			if w, g := dependents(stored, want.Slug), dependents(def, want.Slug); !slices.Equal(w, g) {
 				diffs = append(diffs, fmt.Sprintf("step %q feeds %v, fed %v", want.Slug, g, w))
@@ -178,4 +189,11 @@ func resumeDiff(stored, def FlowDef, open []string) []string {
 		}
 	}
 	return diffs
+}
+
+// sorted returns a sorted copy of s.
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
 }

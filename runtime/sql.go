@@ -41,11 +41,12 @@ const (
 		FROM qflow.runs r JOIN qflow.flows f ON f.id = r.flow_id
 		WHERE r.id = $1::uuid FOR NO KEY UPDATE OF r`
 
-	// sqlOpenSteps lists the slugs of a run's steps that did not complete.
+	// sqlOpenSteps lists the slugs of a run's steps that neither completed
+	// nor were skipped (a resume keeps both).
 	sqlOpenSteps = `SELECT coalesce(array_agg(st.slug ORDER BY st.idx), '{}')
 		FROM qflow.runs r JOIN qflow.steps st ON st.flow_id = r.flow_id
 		LEFT JOIN qflow.step_states ss ON ss.run_id = r.id AND ss.step_idx = st.idx
-		WHERE r.id = $1::uuid AND ss.status IS DISTINCT FROM 'completed'`
+		WHERE r.id = $1::uuid AND coalesce(ss.status, '') NOT IN ('completed', 'skipped')`
 
 	sqlResumeRun = `SELECT o_steps, o_tasks FROM qflow.resume_run($1::uuid, $2::jsonb)`
 

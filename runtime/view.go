@@ -142,14 +142,14 @@ func (r *Run) Info() RunInfo {
 // one).
 type StepInfo struct {
 	Step        string // step slug
-	Status      string // StatusCreated, StatusStarted, StatusCompleted, StatusFailed or StatusCancelled
+	Status      string // StatusCreated, StatusStarted, StatusCompleted, StatusFailed, StatusCancelled or StatusSkipped
 	TaskCount   int    // the step's tasks; 0 until it starts
 	TasksDone   int    // of which completed
 	TasksFailed int    // of which failed
 	// Attempts is the number of attempts made over all the step's tasks,
 	// first ones included (so Attempts > TaskCount means retries).
 	Attempts   int
-	Error      string // the step's error, when it failed
+	Error      string // the step's error, when it failed (or, skipped, when it is an optional step that failed)
 	StartedAt  *time.Time
 	FinishedAt *time.Time
 	// Tasks is each task's state, with its JSON output.
@@ -158,7 +158,8 @@ type StepInfo struct {
 
 // StepView is one step of a run with its output decoded into T, the step
 // function's result type ([]T for a map step returning T). Output is T's
-// zero value until the step completes.
+// zero value until the step completes, and stays zero when the step is
+// skipped (Status is then StatusSkipped).
 type StepView[T any] struct {
 	StepInfo
 	Output T

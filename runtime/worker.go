@@ -102,6 +102,7 @@ type workerFlow struct {
 type flowStep struct {
 	slug       string
 	timeout    time.Duration
+	when       Condition // the step's condition (StepDef.When), nil for none
 	takesInput bool
 	// next is the step a slot may run in process right after this one
 	// (see WorkerOptions.ChainWindow), -1 for none.
@@ -137,6 +138,7 @@ type result struct {
 	output    json.RawMessage
 	err       error
 	permanent bool
+	skip      bool // the step's condition was false: settled with a NULL output
 	took      time.Duration
 	cut       bool // the handler was running when the task's context ended
 	// promote: no result; the inline task is still running and is to
@@ -363,7 +365,8 @@ release:
 }
 
 // defineFlow stores f's definition and loads what the worker needs of it:
-// its id, queue, and each step's slug and timeout by index.
+// its id, queue, and each step's slug and timeout by index, with the
+// step's condition from f's definition.
 func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	id, err := defineFlow(ctx, w.pool, f.def, f.def.ShapeHash())
 	if err != nil {
@@ -374,6 +377,12 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 	}
 	defer rows.Close()
+	when := map[string]Condition{}
+	optional := map[string]bool{}
+	for _, s := range f.def.Steps {
+		when[s.Slug] = s.When
+		optional[s.Slug] = s.Optional
+	}
 	f.steps = f.steps[:0]
 	var single, delayed []bool
 	var deps, dependents [][]int16
@@ -388,6 +397,7 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		single, delayed = append(single, one), append(delayed, delay)
 		deps, dependents = append(deps, dep), append(dependents, dependent)
 		s.timeout = time.Duration(ms) * time.Millisecond
+		s.when = when[s.slug]
 		if w.met != nil {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
 		}
@@ -398,16 +408,17 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 	}
 	// A step's next in a chain: its first dependent that is a single step
-	// with no start delay and no other dependency, when no dependent is a
-	// map step (whose start can fail the run: then no dependent may have
-	// run).
+	// with no start delay, no condition, not optional and no other
+	// dependency, when no dependent is a map step (whose start can fail the
+	// run: then no dependent may have run).
 	for i := range f.steps {
 		f.steps[i].next = -1
 		if !single[i] || slices.ContainsFunc(dependents[i], func(d int16) bool { return !single[d] }) {
 			continue
 		}
 		for _, d := range dependents[i] {
-			if int(d) < len(f.steps) && single[d] && !delayed[d] && len(deps[d]) == 1 && int(deps[d][0]) == i {
+			if int(d) < len(f.steps) && single[d] && !delayed[d] && len(deps[d]) == 1 && int(deps[d][0]) == i &&
+				f.steps[d].when == nil && !optional[f.steps[d].slug] {
 				f.steps[i].next = d
 				break
 			}

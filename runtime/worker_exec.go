@@ -205,7 +205,7 @@ func (w *Worker) promote(ctx context.Context, chain []*result, nh *held) bool {
 const maxChain = 32
 
 // next returns the task a slot runs in process after res, or nil: the
-// next step of res's step (flowStep.next) when res succeeded, within the
+// next step of res's step (flowStep.next) when res succeeded (not skipped), within the
 // chain window counted from began, in a run that is neither sequential nor
 // past its deadline, while the worker is not stopping and has no
 // prioritized tasks, and when the step's input can be built here (a step
@@ -213,7 +213,7 @@ const maxChain = 32
 func (w *Worker) next(ctx context.Context, res *result, began time.Time, n int) *held {
 	h := res.h
 	step := &h.flow.steps[h.key.StepIdx]
-	if res.err != nil || step.next < 0 || ctx.Err() != nil || n >= maxChain || w.opts.ChainWindow < 0 ||
+	if res.err != nil || res.skip || step.next < 0 || ctx.Err() != nil || n >= maxChain || w.opts.ChainWindow < 0 ||
 		h.sequential || time.Since(began) >= w.opts.ChainWindow || w.stopping.Load() {
 		return nil
 	}
@@ -281,6 +281,7 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 	type outcome struct {
 		output json.RawMessage
 		err    error
+		skip   bool
 	}
 	done := make(chan outcome, 1)
 	go func() {
@@ -291,6 +292,17 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 			}
 			done <- o
 		}()
+		if step.when != nil {
+			run, err := step.when(tctx, t.Input)
+			if err != nil {
+				o.err = fmt.Errorf("condition of step %q: %w", t.Step, err)
+				return
+			}
+			if !run {
+				o.skip = true
+				return
+			}
+		}
 		o.output, o.err = h.flow.handlers[t.Step](tctx, t)
 	}()
 	var o outcome
@@ -318,18 +330,20 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 			waiting = false
 		}
 	}
-	res := &result{h: h, output: o.output, err: o.err, took: time.Since(began), cut: ctx.Err() != nil}
+	res := &result{h: h, output: o.output, err: o.err, skip: o.skip && o.err == nil, took: time.Since(began), cut: ctx.Err() != nil}
 	if cause := context.Cause(tctx); tctx.Err() != nil && ctx.Err() == nil {
 		// The step's deadline passed: the attempt timed out, whatever the handler returned.
 		if res.err == nil || !errors.Is(res.err, cause) {
-			res.err = cause
+			res.err, res.skip = cause, false
 		}
 	} else if ctx.Err() != nil && res.err == nil {
-		res.err = context.Cause(ctx)
+		res.err, res.skip = context.Cause(ctx), false
 	}
 	tcancel()
 	if res.err != nil {
 		res.permanent = IsPermanent(res.err)
+	} else if res.skip {
+		res.output = nil // a skip is settled as a NULL output (qflow.skip_tasks)
 	} else if len(res.output) == 0 {
 		res.output = json.RawMessage("null")
 	} else if !json.Valid(res.output) {
@@ -343,11 +357,16 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 		if res.permanent {
 			span.SetAttributes(attrPermanent.Bool(true))
 		}
+		if res.skip {
+			span.SetAttributes(attrSkipped.Bool(true))
+		}
 		endSpan(span, res.err)
 	}
 	cause := context.Cause(ctx)
 	if w.met != nil && !errors.Is(cause, errCancelledByEngine) && !errors.Is(cause, errShuttingDown) {
-		if res.err == nil {
+		if res.skip {
+			w.met.duration.Record(ctx, res.took.Seconds(), step.met.skip)
+		} else if res.err == nil {
 			w.met.completed.Add(ctx, 1, step.met.attrs)
 			w.met.duration.Record(ctx, res.took.Seconds(), step.met.ok)
 		} else {

@@ -187,7 +187,7 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 		}
 		if r.err == nil {
 			okKeys = append(okKeys, r.h.key)
-			outputs = append(outputs, r.output)
+			outputs = append(outputs, r.output) // nil for a skip: NULL
 		} else {
 			failKeys = append(failKeys, r.h.key)
 			errs = append(errs, errorText(r.err))
@@ -237,7 +237,9 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 		if r.promote {
 			continue
 		}
-		if r.err == nil {
+		if r.skip {
+			w.log.Info("qflow task skipped: its step's condition was false", "type", "task_skipped", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
+		} else if r.err == nil {
 			w.log.Info("qflow task completed", "type", "task_completed", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
 		} else {
 			w.log.Warn("qflow task failed", "type", "task_failed", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds(), "permanent", r.permanent, "error", r.err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"slices"
 	"strings"
 	"text/template"
 )
@@ -30,15 +31,46 @@ type Step struct {
 	Map        bool     // runs once per element
 	TakesInput bool     // receives the flow input (for a map step without dependencies: maps over it)
 	Options    string   // human-readable option overrides, "" when none
+	// When, Optional and AcceptsSkipped are the step's flowdef.StepDef
+	// fields (When: it has a condition).
+	When           bool
+	Optional       bool
+	AcceptsSkipped []string
 }
 
+// label is a step's node text: its slug, then what kind of step it is
+// ("parse (map)", "notify (when, optional)").
+func label(s Step) string {
+	var notes []string
+	if s.Map {
+		notes = append(notes, "map")
+	}
+	if s.When {
+		notes = append(notes, "when")
+	}
+	if s.Optional {
+		notes = append(notes, "optional")
+	}
+	if len(notes) == 0 {
+		return s.Slug
+	}
+	return s.Slug + " (" + strings.Join(notes, ", ") + ")"
+}
+
+// takesSkip reports whether s runs even when dependency dep is skipped.
+func takesSkip(s Step, dep string) bool { return slices.Contains(s.AcceptsSkipped, dep) }
+
 var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
-	"sql": sqlString,
+	"sql":       sqlString,
+	"label":     label,
+	"takesSkip": takesSkip,
 }).ParseFS(FS, "*.tmpl"))
 
 // Mermaid renders a Mermaid flowchart of f: one node per step (map steps
-// drawn as subroutines), an edge per dependency, and dotted edges from the
-// flow input to the steps that take it.
+// drawn as subroutines, conditional and optional steps marked "when" and
+// "optional"), an edge per dependency ("or skipped" when the step runs
+// even if the dependency is skipped), and dotted edges from the flow
+// input to the steps that take it.
 func Mermaid(f Flow) (string, error) { return render("flow.mmd.tmpl", f) }
 
 // SQL renders a migration that registers f's shape by calling

@@ -54,7 +54,9 @@ var cmdFlowsShow = &command{
 	short: "print a flow's steps, their options and its Mermaid diagram",
 	long: `
 Flows show prints the newest version of a flow (or --version N): each step
-with its kind, dependencies, whether it takes the flow input, and its
+with its kind (single or map, and "when" for a conditional step, "optional"
+for an optional one), dependencies (a "?" marks one whose skip the step
+takes: it runs without it), whether it takes the flow input, and its
 effective options (attempts, backoff, timeout, start delay, after inheriting
 from the flow and the defaults), then the flow's Mermaid diagram.`,
 	flags: func(fs *flag.FlagSet) {
@@ -118,14 +120,8 @@ from the flow and the defaults), then the flow's Mermaid diagram.`,
 		tw := e.table("STEP", "KIND", "DEPENDS ON", "INPUT", "ATTEMPTS", "BACKOFF", "TIMEOUT", "DELAY")
 		for _, s := range def.Steps {
 			o := flowview.Effective(def, s)
-			kind := "single"
-			if s.Map {
-				kind = "map"
-			}
-			deps := strings.Join(s.DependsOn, ",")
-			if deps == "" {
-				deps = "-"
-			}
+			kind := flowview.Kind(s)
+			deps := flowview.DependsOn(s)
 			input := "-"
 			if s.TakesInput || (s.Map && len(s.DependsOn) == 0) {
 				input = "yes"

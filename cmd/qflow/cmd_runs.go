@@ -142,7 +142,9 @@ var cmdRunsShow = &command{
 	long: `
 Runs show prints a run: its flow and version, status, duration, input,
 error and output, then each step in dependency order with its status,
-tasks done, attempts, duration, and its error or output. Map steps list
+tasks done, attempts, duration, and its error or output; for a skipped step,
+why (its condition was false, it was skipped with a dependency, or it is an
+optional step that failed, with its error). Map steps list
 their tasks below them, unfinished and failed ones first, up to --tasks.
 Values are printed as compact JSON cut to --max-output bytes; --json prints
 the run in full.`,
@@ -244,7 +246,11 @@ func printRun(w io.Writer, r *runtime.Run, def *runtime.FlowDef, maxOut, maxTask
 			if sd, ok := flowview.Span(s.StartedAt, s.FinishedAt, now); ok {
 				dur = flowview.Duration(sd)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, s.Status, tasks, attempts, dur, detail(s.Status, s.Error, s.Output, sd.DependsOn, maxOut))
+			det := detail(s.Status, s.Error, s.Output, sd.DependsOn, maxOut)
+			if why := flowview.SkipReason(sd, steps); why != "" {
+				det = strings.TrimSuffix(why+": "+det, ": ")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, s.Status, tasks, attempts, dur, det)
 			if sd.Map {
 				shown := pickTasks(s.Tasks, maxTasks)
 				for i, t := range shown {

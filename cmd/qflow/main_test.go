@@ -38,9 +38,10 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"seed":  seed,
-			"sql":   sqlCmd,
-			"sleep": sleepCmd,
+			"seed":       seed,
+			"seed-skips": seedSkips,
+			"sql":        sqlCmd,
+			"sleep":      sleepCmd,
 		},
 	})
 }
@@ -103,6 +104,51 @@ func seed(ts *testscript.TestScript, neg bool, args []string) {
 	h, err := client.StartFlow(ctx, slow, map[string]string{"note": "<b>not bold</b>"}, nil)
 	ts.Check(err)
 	ts.Setenv("OPEN_RUN", h.ID.String())
+}
+
+// seedSkips runs flow "triage" once to completion: classify, then
+// quarantine (its condition is false: skipped), alert (skipped with
+// quarantine), enrich (optional, fails: skipped with its error) and report
+// (takes both skips: completed). It sets $SKIP_RUN to the run's id.
+func seedSkips(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) > 0 {
+		ts.Fatalf("usage: seed-skips")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, ts.Getenv("DATABASE_URL"))
+	ts.Check(err)
+	defer pool.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	client := runtime.NewClient(pool, &runtime.ClientOptions{Logger: quiet})
+	defer client.Close()
+	def, err := runtime.NewFlow("triage").
+		Step("classify", runtime.StepDef{TakesInput: true}).
+		Step("quarantine", runtime.StepDef{DependsOn: []string{"classify"},
+			When: func(context.Context, json.RawMessage) (bool, error) { return false, nil }}).
+		Step("alert", runtime.StepDef{DependsOn: []string{"quarantine"}}).
+		Step("enrich", runtime.StepDef{DependsOn: []string{"classify"}, Optional: true,
+			Options: runtime.StepOptions{Retries: runtime.NoRetries}}).
+		Step("report", runtime.StepDef{DependsOn: []string{"classify", "quarantine", "enrich"},
+			AcceptsSkipped: []string{"quarantine", "enrich"}}).
+		Build()
+	ts.Check(err)
+	ok := func(context.Context, *runtime.Task) (json.RawMessage, error) { return json.RawMessage(`"ok"`), nil }
+	w := runtime.NewWorker(pool, &runtime.WorkerOptions{Logger: quiet, PollInterval: 50 * time.Millisecond})
+	ts.Check(w.Register(def, map[string]runtime.Handler{"classify": ok, "quarantine": ok, "alert": ok, "report": ok,
+		"enrich": func(context.Context, *runtime.Task) (json.RawMessage, error) {
+			return nil, errors.New("enrichment service down")
+		}}))
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	h, err := client.StartFlow(ctx, def, "mail", nil)
+	ts.Check(err)
+	_, err = h.Wait(ctx)
+	stop()
+	ts.Check(<-done)
+	ts.Check(err)
+	ts.Setenv("SKIP_RUN", h.ID.String())
 }
 
 // ReportFlow is the dynamic flow the scripts use: fetch passes the flow

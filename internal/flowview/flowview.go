@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -56,12 +57,70 @@ func Overrides(s runtime.StepDef) string {
 	return strings.Join(parts, " ")
 }
 
+// Kind names what kind of step s is: "single" or "map", followed by
+// ", when" for a conditional step and ", optional" for an optional one.
+func Kind(s runtime.StepDef) string {
+	k := "single"
+	if s.Map {
+		k = "map"
+	}
+	if s.When != nil {
+		k += ", when"
+	}
+	if s.Optional {
+		k += ", optional"
+	}
+	return k
+}
+
+// DependsOn lists s's dependencies, comma-separated, those whose skip it
+// takes followed by "?" ("classify,quarantine?"); "-" for none.
+func DependsOn(s runtime.StepDef) string {
+	if len(s.DependsOn) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(s.DependsOn))
+	for i, d := range s.DependsOn {
+		parts[i] = d
+		if slices.Contains(s.AcceptsSkipped, d) {
+			parts[i] += "?"
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// SkipReason says why step sd of a run was skipped, given the run's step
+// states by slug: "its condition was false", "skipped with <dependency>",
+// or, for an optional step that failed, "optional step failed" (its error
+// is on the step). "" when the step is not skipped.
+func SkipReason(sd runtime.StepDef, states map[string]runtime.StepState) string {
+	st := states[sd.Slug]
+	if st.Status != runtime.StatusSkipped {
+		return ""
+	}
+	if st.Error != "" {
+		return "optional step failed"
+	}
+	for _, t := range st.Tasks {
+		if t.Status == runtime.StatusSkipped {
+			return "its condition was false"
+		}
+	}
+	for _, d := range sd.DependsOn {
+		if states[d].Status == runtime.StatusSkipped && !slices.Contains(sd.AcceptsSkipped, d) {
+			return "skipped with " + d
+		}
+	}
+	return "skipped"
+}
+
 // Mermaid renders def as a Mermaid flowchart, the same diagram qflowgen
 // writes with -mermaid.
 func Mermaid(def *runtime.FlowDef) (string, error) {
 	f := templates.Flow{Slug: def.Slug, ShapeHash: def.ShapeHash()}
 	for _, s := range def.Steps {
-		f.Steps = append(f.Steps, templates.Step{Slug: s.Slug, DependsOn: s.DependsOn, Map: s.Map, TakesInput: s.TakesInput, Options: Overrides(s)})
+		f.Steps = append(f.Steps, templates.Step{Slug: s.Slug, DependsOn: s.DependsOn, Map: s.Map, TakesInput: s.TakesInput, Options: Overrides(s),
+			When: s.When != nil, Optional: s.Optional, AcceptsSkipped: s.AcceptsSkipped})
 	}
 	return templates.Mermaid(f)
 }

@@ -1,6 +1,7 @@
 package flowview
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -72,5 +73,39 @@ func TestDuration(t *testing.T) {
 		if got := Duration(d); got != want {
 			t.Errorf("Duration(%v) = %q; want %q", d, got, want)
 		}
+	}
+}
+
+// TestSkips: kinds mark conditional and optional steps, dependency lists
+// mark the skips a step takes, and SkipReason tells the three ways a step
+// is skipped apart.
+func TestSkips(t *testing.T) {
+	cond := func(context.Context, json.RawMessage) (bool, error) { return false, nil }
+	a := runtime.StepDef{Slug: "a", When: cond}
+	b := runtime.StepDef{Slug: "b", DependsOn: []string{"a"}}
+	c := runtime.StepDef{Slug: "c", Map: true, Optional: true}
+	d := runtime.StepDef{Slug: "d", DependsOn: []string{"a", "c"}, AcceptsSkipped: []string{"c"}}
+	for _, tc := range []struct {
+		s          runtime.StepDef
+		kind, deps string
+	}{{a, "single, when", "-"}, {b, "single", "a"}, {c, "map, optional", "-"}, {d, "single", "a,c?"}} {
+		if k, ds := Kind(tc.s), DependsOn(tc.s); k != tc.kind || ds != tc.deps {
+			t.Errorf("%s: kind %q deps %q; want %q, %q", tc.s.Slug, k, ds, tc.kind, tc.deps)
+		}
+	}
+	states := map[string]runtime.StepState{
+		"a": {Step: "a", Status: runtime.StatusSkipped, Tasks: []runtime.TaskState{{Status: runtime.StatusSkipped}}},
+		"b": {Step: "b", Status: runtime.StatusSkipped},
+		"c": {Step: "c", Status: runtime.StatusSkipped, Error: "boom"},
+		"d": {Step: "d", Status: runtime.StatusSkipped},
+	}
+	for s, want := range map[*runtime.StepDef]string{&a: "its condition was false", &b: "skipped with a", &c: "optional step failed", &d: "skipped with a"} {
+		if got := SkipReason(*s, states); got != want {
+			t.Errorf("SkipReason(%s) = %q; want %q", s.Slug, got, want)
+		}
+	}
+	states["b"] = runtime.StepState{Step: "b", Status: runtime.StatusCompleted}
+	if got := SkipReason(b, states); got != "" {
+		t.Errorf("SkipReason of a completed step = %q", got)
 	}
 }

@@ -14,7 +14,7 @@ import (
 // Event is one transition of a composed run, as published by the engine
 // on runtime.EventsChannel, with the step slug mapped back to its task.
 type Event struct {
-	Type       string    `json:"type"` // workflow_started, step_started, task_started, task_completed, task_failed, step_completed, step_failed, workflow_completed, workflow_failed, workflow_cancelled
+	Type       string    `json:"type"` // workflow_started, step_started, task_started, task_completed, task_failed, step_completed, step_failed, step_skipped, workflow_completed, workflow_failed, workflow_cancelled
 	RunID      uuid.UUID `json:"run_id"`
 	Flow       string    `json:"flow"`
 	Step       string    `json:"step,omitempty"`

@@ -20,7 +20,12 @@
 //	task_failed         an attempt failed; will_retry says whether it is queued again
 //	step_completed      every task of a step completed (an empty map completes at once)
 //	step_failed         a task ran out of attempts (or failed permanently)
-//	workflow_completed  every step completed
+//	step_skipped        a step was skipped: its condition was false (after its task_started;
+//	                    no task_completed follows), a dependency whose skip it does not take
+//	                    was skipped (it never started), or it is an optional step that failed
+//	                    (after its last task_failed; error holds the failure). Its dependents'
+//	                    step_skipped follow in the same transaction
+//	workflow_completed  every step completed or was skipped
 //	workflow_failed     a step failed; follows its step_failed
 //	workflow_cancelled  the run was cancelled (CancelRun or its timeout)
 //	workflow_resumed    a failed or cancelled run was resumed (ResumeRun); step_started
@@ -30,7 +35,11 @@
 // workflow_cancelled, last; a resumed run starts again with
 // workflow_resumed and publishes one more terminal event when it ends
 // again. Steps and tasks that a failure or cancellation cancels publish
-// nothing.
+// nothing; nor do the other tasks of an optional map step, cancelled when
+// one of them fails for good. A step publishes at most one of
+// step_completed, step_failed and step_skipped (per resume), and an
+// optional step's failure publishes step_skipped, never step_failed: the
+// run goes on.
 //
 // # Payload
 //
@@ -46,13 +55,14 @@
 //	step             string   the step's slug: step_* and task_*; the failed step on workflow_failed
 //	task_index       integer  the task's index, 0 unless the step is a map: task_*
 //	status           string   the status after the transition: "started" (also workflow_resumed),
-//	                          "completed", "failed", "cancelled", or "queued" for a task_failed
-//	                          that will retry
+//	                          "completed", "failed", "cancelled", "skipped" (step_skipped), or
+//	                          "queued" for a task_failed that will retry
 //	attempt          integer  the attempt, 1 for the first try: task_*
 //	will_retry       boolean  task_failed only: true when the task is queued again
 //	duration_ms      integer  milliseconds the attempt (task_completed, task_failed), the step
 //	                          (step_completed) or the run (workflow_completed/failed/cancelled) took
-//	error            string   the error: task_failed, step_failed, workflow_failed; the reason:
+//	error            string   the error: task_failed, step_failed, workflow_failed, and the
+//	                          step_skipped of an optional step that failed; the reason:
 //	                          workflow_cancelled
 //	error_truncated  boolean  present (true) when error was cut
 //	resume           integer  workflow_resumed only: the run's resume count, 1 for the first

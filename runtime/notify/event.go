@@ -33,6 +33,7 @@ const (
 	StepStarted       EventType = "step_started"
 	StepCompleted     EventType = "step_completed"
 	StepFailed        EventType = "step_failed"
+	StepSkipped       EventType = "step_skipped"
 	TaskStarted       EventType = "task_started"
 	TaskCompleted     EventType = "task_completed"
 	TaskFailed        EventType = "task_failed"
@@ -72,8 +73,9 @@ type Event struct {
 	// step (step_completed) or the run (workflow_completed, workflow_failed,
 	// workflow_cancelled) took, in milliseconds; 0 for the other types.
 	DurationMS int64 `json:"duration_ms,omitempty"`
-	// Error is the error of task_failed, step_failed and workflow_failed,
-	// and the reason of workflow_cancelled. Long errors are cut (see
+	// Error is the error of task_failed, step_failed and workflow_failed
+	// (and of the step_skipped of an optional step that failed), and the
+	// reason of workflow_cancelled. Long errors are cut (see
 	// ErrorTruncated); the full text stays on the task and the step.
 	Error string `json:"error,omitempty"`
 	// ErrorTruncated reports that Error was cut to fit the payload limit; it

@@ -7,9 +7,10 @@ import (
 
 // Level is the log level LogEvent uses for e: Error for a failure that
 // ends something (workflow_failed, step_failed, task_failed without
-// retry), Warn for a failed attempt that will be retried and for
-// workflow_cancelled, Debug for task_started and step_started, Info for
-// the rest (workflow_resumed among them).
+// retry), Warn for a failed attempt that will be retried, for
+// workflow_cancelled and for the step_skipped of an optional step that
+// failed, Debug for task_started and step_started, Info for the rest
+// (workflow_resumed and other step_skipped among them).
 func (e Event) Level() slog.Level {
 	switch e.Type {
 	case WorkflowFailed, StepFailed:
@@ -21,6 +22,10 @@ func (e Event) Level() slog.Level {
 		return slog.LevelError
 	case WorkflowCancelled:
 		return slog.LevelWarn
+	case StepSkipped:
+		if e.Error != "" {
+			return slog.LevelWarn
+		}
 	case TaskStarted, StepStarted:
 		return slog.LevelDebug
 	}
