@@ -40,6 +40,8 @@ type optionSpec struct {
 	// Priority is the step's claim priority from priority=N (0 when
 	// absent; flowdef.StepOptions.Priority).
 	Priority int
+	// Idempotent is set by the word idempotent (flowdef.StepOptions.Idempotent).
+	Idempotent bool
 }
 
 // directive is a parsed //qflow:flow or //qflow:step line.
@@ -123,6 +125,10 @@ func parseDirective(text string) (*directive, []parseError) {
 				d.Map, d.MapOff = true, w.Off
 				continue
 			}
+			if key == "idempotent" {
+				d.Options.Idempotent = true
+				continue
+			}
 			if knownOption(d.Kind.Text, key) {
 				bad(w.Off, "option %s needs a value: %s=...", key, key)
 			} else {
@@ -134,8 +140,8 @@ func parseDirective(text string) (*directive, []parseError) {
 			bad(w.Off, "unknown option %q for //qflow:%s (want %s)", key, d.Kind.Text, optionList(d.Kind.Text))
 			continue
 		}
-		if key == "map" {
-			bad(w.Off, "option map takes no value")
+		if key == "map" || key == "idempotent" {
+			bad(w.Off, "option %s takes no value", key)
 			continue
 		}
 		if val == "" {
@@ -274,7 +280,7 @@ const maxRetries = 999
 
 func knownOption(kind, key string) bool {
 	switch key {
-	case "retries", "attempts", "backoff", "timeout":
+	case "retries", "attempts", "backoff", "timeout", "idempotent":
 		return true
 	case "depends", "map", "name", "flow", "delay", "priority":
 		return kind == "step"
@@ -284,9 +290,9 @@ func knownOption(kind, key string) bool {
 
 func optionList(kind string) string {
 	if kind == "flow" {
-		return "retries=N, attempts=N, backoff=DUR, timeout=DUR"
+		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N"
+	return "depends=A,B, map, name=slug, flow=NAME, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

@@ -37,7 +37,8 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // start_steps adds a run's priority to its tasks'), or a qflow.define_flow that
 // still takes the definition without its normalised steps (and read
 // durations as nanoseconds), or the claim_runs and settle of an earlier
-// build of this one.
+// build of this one, or a settle that records no step statistics (or their
+// migration 0004 applied without the table it appends to).
 func Stale(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (bool, error) {
@@ -51,7 +52,10 @@ func Stale(ctx context.Context, db interface {
 		                                   OR (table_name = 'runs' AND column_name IN ('trace_context', 'idempotency_key', 'resumes', 'priority'))))
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL
 		  AND to_regprocedure('qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)') IS NOT NULL
-		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint)') IS NOT NULL`).Scan(&applied, &current)
+		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], integer, integer, bigint)') IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		              WHERE n.nspname = 'qflow' AND p.proname = 'settle' AND p.prosrc LIKE '%qflow.record_completions(%')
+		  AND (to_regclass('qflow.step_stats') IS NULL OR to_regclass('qflow.step_stats_pending') IS NOT NULL)`).Scan(&applied, &current)
 	if err != nil {
 		return false, err
 	}
