@@ -34,6 +34,13 @@ type StepOptions struct {
 	// non-zero Priority (one with none leaves them as they are, so
 	// priorities set by Client.SetStepPriorities survive).
 	Priority int `json:"priority,omitempty"`
+	// Idempotent says the step's handler may safely run twice at once for
+	// the same task: workers optimising at the aggressive level
+	// (runtime.OptimizeAggressive) then hedge its stragglers by starting a
+	// second copy. A flow's Idempotent makes every step idempotent. Like
+	// Priority it is not part of the shape hash: it changes nothing the
+	// engine does.
+	Idempotent bool `json:"idempotent,omitempty"`
 }
 
 // NoRetries as StepOptions.Retries asks for a single attempt, where 0 would

@@ -173,6 +173,13 @@ func TestShapeHash(t *testing.T) {
 	if same.ShapeHash() != h {
 		t.Error("defaults written out changed the hash")
 	}
+	// Idempotence changes what an optimising worker may do, not the shape.
+	idem := base
+	idem.Options.Idempotent = true
+	idem.Steps = []flowdef.StepDef{{Slug: "a", Options: flowdef.StepOptions{Idempotent: true}}, {Slug: "b", DependsOn: []string{"a"}}}
+	if idem.ShapeHash() != h {
+		t.Error("Idempotent changed the hash")
+	}
 	for name, change := range map[string]func(*flowdef.FlowDef){
 		"slug":     func(d *flowdef.FlowDef) { d.Slug = "g" },
 		"retries":  func(d *flowdef.FlowDef) { d.Options.Retries = 1 },

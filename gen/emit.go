@@ -507,6 +507,9 @@ func optionsCode(o flowdef.StepOptions) jen.Code {
 	if o.Priority != 0 {
 		fs = append(fs, jen.Id("Priority").Op(":").Lit(o.Priority))
 	}
+	if o.Idempotent {
+		fs = append(fs, jen.Id("Idempotent").Op(":").True())
+	}
 	if len(fs) == 0 {
 		return nil
 	}

@@ -40,6 +40,8 @@ type optionSpec struct {
 	// Priority is the step's claim priority from priority=N (0 when
 	// absent; flowdef.StepOptions.Priority).
 	Priority int
+	// Idempotent is set by the word idempotent (flowdef.StepOptions.Idempotent).
+	Idempotent bool
 }
 
 // directive is a parsed //qflow:flow or //qflow:step line.
@@ -131,6 +133,10 @@ func parseDirective(text string) (*directive, []parseError) {
 				d.Optional, d.OptionalOff = true, w.Off
 				continue
 			}
+			if key == "idempotent" {
+				d.Options.Idempotent = true
+				continue
+			}
 			if knownOption(d.Kind.Text, key) {
 				bad(w.Off, "option %s needs a value: %s=...", key, key)
 			} else {
@@ -142,7 +148,7 @@ func parseDirective(text string) (*directive, []parseError) {
 			bad(w.Off, "unknown option %q for //qflow:%s (want %s)", key, d.Kind.Text, optionList(d.Kind.Text))
 			continue
 		}
-		if key == "map" || key == "optional" {
+		if key == "map" || key == "optional" || key == "idempotent" {
 			bad(w.Off, "option %s takes no value", key)
 			continue
 		}
@@ -288,7 +294,7 @@ const maxRetries = 999
 
 func knownOption(kind, key string) bool {
 	switch key {
-	case "retries", "attempts", "backoff", "timeout":
+	case "retries", "attempts", "backoff", "timeout", "idempotent":
 		return true
 	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional":
 		return kind == "step"
@@ -298,9 +304,9 @@ func knownOption(kind, key string) bool {
 
 func optionList(kind string) string {
 	if kind == "flow" {
-		return "retries=N, attempts=N, backoff=DUR, timeout=DUR"
+		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N"
+	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

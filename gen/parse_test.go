@@ -54,6 +54,15 @@ func TestParseDirective(t *testing.T) {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
 
+	d, errs = parseDirective("//qflow:step idempotent")
+	if errs != nil || !d.Options.Idempotent {
+		t.Fatalf("idempotent: %+v, %v", d.Options, errs)
+	}
+	_, errs = parseDirective("//qflow:flow f idempotent=yes")
+	if diff := cmp.Diff([]parseError{{15, "option idempotent takes no value"}}, errs); diff != "" {
+		t.Errorf("idempotent=yes: errors (-want +got)\n%s", diff)
+	}
+
 	_, errs = parseDirective("//qflow:step retries=lots timeout=soon")
 	wantErrs := []parseError{
 		{21, "retries=lots: want a whole number of retries after the first attempt, from 0 to 999"},

@@ -43,9 +43,10 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 			GoName:  exportName(a.d.Name.Text),
 			Input:   tn,
 			Options: flowdef.StepOptions{
-				Retries:   a.d.Options.Retries,
-				BaseDelay: a.d.Options.Backoff,
-				Timeout:   a.d.Options.Timeout,
+				Retries:    a.d.Options.Retries,
+				BaseDelay:  a.d.Options.Backoff,
+				Timeout:    a.d.Options.Timeout,
+				Idempotent: a.d.Options.Idempotent,
 			},
 		}
 		if prev := byName[f.Name]; prev != nil {
@@ -107,6 +108,7 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 				Timeout:    a.d.Options.Timeout,
 				StartDelay: a.d.Options.Delay,
 				Priority:   a.d.Options.Priority,
+				Idempotent: a.d.Options.Idempotent,
 			},
 		}
 		if a.d.Map {

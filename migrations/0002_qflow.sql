@@ -233,6 +233,12 @@ CREATE TYPE qflow.done_task AS (
     run_id uuid, step_idx smallint, task_index integer, flow_id integer, attempts integer,
     started_at timestamptz, output jsonb, events boolean, sequential boolean
 );
+-- An attempt fail_tasks failed, for the step statistics (0004_stats.sql):
+-- final is false when the task was queued again, true when it failed for
+-- good.
+CREATE TYPE qflow.failed_attempt AS (
+    flow_id integer, step_idx smallint, task_index integer, attempts integer, final boolean, error text
+);
 -- A task a claim handed out.
 CREATE TYPE qflow.claimed_task AS (
     seq bigint, run_id uuid, step_idx smallint, task_index integer, attempt integer, input jsonb,
@@ -1219,9 +1225,10 @@ DECLARE
     v_n      integer := 0;
     v_ms     bigint;
     v_events boolean := qflow.events_on();
+    v_failed qflow.failed_attempt[];
 BEGIN
     PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
-    FOR r IN SELECT t.run_id, t.step_idx, t.task_index, t.attempts, t.max_attempts, t.started_at,
+    FOR r IN SELECT t.run_id, t.step_idx, t.task_index, t.flow_id, t.attempts, t.max_attempts, t.started_at,
                     x.err, coalesce(x.perm, false) AS perm, st.slug, st.base_delay_ms,
                     ru.events AND v_events AS events, ru.flow_slug, ru.sequential, st.optional
              FROM unnest(p_keys, p_errors, p_permanent) AS x(run_id, step_idx, task_index, err, perm)
@@ -1237,6 +1244,8 @@ BEGIN
                                                  WHERE run_id = r.run_id AND step_idx = r.step_idx
                                                    AND task_index = r.task_index AND status = 'started');
         v_n := v_n + 1;
+        v_failed := v_failed || ROW(r.flow_id, r.step_idx, r.task_index, r.attempts,
+                                    r.perm OR r.attempts >= r.max_attempts, r.err)::qflow.failed_attempt;
         v_ms := (extract(epoch FROM clock_timestamp() - r.started_at) * 1000)::bigint;
         UPDATE qflow.step_states SET error = r.err WHERE run_id = r.run_id AND step_idx = r.step_idx;
         IF NOT r.perm AND r.attempts < r.max_attempts THEN
@@ -1261,6 +1270,9 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
+    IF v_failed IS NOT NULL THEN
+        PERFORM qflow.record_failures(v_failed); -- step statistics (0004_stats.sql)
+    END IF;
     RETURN v_n;
 END $$;
 
@@ -1360,7 +1372,9 @@ REVOKE EXECUTE ON FUNCTION qflow.refresh_stats(), qflow.analyze_after_fanout(int
 -- upkeep runs a worker's periodic chores: runs past their deadline are
 -- cancelled, statistics are refreshed where they went stale, and, when
 -- p_leases, tasks whose lease expired with no attempts left fail (that check
--- reads every unfinished task, so workers run it less often).
+-- reads every unfinished task, so workers run it less often). Last, the
+-- step statistics appended since the last upkeep are folded in, unless
+-- another session is folding (0004_stats.sql).
 CREATE FUNCTION qflow.upkeep(p_leases boolean, OUT o_runs_expired integer, OUT o_tasks_failed integer)
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -1369,6 +1383,7 @@ BEGIN
     PERFORM qflow.refresh_stats();
     o_runs_expired := qflow.expire_runs();
     o_tasks_failed := CASE WHEN p_leases THEN qflow.expire_leases() ELSE 0 END;
+    PERFORM qflow.fold_step_stats(false);
 END $$;
 
 -- heartbeat records that worker p_worker is alive, extends the lease of
@@ -1475,13 +1490,16 @@ END $$;
 -- these runs of flow version p_flow_id, by primary key (start_runs_claim:
 -- the first tasks of runs just started go to the worker of the starting
 -- process). Its plan does not depend on how many tasks are queued, so it
--- keeps a generic plan. Tasks another session holds are skipped.
+-- keeps a generic plan. Tasks another session holds are skipped. In a
+-- prioritized version each run's ready tasks are all candidates (its first
+-- p_qty by step order may not be its highest-priority ones).
 CREATE FUNCTION qflow.claim_runs(p_runs uuid[], p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint,
                                  p_events boolean)
 RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
 DECLARE
-    v_now timestamptz := clock_timestamp();
-    v_got qflow.claimed_task[];
+    v_now  timestamptz := clock_timestamp();
+    v_got  qflow.claimed_task[];
+    v_each integer := CASE WHEN (SELECT f.prioritized FROM qflow.flows f WHERE f.id = p_flow_id) THEN NULL ELSE p_qty END;
 BEGIN
     WITH c AS (
         UPDATE qflow.step_tasks t
@@ -1498,7 +1516,7 @@ BEGIN
                     SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
                     WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
                       AND q.flow_id = p_flow_id AND (q.deadline IS NULL OR q.deadline > v_now)
-                    ORDER BY q.step_idx, q.task_index LIMIT p_qty) q
+                    ORDER BY q.step_idx, q.task_index LIMIT v_each) q
                 ORDER BY q.priority DESC, q.seq
                 LIMIT p_qty))
               AND l.status = 'queued' AND l.finished_at IS NULL
@@ -1569,6 +1587,8 @@ BEGIN
     END IF;
 
     IF v_done IS NOT NULL THEN
+        -- Step statistics (migrations/0004_stats.sql): one append, no shared row.
+        PERFORM qflow.record_completions(v_done, v_now);
         -- Count down each step's tasks; steps with none left complete.
         WITH c AS (
             SELECT d.run_id, d.step_idx, d.flow_id, count(*)::integer AS n, (array_agg(d.output))[1] AS out

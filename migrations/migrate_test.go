@@ -153,6 +153,26 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if stale, err := migrations.Stale(ctx, oldClaim.Pool); err != nil || !stale {
 		t.Fatalf("no claim_runs: stale=%v, %v; want stale", stale, err)
 	}
+	// Nor one whose finish_tasks records no step statistics (before every flow
+	// learned), or whose statistics migration predates the engine's
+	// recording.
+	noStats := pgtest.New(t)
+	if _, err := noStats.Pool.Exec(ctx, `DROP TABLE qflow.step_stats_pending`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, noStats.Pool); err != nil || !stale {
+		t.Fatalf("no step_stats_pending: stale=%v, %v; want stale", stale, err)
+	}
+	noHook := pgtest.New(t)
+	if _, err := noHook.Pool.Exec(ctx, `DO $$BEGIN
+		EXECUTE replace(pg_get_functiondef('qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[])'::regprocedure),
+		                'PERFORM qflow.record_completions(v_done, v_now);', '');
+	END$$`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, noHook.Pool); err != nil || !stale {
+		t.Fatalf("a finish_tasks without record_completions: stale=%v, %v; want stale", stale, err)
+	}
 	// An empty database is not stale.
 	empty := pgtest.NewEmpty(t)
 	if stale, err := migrations.Stale(ctx, empty.Pool); err != nil || stale {

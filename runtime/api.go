@@ -280,6 +280,20 @@ type WorkerOptions struct {
 	// lease expiries and the queue depth gauge. Nil (or the no-op provider)
 	// records nothing.
 	MeterProvider metric.MeterProvider
+	// Optimize applies what the engine learned from earlier runs of the
+	// worker's flows (Client.StepStats) at this level (default
+	// OptimizeOff; see OptimizeLevel and "Learning and optimisation" in
+	// the package docs). The worker tunes each flow when it starts and
+	// every Learning.Interval: timeouts (basic) and hedging (aggressive)
+	// apply to the handlers it runs; retries (basic) and claim priorities
+	// (advanced) are written to the flow version for the tasks queued from
+	// then on, whichever worker runs them. Give every worker of a flow
+	// version the same level: a worker at OptimizeOff puts the version's
+	// own retries and priorities back when it starts.
+	Optimize OptimizeLevel
+	// Learning tunes how statistics become step options, and how often
+	// the worker tunes again; zero fields take the defaults.
+	Learning LearnOptions
 	// Retention, when set, makes the worker delete finished runs older than
 	// Retention.OlderThan every Retention.Interval, as Client.Prune does.
 	// Any number of workers may have it: one prunes at a time (an advisory

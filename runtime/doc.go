@@ -107,6 +107,25 @@
 // MaxKeyBytes bytes of valid UTF-8. StartOptions.Keys gives StartRuns one
 // key per input.
 //
+// # Learning and optimisation
+//
+// The engine records step statistics for every run of every flow, in the
+// transaction that finishes each task: tasks, attempts, failed attempts,
+// retries that recovered a task, attempts that hit the step timeout, and
+// the durations of successful attempts. A settle appends one row per step
+// of the tasks it completed (no shared row is updated, so settling workers
+// never wait for each other); workers' upkeep and Client.StepStats fold
+// the rows into per-step aggregates (by flow slug and step slug).
+//
+// WorkerOptions.Optimize applies them to any flow a worker serves, at one
+// of three levels (OptimizeLevel): basic learns timeouts (applied by the
+// worker to its handlers) and retries (written to the flow version);
+// advanced also orders claims by the learned critical path (the version's
+// step priorities); aggressive also hedges stragglers of idempotent steps
+// (StepOptions.Idempotent) with a second copy (Hedge). The worker tunes
+// when it starts and every LearnOptions.Interval. TuneSteps computes a
+// level's effect from statistics without a database.
+//
 // # Observability
 //
 // Every transition is logged with log/slog. ClientOptions.TracerProvider
@@ -129,7 +148,7 @@
 // ClientOptions.MeterProvider and WorkerOptions.MeterProvider turn on
 // metrics: qflow.run.started (client); qflow.task.started,
 // qflow.task.completed, qflow.task.failed, qflow.task.duration,
-// qflow.task.lease_expiries and the qflow.queue.depth gauge, read from the
+// qflow.task.lease_expiries, qflow.task.hedged and the qflow.queue.depth gauge, read from the
 // database at most every 5 seconds (worker). With nil or no-op providers
 // the runtime makes no OpenTelemetry calls.
 package runtime

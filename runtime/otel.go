@@ -106,6 +106,7 @@ type workerMetrics struct {
 	started, completed, failed metric.Int64Counter
 	duration                   metric.Float64Histogram
 	leaseExpired               metric.Int64Counter
+	hedged                     metric.Int64Counter
 	depth                      metric.Int64ObservableGauge
 	// Attribute sets for the lease counter, made once.
 	fromHeartbeat, fromUpkeep metric.MeasurementOption
@@ -140,6 +141,10 @@ func newWorkerMetrics(m metric.Meter) (*workerMetrics, error) {
 	if wm.leaseExpired, err = m.Int64Counter("qflow.task.lease_expiries", metric.WithUnit("{task}"),
 		metric.WithDescription("Tasks taken from a worker: qflow.source=heartbeat counts handlers a heartbeat stopped "+
 			"(lease lost, or run cancelled or finished), qflow.source=upkeep tasks failed because their lease expired with no attempts left.")); err != nil {
+		return nil, err
+	}
+	if wm.hedged, err = m.Int64Counter("qflow.task.hedged", metric.WithUnit("{task}"),
+		metric.WithDescription("Second copies of handlers started to hedge a straggler (WorkerOptions.Optimize at aggressive, idempotent steps).")); err != nil {
 		return nil, err
 	}
 	if wm.depth, err = m.Int64ObservableGauge("qflow.queue.depth", metric.WithUnit("{task}"),

@@ -415,3 +415,30 @@ func TestStartClaimHonoursPriority(t *testing.T) {
 		t.Errorf("a priority-5 task queued: a priority-9 start claimed %d, want 1", n)
 	}
 }
+
+// TestStartClaimTakesTheRunsHighestPriorityTasks: a start that claims
+// fewer tasks than its run has ready takes those with the highest step
+// priority, not the first steps of the definition.
+func TestStartClaimTakesTheRunsHighestPriorityTasks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	def, err := qflow.NewFlow("prio_local_steps").
+		Step("side1", qflow.StepDef{}).Step("side2", qflow.StepDef{}).
+		Step("urgent", qflow.StepDef{Options: qflow.StepOptions{Priority: 10}}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int16
+	if err := e.db.Pool.QueryRow(ctx, `SELECT o_step FROM qflow.start_runs_claim($1::integer, ARRAY['{}'::jsonb], '{}'::jsonb, $2::uuid, $1::integer, 1, 30000, false)`,
+		id, uuid.New()).Scan(&steps); err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 1 || steps[0] != 2 {
+		t.Fatalf("claimed the tasks of steps %v; want [2] (urgent)", steps)
+	}
+}

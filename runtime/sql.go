@@ -8,9 +8,15 @@ const (
 	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb, $4::jsonb)`
 
 	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms, st.kind = 'single', st.takes_input,
-			st.start_delay_ms > 0, st.deps, st.dependents
+			st.start_delay_ms > 0, st.deps, st.dependents,
+			EXISTS (SELECT 1 FROM qflow.step_tuning tu WHERE tu.flow_id = f.id AND tu.step_idx = st.idx)
 		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
 		WHERE f.id = $1::integer ORDER BY st.idx`
+
+	// sqlTuneSteps applies an optimisation level's learned attempts and
+	// priorities to a flow version (qflow.tune_steps in
+	// migrations/0004_stats.sql).
+	sqlTuneSteps = `SELECT qflow.tune_steps($1::integer, $2::smallint, $3::text[], $4::integer[], $5::integer[], $6::bigint[], $7::bigint[])`
 
 	sqlStartRunsBySlug = `SELECT qflow.start_runs(f.id, $2::jsonb[], $3::jsonb)
 		FROM (SELECT id FROM qflow.flows WHERE slug = $1::text ORDER BY version DESC LIMIT 1) f`

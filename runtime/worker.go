@@ -97,6 +97,11 @@ type workerFlow struct {
 	// (notifications, polls, full claims) since a claim last found it
 	// empty; the pump clears it only if no sign arrived during that claim.
 	wakes atomic.Int64
+	// tuned holds what WorkerOptions.Optimize learned for the handlers,
+	// by step index (nil: nothing learned); tunedInDB, that the version
+	// carries tuning (qflow.step_tuning) when the worker last looked.
+	tuned     atomic.Pointer[[]stepTune]
+	tunedInDB bool
 }
 
 type flowStep struct {
@@ -108,6 +113,13 @@ type flowStep struct {
 	// (see WorkerOptions.ChainWindow), -1 for none.
 	next int16
 	met  stepMetrics // set when the worker records metrics
+}
+
+// stepTune is what the optimiser set for a step's handlers; zero fields
+// leave the step as it is.
+type stepTune struct {
+	timeout time.Duration // basic: instead of the step's own
+	hedge   time.Duration // aggressive: start a second copy after this
 }
 
 type taskKey struct {
@@ -257,6 +269,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		w.opts.Retention = &o
 	}
+	if err := w.opts.Optimize.check(); err != nil {
+		return err
+	}
+	w.opts.Learning = w.opts.Learning.WithDefaults()
 	if w.opts.DisableEvents {
 		p, err := eventsOffPool(ctx, w.pool)
 		if err != nil {
@@ -273,6 +289,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		queues = append(queues, f.queue)
 	}
+	// Tuned before the first claim, so the first tasks run tuned.
+	w.tuneAll(ctx)
 	if w.met != nil {
 		reg, err := w.meter.RegisterCallback(w.observeDepth, w.met.depth)
 		if err != nil {
@@ -301,6 +319,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.opts.Retention != nil {
 		aux.Add(1)
 		go func() { defer aux.Done(); w.retain(auxCtx) }()
+	}
+	if w.opts.Optimize > OptimizeOff {
+		aux.Add(1)
+		go func() { defer aux.Done(); w.retune(auxCtx) }()
 	}
 	pump.Add(2)
 	go func() { defer pump.Done(); w.pump(pumpCtx, true) }()
@@ -386,12 +408,13 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	f.steps = f.steps[:0]
 	var single, delayed []bool
 	var deps, dependents [][]int16
+	f.tunedInDB = false
 	for rows.Next() {
 		var s flowStep
 		var ms int64
-		var prio, one, delay bool
+		var prio, one, delay, tuned bool
 		var dep, dependent []int16
-		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &one, &s.takesInput, &delay, &dep, &dependent); err != nil {
+		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &one, &s.takesInput, &delay, &dep, &dependent, &tuned); err != nil {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		single, delayed = append(single, one), append(delayed, delay)
@@ -402,6 +425,7 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
 		}
 		f.steps = append(f.steps, s)
+		f.tunedInDB = f.tunedInDB || tuned
 		w.prioritized = w.prioritized || prio // no other goroutine runs yet
 	}
 	if err := rows.Err(); err != nil {

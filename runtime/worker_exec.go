@@ -264,6 +264,14 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 	t := h.task
 	step := &h.flow.steps[h.key.StepIdx]
 	timeout := step.timeout
+	var hedge time.Duration
+	if tuned := h.flow.tuned.Load(); tuned != nil {
+		tu := (*tuned)[h.key.StepIdx]
+		if tu.timeout > 0 {
+			timeout = tu.timeout
+		}
+		hedge = tu.hedge
+	}
 	w.log.Debug("qflow task started", "type", "task_started", "worker_id", w.id, "queue", h.flow.queue, "seq", h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "inline", h.inline)
 	began := time.Now()
 	hctx := ctx // the handler's context: ctx, with the task's span when tracing
@@ -303,7 +311,17 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 				return
 			}
 		}
-		o.output, o.err = h.flow.handlers[t.Step](tctx, t)
+		handler := h.flow.handlers[t.Step]
+		if hedge > 0 {
+			o.output, o.err = Hedge(tctx, hedge, func(ctx context.Context) (json.RawMessage, error) { return handler(ctx, t) }, func() {
+				w.log.Debug("qflow task hedged", "type", "task_hedged", "worker_id", w.id, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "after", hedge)
+				if w.met != nil {
+					w.met.hedged.Add(ctx, 1, step.met.attrs)
+				}
+			})
+			return
+		}
+		o.output, o.err = handler(tctx, t)
 	}()
 	var o outcome
 	var window <-chan time.Time

@@ -137,3 +137,48 @@ from the flow and the defaults), then the flow's Mermaid diagram.`,
 		return nil
 	},
 }
+
+var cmdFlowsStats = &command{
+	name:  "flows stats",
+	args:  "[--json] FLOW",
+	short: "print the statistics the engine learned for a flow's steps",
+	long: `
+Flows stats prints, for each step of a flow (across its versions), what the
+engine recorded from every run as its tasks finished: runs, tasks finished
+(completed or failed for good), tasks failed for good, attempts, failed
+attempts, tasks a retry recovered, attempts that hit the step timeout, and
+the durations of successful attempts in milliseconds (median, 95th and 99th
+percentiles over the newest 128, and the longest). Workers with
+WorkerOptions.Optimize tune the flow from these.`,
+	flags: func(fs *flag.FlagSet) { dbFlag(fs); jsonFlag(fs) },
+	run: func(e *env, fs *flag.FlagSet, args []string) error {
+		if len(args) != 1 {
+			return usagef("need exactly one flow")
+		}
+		pool, client, err := e.connect(fs, 2)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		stats, err := client.StepStats(e.ctx, args[0])
+		if err != nil {
+			return friendly(err)
+		}
+		if boolFlag(fs, "json") {
+			if stats == nil {
+				stats = []runtime.StepStats{}
+			}
+			return e.printJSON(stats)
+		}
+		if len(stats) == 0 {
+			fmt.Fprintf(e.stdout, "no statistics for flow %q: none of its tasks has finished (see 'qflow flows')\n", args[0])
+			return nil
+		}
+		tw := e.table("STEP", "RUNS", "TASKS", "FAILED", "ATTEMPTS", "FAILED ATTEMPTS", "RETRIED OK", "TIMEOUTS", "P50 MS", "P95 MS", "P99 MS", "MAX MS")
+		for _, s := range stats {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\n", s.Step, s.Runs, s.Tasks, s.Failures,
+				s.Attempts, s.FailedAttempts, s.RetriedOK, s.Timeouts, s.P50MS, s.P95MS, s.P99MS, s.MaxMS)
+		}
+		return tw.Flush()
+	},
+}

@@ -11,6 +11,7 @@
 //	migrate         apply the embedded schema migrations (--status: list applied and pending)
 //	flows           list stored flows and their versions
 //	flows show F    print a flow's steps, their options and its Mermaid diagram
+//	flows stats F   print the statistics the engine learned for a flow's steps
 //	runs            list runs, newest first (--flow, --status, --since, --limit, --after)
 //	runs show ID    print a run's steps with states, attempts, durations, errors and outputs
 //	cancel ID       cancel a run (also: runs cancel ID)

@@ -48,7 +48,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		cmdMigrate, cmdFlows, cmdFlowsShow, cmdRuns, cmdRunsShow, cmdCancel, cmdResume, cmdPrune,
+		cmdMigrate, cmdFlows, cmdFlowsShow, cmdFlowsStats, cmdRuns, cmdRunsShow, cmdCancel, cmdResume, cmdPrune,
 		cmdWorkers, cmdQueues, cmdEvents, cmdServe,
 	}
 }

@@ -39,7 +39,7 @@
 // is a diagnostic (as go vet reports misspelled build tags), and so is an
 // unknown directive name such as //qflow:stpe, with the likely meaning.
 //
-// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR]
+// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [idempotent]
 //
 // On a type declaration: declares flow NAME whose input is that type. NAME
 // is the flow's slug (a lowercase letter, then lowercase letters, digits or
@@ -54,6 +54,9 @@
 //	             attempts=4 is retries=3 (give one of the two)
 //	backoff=DUR  delay before the first retry, doubled for each later one (BaseDelay)
 //	timeout=DUR  a handler's context is cancelled after DUR (Timeout)
+//	idempotent   every step may safely run twice at once (Idempotent): workers
+//	             optimising at the aggressive level hedge stragglers
+//	             (runtime.WorkerOptions.Optimize)
 //
 // DUR is a Go duration: 500ms, 30s, 5m, 1h30m. An option left out takes the
 // runtime's default (2 retries, so 3 attempts; 1s; 60s).
@@ -66,7 +69,7 @@
 //
 // Once regenerated, retries=N may be written again with its new meaning.
 //
-// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N]
+// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N] [idempotent]
 //
 // On a package-level function (not a method, not generic; it may be
 // unexported, as the generated code lives in the same package): makes it a
@@ -92,6 +95,11 @@
 //	             (runtime.StartOptions.Priority). It is not part of the shape
 //	             hash: changing it keeps the flow version and takes effect for
 //	             tasks queued once the new definition is stored
+//	idempotent   the step may safely run twice at once for the same task
+//	             (StepOptions.Idempotent): a worker optimising at the
+//	             aggressive level (runtime.WorkerOptions.Optimize) starts a
+//	             second copy of a straggler and takes the first success. Not
+//	             part of the shape hash
 //
 // The slug "run" is reserved (the flow input travels under that key).
 //

@@ -41,20 +41,24 @@
 //
 // # Learning
 //
-// After each composed run, runtime.Client.RecordRunStats folds the run's
-// tasks into qflow.step_stats (by flow slug and step slug: carried over
-// between runs and versions of the flow) and qflow.kind_stats (by handler
-// kind: carried over between plans). Both hold counts of tasks, attempts,
-// failures, retries that recovered and timeouts, and a window of recent
-// successful durations for percentiles; read them with Client.StepStats
-// and Client.KindStats.
+// The engine records every composed run's step statistics as its tasks
+// finish, as it does for every flow, in qflow.step_stats (by flow slug and
+// step slug: carried over between runs and versions of the flow). After
+// each composed run, runtime.Client.RecordRunStats also folds the run's
+// tasks into qflow.kind_stats (by handler kind: carried over between
+// plans) and labels the steps with their kinds. Both hold counts of tasks,
+// attempts, failures, retries that recovered and timeouts, and a window of
+// recent successful durations for percentiles; read them with
+// Client.StepStats and Client.KindStats.
 //
 // # Optimisation levels
 //
 // Options.Level selects what later runs take from the statistics of a
 // step, or of its kind when the step has fewer than
-// LearnOptions.MinSamples. The optimiser changes only when and how
-// patiently tasks run, never what they compute.
+// LearnOptions.MinSamples. The levels and their rules are the runtime's
+// (runtime.OptimizeLevel, runtime.TuneSteps), which workers of any flow
+// apply with runtime.WorkerOptions.Optimize; a composed goal applies them
+// to its plan:
 //
 //   - LevelOff: steps keep their configured options.
 //   - LevelBasic: timeout = max(floor, p99 × factor), rounded up to 1, 1.5,

@@ -58,37 +58,26 @@ type TaskRun struct {
 	Deps map[string]json.RawMessage
 }
 
-// Level selects how much of what was learned is applied to later runs.
-type Level int
+// Level selects how much of what was learned is applied to later runs:
+// runtime's optimisation levels, which any flow's workers may apply too
+// (runtime.WorkerOptions.Optimize).
+type Level = runtime.OptimizeLevel
 
-// Optimisation levels; each includes the ones before it.
+// Optimisation levels; each includes the ones before it (see
+// runtime.OptimizeLevel).
 const (
 	// LevelOff runs every step with the flow's configured options.
-	LevelOff Level = iota
+	LevelOff = runtime.OptimizeOff
 	// LevelBasic sets each step's timeout and attempts from its statistics.
-	LevelBasic
+	LevelBasic = runtime.OptimizeBasic
 	// LevelAdvanced also gives the steps on the longest remaining path (by
 	// learned durations) a higher claim priority.
-	LevelAdvanced
+	LevelAdvanced = runtime.OptimizeAdvanced
 	// LevelAggressive also hedges stragglers of idempotent tasks: a second
 	// copy starts when the first runs well past its learned duration, and
 	// the first to succeed wins.
-	LevelAggressive
+	LevelAggressive = runtime.OptimizeAggressive
 )
-
-func (l Level) String() string {
-	switch l {
-	case LevelOff:
-		return "off"
-	case LevelBasic:
-		return "basic"
-	case LevelAdvanced:
-		return "advanced"
-	case LevelAggressive:
-		return "aggressive"
-	}
-	return fmt.Sprintf("Level(%d)", int(l))
-}
 
 // Options configure planning and composition. A nil *Options means all
 // defaults.
@@ -197,7 +186,7 @@ func PlanGoal(ctx context.Context, client *runtime.Client, goal Goal, dec Decomp
 		t := &p.Tasks[i]
 		p.byID[t.ID] = t
 		p.bySlug[t.Slug] = t
-		s := runtime.StepDef{Slug: t.Slug, TakesInput: true}
+		s := runtime.StepDef{Slug: t.Slug, TakesInput: true, Options: runtime.StepOptions{Idempotent: t.Idempotent}}
 		for _, d := range t.DependsOn {
 			s.DependsOn = append(s.DependsOn, p.byID[d].Slug)
 		}
@@ -326,7 +315,7 @@ func (p *Plan) stepHandlers(handlers Handlers, rec *attemptLog) (map[string]runt
 				defer func() { stop(); count() }()
 			}
 			if hedge > 0 && t.Idempotent {
-				return hedged(ctx, hedge, call, func() {
+				return runtime.Hedge(ctx, hedge, call, func() {
 					if rec != nil {
 						rec.hedge(rt.RunID, rt.Step)
 					}
@@ -363,51 +352,6 @@ func (p *Plan) taskRun(rt *runtime.Task, t *Task) (*TaskRun, error) {
 		}
 	}
 	return tr, nil
-}
-
-// hedged runs call; when it has not returned after `after`, it starts a
-// second copy and returns the first success (or, when both fail, the first
-// error). The loser's context is cancelled.
-func hedged(ctx context.Context, after time.Duration, call func(context.Context) (json.RawMessage, error), onHedge func()) (json.RawMessage, error) {
-	type res struct {
-		out json.RawMessage
-		err error
-	}
-	hctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan res, 2)
-	run := func() {
-		out, err := call(hctx)
-		ch <- res{out, err}
-	}
-	go run()
-	timer := time.NewTimer(after)
-	defer timer.Stop()
-	running := 1
-	var firstErr error
-	for {
-		select {
-		case <-timer.C:
-			if running == 1 && firstErr == nil {
-				running++
-				onHedge()
-				go run()
-			}
-		case r := <-ch:
-			running--
-			if r.err == nil {
-				return r.out, nil
-			}
-			if firstErr == nil {
-				firstErr = r.err
-			}
-			if running == 0 {
-				return nil, firstErr
-			}
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
-	}
 }
 
 // Mermaid renders the plan as a Mermaid flowchart: a node per task (its

@@ -10,7 +10,10 @@ type Order struct{ ID string }
 //qflow:step priority=10
 func Charge(ctx context.Context, o Order) (string, error) { return "ch_" + o.ID, nil }
 
-//qflow:step depends=Charge
+// Receipt may run twice at once (idempotent): a worker optimising at the
+// aggressive level hedges its stragglers.
+//
+//qflow:step depends=Charge idempotent
 func Receipt(ctx context.Context, charge string) (string, error) { return charge + ".pdf", nil }
 
 // Audit waits behind everything else (a negative priority).

@@ -41,7 +41,7 @@ var OrdersFlow = runtime.FlowDef{
 	Slug: "orders",
 	Steps: []runtime.StepDef{
 		{Slug: "charge", TakesInput: true, Options: runtime.StepOptions{Priority: 10}},
-		{Slug: "receipt", DependsOn: []string{"charge"}},
+		{Slug: "receipt", DependsOn: []string{"charge"}, Options: runtime.StepOptions{Idempotent: true}},
 		{Slug: "audit", DependsOn: []string{"charge"}, TakesInput: true, Options: runtime.StepOptions{Retries: 1, Priority: -5}},
 	},
 }
