@@ -33,7 +33,8 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // Stale reports whether db holds a pre-release engine schema (see
 // ErrStaleSchema): migration 0002 recorded as applied, but qflow.step_tasks
 // or qflow.runs without the columns the current engine has (the newest:
-// runs.priority, with which define_flow stores step priorities and
+// step_tasks.lane, by which claims find the tasks each limit holds; before
+// it runs.priority, with which define_flow stores step priorities and
 // start_steps adds a run's priority to its tasks'), or a qflow.define_flow that
 // still takes the definition without its normalised steps (and read
 // durations as nanoseconds), or the claim_runs and settle of an earlier
@@ -46,8 +47,8 @@ func Stale(ctx context.Context, db interface {
 		to_regclass('qflow.schema_migrations') IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		              WHERE n.nspname = 'qflow' AND c.relname = 'step_states'),
-		(SELECT count(*) = 5 FROM information_schema.columns
-		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name = 'seq')
+		(SELECT count(*) = 6 FROM information_schema.columns
+		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name IN ('seq', 'lane'))
 		                                   OR (table_name = 'runs' AND column_name IN ('trace_context', 'idempotency_key', 'resumes', 'priority'))))
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL
 		  AND to_regprocedure('qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)') IS NOT NULL

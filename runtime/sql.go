@@ -7,7 +7,11 @@ package runtime
 const (
 	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb, $4::jsonb)`
 
-	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms
+	// sqlFlowSteps loads a flow version's steps for a worker; limited:
+	// a limit across workers holds the step's tasks (its own or the
+	// flow's), so only the claim may start them.
+	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms,
+			st.gated OR f.concurrency IS NOT NULL
 		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
 		WHERE f.id = $1::integer ORDER BY st.idx`
 

@@ -91,6 +91,10 @@ type workerFlow struct {
 	id       int
 	queue    string
 	steps    []flowStep // by step index
+	// limited: some step of the version is held by a limit across
+	// workers; the worker claims no tasks of it ahead of its free slots
+	// (see reserve).
+	limited bool
 	// wakes counts signs that work may be waiting in this flow's queue
 	// (notifications, polls, full claims) since a claim last found it
 	// empty; the pump clears it only if no sign arrived during that claim.
@@ -100,6 +104,13 @@ type workerFlow struct {
 type flowStep struct {
 	slug    string
 	timeout time.Duration
+	// limited: a limit across workers holds the step's tasks (the step's
+	// Concurrency or Rate, or the flow's Concurrency, as the database had
+	// them when the worker started; flowdef.FlowDef.Limited tells the
+	// same from a definition). Such a task may start only through the
+	// engine's claim, which counts it against its limits: never by a path
+	// that bypasses the claim.
+	limited bool
 	met     stepMetrics // set when the worker records metrics
 }
 
@@ -357,11 +368,12 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	}
 	defer rows.Close()
 	f.steps = f.steps[:0]
+	f.limited = false
 	for rows.Next() {
 		var s flowStep
 		var ms int64
 		var prio bool
-		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms); err != nil {
+		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &s.limited); err != nil {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		s.timeout = time.Duration(ms) * time.Millisecond
@@ -369,6 +381,7 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
 		}
 		f.steps = append(f.steps, s)
+		f.limited = f.limited || s.limited
 		w.prioritized = w.prioritized || prio // no other goroutine runs yet
 	}
 	if err := rows.Err(); err != nil {

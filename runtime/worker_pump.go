@@ -50,7 +50,7 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		want := 0
 		if primary && !w.stopping.Load() {
 			if f = w.pickFlow(batch, &next); f != nil {
-				want = w.reserve()
+				want = w.reserve(f.limited)
 			}
 		}
 		if len(batch) == 0 && want == 0 {
@@ -237,8 +237,12 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 			list = append(list, c)
 		case run != nil: // a run this call completed
 			done = append(done, runDone{id: *run, output: c.input})
-		case attempt != nil: // retries become visible in this many milliseconds
-			retryIn = time.Duration(*attempt) * time.Millisecond
+		case attempt != nil:
+			// Work held back (a retry's delay, a limit) can be claimed in
+			// this many milliseconds: look again then, for the earliest.
+			if d := time.Duration(*attempt) * time.Millisecond; retryIn < 0 || d < retryIn {
+				retryIn = d
+			}
 		}
 		c.input, c.trace = nil, nil
 		return nil
