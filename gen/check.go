@@ -49,6 +49,9 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 	for _, s := range m.Steps {
 		c.signature(s)
 	}
+	for _, s := range m.Steps {
+		c.limitKey(s)
+	}
 	c.typeErrors(m)
 	m.layout()
 	c.names(m)

@@ -43,9 +43,10 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 			GoName:  exportName(a.d.Name.Text),
 			Input:   tn,
 			Options: flowdef.StepOptions{
-				Retries:   a.d.Options.Retries,
-				BaseDelay: a.d.Options.Backoff,
-				Timeout:   a.d.Options.Timeout,
+				Retries:     a.d.Options.Retries,
+				BaseDelay:   a.d.Options.Backoff,
+				Timeout:     a.d.Options.Timeout,
+				Concurrency: a.d.Options.Concurrency,
 			},
 		}
 		if prev := byName[f.Name]; prev != nil {
@@ -102,12 +103,18 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 			Map:      a.d.Map,
 			FlowName: a.d.Flow,
 			Options: flowdef.StepOptions{
-				Retries:    a.d.Options.Retries,
-				BaseDelay:  a.d.Options.Backoff,
-				Timeout:    a.d.Options.Timeout,
-				StartDelay: a.d.Options.Delay,
-				Priority:   a.d.Options.Priority,
+				Retries:     a.d.Options.Retries,
+				BaseDelay:   a.d.Options.Backoff,
+				Timeout:     a.d.Options.Timeout,
+				StartDelay:  a.d.Options.Delay,
+				Priority:    a.d.Options.Priority,
+				Concurrency: a.d.Options.Concurrency,
+				Rate:        a.d.Options.Rate,
 			},
+			KeyName: a.d.Options.Key.Text,
+		}
+		if s.KeyName != "" {
+			s.KeyPos = a.at(a.d.Options.Key.Off)
 		}
 		if a.d.Map {
 			s.MapPos = a.at(a.d.MapOff)

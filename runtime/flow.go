@@ -15,7 +15,14 @@ type (
 	// flowdef.FlowDef. Generated code and dynamic flows both register
 	// their flows as a FlowDef.
 	FlowDef = flowdef.FlowDef
+	// Rate caps how fast a step's tasks start across all workers
+	// (StepOptions.Rate); see flowdef.Rate.
+	Rate = flowdef.Rate
 )
+
+// ParseRate reads a rate as the //qflow:step annotation writes it: "50/s",
+// "600/m", "1/h" or "5/10s" (see flowdef.ParseRate).
+func ParseRate(s string) (Rate, error) { return flowdef.ParseRate(s) }
 
 // Defaults applied when neither a step nor its flow sets an option (see
 // package flowdef).
