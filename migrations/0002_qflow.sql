@@ -347,6 +347,49 @@ BEGIN
     RETURN g; -- NULL: it exists and another claim holds it
 END $$;
 
+-- gate_room is how many of step p_step's tasks gate g lets start now, up
+-- to p_want: the places its concurrency leaves (the holders are looked at
+-- only when they could fill it: pass live holders for an exact count) and
+-- the starts its rate allows now (the generic cell rate algorithm).
+CREATE FUNCTION qflow.gate_room(g qflow.gates, p_step qflow.steps, p_want integer, p_now timestamptz)
+RETURNS integer LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_room integer := p_want;
+BEGIN
+    IF p_step.concurrency IS NOT NULL AND cardinality(g.holders) + v_room > p_step.concurrency THEN
+        v_room := least(v_room, p_step.concurrency
+                                - cardinality((qflow.live_holders(g.holders, p_now)).o_live));
+    END IF;
+    IF p_step.rate_n IS NOT NULL AND v_room > 0 THEN
+        v_room := least(v_room, floor(p_step.burst - extract(epoch FROM greatest(g.tat, p_now) - p_now) * 1000000
+                                      / (p_step.rate_per_ms * 1000.0 / p_step.rate_n) + 1e-9)::integer);
+    END IF;
+    RETURN greatest(v_room, 0);
+END $$;
+
+-- gate_next is when gate g, which lets no task of step p_step start now,
+-- may next let one: the next start its rate allows, or when the earliest
+-- lease of its live holders ends (a finished holder frees its place
+-- sooner, and its settle wakes the workers).
+CREATE FUNCTION qflow.gate_next(g qflow.gates, p_step qflow.steps, p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_live record;
+    v_at   timestamptz;
+BEGIN
+    IF p_step.concurrency IS NOT NULL THEN
+        v_live := qflow.live_holders(g.holders, p_now);
+        IF cardinality(v_live.o_live) >= p_step.concurrency THEN
+            v_at := v_live.o_until;
+        END IF;
+    END IF;
+    IF p_step.rate_n IS NOT NULL THEN
+        v_at := greatest(v_at, greatest(g.tat, p_now)
+                               - make_interval(secs => (p_step.burst - 1) * p_step.rate_per_ms / 1000.0 / p_step.rate_n));
+    END IF;
+    RETURN v_at;
+END $$;
+
 -- Events ----------------------------------------------------------------------
 
 -- ev builds one event, as JSON text (see package runtime/notify for the
@@ -1575,8 +1618,6 @@ DECLARE
     g         qflow.gates;
     v_groom   integer;
     v_int_us  double precision;
-    v_allow   integer;
-    v_base    timestamptz;
     v_cands   tid[] := '{}';
     v_ngated  integer := 0;
     v_passes  qflow.gate_pass[] := '{}';
@@ -1653,28 +1694,32 @@ BEGIN
         v_groom := v_room;
         v_int_us := NULL;
         IF v_step.gated THEN
+            -- Look before locking: a gate with no room is passed over
+            -- without a lock, so claims that only look at it do not keep
+            -- one another out of it. With room, lock it and look again.
+            SELECT * INTO g FROM qflow.gates
+            WHERE flow_slug = v_flow.slug AND step_slug = v_step.slug AND key = h.limit_key;
+            IF FOUND THEN
+                v_groom := qflow.gate_room(g, v_step, v_room, v_now);
+                IF v_groom <= 0 THEN
+                    v_hint := least(v_hint, qflow.gate_next(g, v_step, v_now));
+                    CONTINUE;
+                END IF;
+            END IF;
             g := qflow.lock_gate(v_flow.slug, v_step.slug, h.limit_key);
             IF g IS NULL THEN
                 v_busy := true;
                 CONTINUE;
             END IF;
-            IF v_step.concurrency IS NOT NULL AND cardinality(g.holders) + v_groom > v_step.concurrency THEN
-                SELECT * INTO v_live FROM qflow.live_holders(g.holders, v_now);
-                g.holders := v_live.o_live;
-                v_groom := least(v_groom, v_step.concurrency - cardinality(g.holders));
-                IF v_groom <= 0 THEN
-                    v_hint := least(v_hint, v_live.o_until);
-                END IF;
+            IF v_step.concurrency IS NOT NULL AND cardinality(g.holders) + v_room > v_step.concurrency THEN
+                g.holders := (qflow.live_holders(g.holders, v_now)).o_live;
             END IF;
-            IF v_step.rate_n IS NOT NULL AND v_groom > 0 THEN
-                -- The generic cell rate algorithm: v_allow starts conform now.
+            v_groom := qflow.gate_room(g, v_step, v_room, v_now);
+            IF v_groom <= 0 THEN
+                v_hint := least(v_hint, qflow.gate_next(g, v_step, v_now));
+            END IF;
+            IF v_step.rate_n IS NOT NULL THEN
                 v_int_us := v_step.rate_per_ms * 1000.0 / v_step.rate_n;
-                v_base := greatest(g.tat, v_now);
-                v_allow := floor(v_step.burst - extract(epoch FROM v_base - v_now) * 1000000 / v_int_us + 1e-9);
-                IF v_allow <= 0 THEN
-                    v_hint := least(v_hint, v_base - make_interval(secs => (v_step.burst - 1) * v_int_us / 1000000));
-                END IF;
-                v_groom := least(v_groom, v_allow);
             END IF;
         END IF;
         CONTINUE WHEN v_groom <= 0;

@@ -97,6 +97,9 @@ const (
 		)
 		SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM s), (SELECT count(*) FROM t), (SELECT count(*) FROM st)`
 
+	// sqlPruneGates deletes a batch of idle gates (limits' state).
+	sqlPruneGates = `SELECT qflow.prune_gates($1::integer)`
+
 	sqlUpkeep = `SELECT o_runs_expired, o_tasks_failed FROM qflow.upkeep($1::boolean)`
 
 	sqlRegisterWorker = `INSERT INTO qflow.workers (id, queues, hostname, pid) VALUES ($1::uuid, $2::text[], $3::text, $4::integer)`
