@@ -1571,6 +1571,62 @@ BEGIN
     RETURN QUERY SELECT * FROM unnest(v_got);
 END $$;
 
+-- lane_take is claim_limited's look at the gate of one lane's head task h
+-- (its step and key): read without a lock, then, with room, locked and
+-- read again. It returns how many of the head's step and key's tasks may
+-- start now (room, at most p_room), with the gate as it was read (pass;
+-- its step_slug is NULL when no gate was locked). A head whose step has no
+-- limit any more (they changed since it was queued) has p_room without a
+-- gate. hint: when the gate may next let a task start, when it lets none
+-- now; busy: another claim held it.
+CREATE TYPE qflow.lane_take AS (room integer, pass qflow.gate_pass, hint timestamptz, busy boolean);
+CREATE FUNCTION qflow.lane_take(p_flow qflow.flows, h qflow.lane_head, p_room integer, p_now timestamptz)
+RETURNS qflow.lane_take LANGUAGE plpgsql AS $$
+DECLARE
+    v_step  qflow.steps;
+    g       qflow.gates;
+    v_room  integer := p_room;
+    v_int   double precision;
+    o       qflow.lane_take;
+BEGIN
+    o.busy := false;
+    o.room := 0;
+    SELECT * INTO v_step FROM qflow.steps WHERE flow_id = p_flow.id AND idx = h.step_idx;
+    IF v_step.gated THEN
+        -- Look before locking: a gate with no room is passed over without
+        -- a lock, so claims that only look at it do not keep one another
+        -- out of it. With room, lock it and look again.
+        SELECT * INTO g FROM qflow.gates
+        WHERE flow_slug = p_flow.slug AND step_slug = v_step.slug AND key = h.limit_key;
+        IF FOUND THEN
+            v_room := qflow.gate_room(g, v_step, p_room, p_now);
+            IF v_room <= 0 THEN
+                o.hint := qflow.gate_next(g, v_step, p_now);
+                RETURN o;
+            END IF;
+        END IF;
+        g := qflow.lock_gate(p_flow.slug, v_step.slug, h.limit_key);
+        IF g IS NULL THEN
+            o.busy := true;
+            RETURN o;
+        END IF;
+        IF v_step.concurrency IS NOT NULL AND cardinality(g.holders) + p_room > v_step.concurrency THEN
+            g.holders := (qflow.live_holders(g.holders, p_now)).o_live;
+        END IF;
+        v_room := qflow.gate_room(g, v_step, p_room, p_now);
+        IF v_room <= 0 THEN
+            o.hint := qflow.gate_next(g, v_step, p_now);
+            RETURN o;
+        END IF;
+        IF v_step.rate_n IS NOT NULL THEN
+            v_int := v_step.rate_per_ms * 1000.0 / v_step.rate_n;
+        END IF;
+        o.pass := ROW(v_step.slug, h.limit_key, h.step_idx, h.lane, g.holders, g.tat, v_step.concurrency, v_int)::qflow.gate_pass;
+    END IF;
+    o.room := v_room;
+    RETURN o;
+END $$;
+
 -- claim_limited is claim for a flow version with limits (flows.limited):
 -- it hands out up to p_qty tasks, no more than each limit allows, highest
 -- claim priority first as claim does, and tells the worker when held-back
@@ -1614,12 +1670,8 @@ DECLARE
     v_hi      integer;
     v_heads   qflow.lane_head[] := '{}';
     h         qflow.lane_head;
-    v_step    qflow.steps;
-    g         qflow.gates;
-    v_groom   integer;
-    v_int_us  double precision;
+    v_take    qflow.lane_take;
     v_cands   tid[] := '{}';
-    v_ngated  integer := 0;
     v_passes  qflow.gate_pass[] := '{}';
     p         qflow.gate_pass;
     v_got     qflow.claimed_task[];
@@ -1689,51 +1741,20 @@ BEGIN
 
     -- Lane by lane, head first: each gate's places and starts.
     FOR h IN SELECT * FROM unnest(v_heads) x ORDER BY x.priority DESC, x.seq LOOP
-        EXIT WHEN v_ngated >= v_room;
-        SELECT * INTO v_step FROM qflow.steps WHERE flow_id = p_flow_id AND idx = h.step_idx;
-        v_groom := v_room;
-        v_int_us := NULL;
-        IF v_step.gated THEN
-            -- Look before locking: a gate with no room is passed over
-            -- without a lock, so claims that only look at it do not keep
-            -- one another out of it. With room, lock it and look again.
-            SELECT * INTO g FROM qflow.gates
-            WHERE flow_slug = v_flow.slug AND step_slug = v_step.slug AND key = h.limit_key;
-            IF FOUND THEN
-                v_groom := qflow.gate_room(g, v_step, v_room, v_now);
-                IF v_groom <= 0 THEN
-                    v_hint := least(v_hint, qflow.gate_next(g, v_step, v_now));
-                    CONTINUE;
-                END IF;
-            END IF;
-            g := qflow.lock_gate(v_flow.slug, v_step.slug, h.limit_key);
-            IF g IS NULL THEN
-                v_busy := true;
-                CONTINUE;
-            END IF;
-            IF v_step.concurrency IS NOT NULL AND cardinality(g.holders) + v_room > v_step.concurrency THEN
-                g.holders := (qflow.live_holders(g.holders, v_now)).o_live;
-            END IF;
-            v_groom := qflow.gate_room(g, v_step, v_room, v_now);
-            IF v_groom <= 0 THEN
-                v_hint := least(v_hint, qflow.gate_next(g, v_step, v_now));
-            END IF;
-            IF v_step.rate_n IS NOT NULL THEN
-                v_int_us := v_step.rate_per_ms * 1000.0 / v_step.rate_n;
-            END IF;
-        END IF;
-        CONTINUE WHEN v_groom <= 0;
+        EXIT WHEN cardinality(v_cands) >= v_room;
+        v_take := qflow.lane_take(v_flow, h, v_room, v_now);
+        v_hint := least(v_hint, v_take.hint);
+        v_busy := v_busy OR v_take.busy;
+        CONTINUE WHEN v_take.room <= 0;
         v_cands := v_cands || ARRAY(
             SELECT q.ctid FROM qflow.step_tasks q
             WHERE q.flow_id = p_flow_id AND q.lane = h.lane AND q.step_idx = h.step_idx AND q.limit_key = h.limit_key
               AND q.finished_at IS NULL AND q.vt <= v_now
               AND (q.status = 'queued' OR q.attempts < q.max_attempts)
               AND (q.deadline IS NULL OR q.deadline > v_now)
-            ORDER BY q.priority DESC, q.seq LIMIT v_groom);
-        v_ngated := cardinality(v_cands);
-        IF v_step.gated THEN
-            v_passes := v_passes || ROW(v_step.slug, h.limit_key, h.step_idx, h.lane, g.holders, g.tat,
-                                        v_step.concurrency, v_int_us)::qflow.gate_pass;
+            ORDER BY q.priority DESC, q.seq LIMIT v_take.room);
+        IF (v_take.pass).step_slug IS NOT NULL THEN
+            v_passes := v_passes || v_take.pass;
         END IF;
     END LOOP;
 
@@ -2089,6 +2110,8 @@ ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode =
 -- So is claim_limited, for the same reason (its scans read the lanes in
 -- index order however long they are).
 ALTER FUNCTION qflow.claim_limited(integer, uuid, integer, bigint) SET plan_cache_mode = force_custom_plan;
+-- Its look at each gate keeps generic plans: probes by primary key.
+ALTER FUNCTION qflow.lane_take(qflow.flows, qflow.lane_head, integer, timestamptz) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.lock_gate(text, text, text) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.publish_started(qflow.claimed_task[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.heartbeat(uuid, qflow.task_key[], bigint) SET plan_cache_mode = force_generic_plan;

@@ -65,6 +65,10 @@ func limitsScenarios() map[string]limitsScenario {
 		"key": {build(qflow.NewFlow("lim_key").
 			Step("root", qflow.StepDef{TakesInput: true}).
 			MapStep("sync", "root", qflow.StepOptions{Concurrency: 2, Key: ".customer"})), 50 * time.Millisecond},
+		// The same without a limit, to compare.
+		"keyfree": {build(qflow.NewFlow("lim_keyfree").
+			Step("root", qflow.StepDef{TakesInput: true}).
+			MapStep("sync", "root", qflow.StepOptions{})), 50 * time.Millisecond},
 		// At most 20 starts a second, 5 at once.
 		"rate": {build(qflow.NewFlow("lim_rate").
 			Step("root", qflow.StepDef{TakesInput: true}).
@@ -413,6 +417,14 @@ func TestConcurrencyLimitPerKey(t *testing.T) {
 	}
 	t.Logf("200 tasks of 50ms, 20 customers at 2 at once: first start to last end %s (ideal %s, %.2fx), run %s; peak %d in all, %d per customer",
 		last.Sub(first), ideal, float64(last.Sub(first))/float64(ideal), took, peak(spans), top)
+
+	// For scale: the same tasks on the same workers without a limit (40
+	// slots for 200 tasks: 5 rounds too).
+	free := newEnv(t)
+	startLimitWorkers(t, free, "keyfree", 4, 10)
+	began = time.Now()
+	startLimitedRuns(t, free, "lim_keyfree", []any{els}, 2*time.Minute)
+	t.Logf("without the limit: run %s", time.Since(began))
 }
 
 // TestRateLimitAcrossWorkers: with Rate 20/s and Burst 5 over 4 worker

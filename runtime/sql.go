@@ -9,9 +9,10 @@ const (
 
 	// sqlFlowSteps loads a flow version's steps for a worker; limited:
 	// a limit across workers holds the step's tasks (its own or the
-	// flow's), so only the claim may start them.
+	// flow's), so only the claim may start them; paced: the step has a
+	// rate.
 	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms,
-			st.gated OR f.concurrency IS NOT NULL
+			st.gated OR f.concurrency IS NOT NULL, st.rate_n IS NOT NULL
 		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
 		WHERE f.id = $1::integer ORDER BY st.idx`
 

@@ -91,10 +91,9 @@ type workerFlow struct {
 	id       int
 	queue    string
 	steps    []flowStep // by step index
-	// limited: some step of the version is held by a limit across
-	// workers; the worker claims no tasks of it ahead of its free slots
-	// (see reserve).
-	limited bool
+	// paced: some step of the version has a rate limit; the worker claims
+	// no tasks of it ahead of its free slots (see reserve).
+	paced bool
 	// wakes counts signs that work may be waiting in this flow's queue
 	// (notifications, polls, full claims) since a claim last found it
 	// empty; the pump clears it only if no sign arrived during that claim.
@@ -368,12 +367,12 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	}
 	defer rows.Close()
 	f.steps = f.steps[:0]
-	f.limited = false
+	f.paced = false
 	for rows.Next() {
 		var s flowStep
 		var ms int64
-		var prio bool
-		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &s.limited); err != nil {
+		var prio, paced bool
+		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &s.limited, &paced); err != nil {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		s.timeout = time.Duration(ms) * time.Millisecond
@@ -381,7 +380,7 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
 		}
 		f.steps = append(f.steps, s)
-		f.limited = f.limited || s.limited
+		f.paced = f.paced || paced
 		w.prioritized = w.prioritized || prio // no other goroutine runs yet
 	}
 	if err := rows.Err(); err != nil {

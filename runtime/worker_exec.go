@@ -77,27 +77,29 @@ func (w *Worker) dispatchLocked() {
 //     trip settles the other): round trips, not handlers, are the limit;
 //   - a slot's worth while they average under 50ms;
 //   - none for slower handlers, which leave the rest to other workers;
-//   - none for a flow with limits across workers (limited): a task claimed
-//     holds its limit's place, or its rate's start, from the claim on, so
-//     it must not wait here for a slot while other workers could run it.
+//   - none for a flow with a rate limit (paced): a task's start counts
+//     against its rate when it is claimed, so it must start then, not
+//     wait here for a slot (starts would bunch up past the rate). A task
+//     of a concurrency limit claimed ahead holds its place while it waits,
+//     at most about one handler's time given the rules above.
 //
 // The room taken is counted in w.claiming until accept gives it back.
 // Claims for local starts (local.go) take room too, and the pump leaves
 // it to them; they do not wait for the pump's room, so a worker may hold
 // up to a batch more than this while both are on their way.
-func (w *Worker) reserve(limited bool) int {
+func (w *Worker) reserve(paced bool) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := max(0, w.roomLocked(limited)-w.claiming)
+	n := max(0, w.roomLocked(paced)-w.claiming)
 	w.claiming += n
 	return n
 }
 
 // roomLocked is the room for claims, less what local starts are claiming
-// now; without claiming ahead when limited. w.mu is held.
-func (w *Worker) roomLocked(limited bool) int {
+// now; without claiming ahead when paced. w.mu is held.
+func (w *Worker) roomLocked(paced bool) int {
 	limit := w.opts.Concurrency
-	if w.timed >= w.opts.Concurrency && !w.prioritized && !limited {
+	if w.timed >= w.opts.Concurrency && !w.prioritized && !paced {
 		switch {
 		case w.avgTook < 5*time.Millisecond:
 			limit += 2 * w.opts.BatchSize
