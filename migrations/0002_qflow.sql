@@ -329,7 +329,10 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- lock_gate locks the gate (made when missing) for the calling claim and
--- returns it; NULL when another claim holds it.
+-- returns it; NULL when another claim holds it, or is making it. It never
+-- waits: claims making the same gate at once take turns by a transaction
+-- advisory lock on the gate tried without waiting, so none waits on
+-- another's insert.
 CREATE FUNCTION qflow.lock_gate(p_flow text, p_step text, p_key text)
 RETURNS qflow.gates LANGUAGE plpgsql AS $$
 DECLARE
@@ -341,10 +344,13 @@ BEGIN
     IF FOUND THEN
         RETURN g;
     END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('qflow.gate:' || p_flow || '/' || p_step || '/' || p_key, 0)) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO qflow.gates (flow_slug, step_slug, key) VALUES (p_flow, p_step, p_key)
     ON CONFLICT DO NOTHING
     RETURNING * INTO g;
-    RETURN g; -- NULL: it exists and another claim holds it
+    RETURN g; -- NULL: it exists (made meanwhile) and another claim holds it
 END $$;
 
 -- gate_room is how many of step p_step's tasks gate g lets start now, up
