@@ -208,11 +208,11 @@ func startLimitWorkers(t *testing.T, e *env, name string, n, slots int) {
 
 // span is one task's run as its handler recorded it.
 type span struct {
-	step, key   string
-	run         uuid.UUID
-	idx         int
-	attempt     int
-	pid         int
+	step, key    string
+	run          uuid.UUID
+	idx          int
+	attempt      int
+	pid          int
 	began, ended time.Time
 }
 

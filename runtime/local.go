@@ -103,7 +103,7 @@ func (w *Worker) reserveUpTo(n int) int {
 	if w.stopping.Load() {
 		return 0
 	}
-	n = max(0, min(n, w.roomLocked(false)))
+	n = max(0, min(n, w.roomLocked()))
 	w.claimingLocal += n
 	return n
 }

@@ -91,9 +91,6 @@ type workerFlow struct {
 	id       int
 	queue    string
 	steps    []flowStep // by step index
-	// paced: some step of the version has a rate limit; the worker claims
-	// no tasks of it ahead of its free slots (see reserve).
-	paced bool
 	// wakes counts signs that work may be waiting in this flow's queue
 	// (notifications, polls, full claims) since a claim last found it
 	// empty; the pump clears it only if no sign arrived during that claim.
@@ -110,7 +107,10 @@ type flowStep struct {
 	// engine's claim, which counts it against its limits: never by a path
 	// that bypasses the claim.
 	limited bool
-	met     stepMetrics // set when the worker records metrics
+	// paced: the step has a rate; its claimed tasks start ahead of others
+	// waiting for a slot (see reserve).
+	paced bool
+	met   stepMetrics // set when the worker records metrics
 }
 
 type taskKey struct {
@@ -367,12 +367,11 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	}
 	defer rows.Close()
 	f.steps = f.steps[:0]
-	f.paced = false
 	for rows.Next() {
 		var s flowStep
 		var ms int64
-		var prio, paced bool
-		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &s.limited, &paced); err != nil {
+		var prio bool
+		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &s.limited, &s.paced); err != nil {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		s.timeout = time.Duration(ms) * time.Millisecond
@@ -380,7 +379,6 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
 		}
 		f.steps = append(f.steps, s)
-		f.paced = f.paced || paced
 		w.prioritized = w.prioritized || prio // no other goroutine runs yet
 	}
 	if err := rows.Err(); err != nil {

@@ -42,9 +42,15 @@ func (w *Worker) accept(f *workerFlow, list []claimedTask, reserved int, local b
 		w.held[c.key] = h
 		w.prioritized = w.prioritized || c.priority != 0
 		// Waiting tasks start in claim order: higher priority first, then
-		// first queued first, as the claim itself orders them.
+		// first queued first, as the claim itself orders them; but tasks
+		// of a step with a rate first of all, as their starts were counted
+		// when they were claimed (see reserve).
+		paced := step.paced
 		i := sort.Search(len(w.waiting), func(i int) bool {
 			x := w.waiting[i]
+			if xp := x.flow.steps[x.key.StepIdx].paced; xp != paced {
+				return paced
+			}
 			return x.priority < h.priority || (x.priority == h.priority && x.seq > h.seq)
 		})
 		w.waiting = slices.Insert(w.waiting, i, h)
@@ -76,30 +82,31 @@ func (w *Worker) dispatchLocked() {
 //   - two batches while handlers average under 5ms (one runs while a round
 //     trip settles the other): round trips, not handlers, are the limit;
 //   - a slot's worth while they average under 50ms;
-//   - none for slower handlers, which leave the rest to other workers;
-//   - none for a flow with a rate limit (paced): a task's start counts
-//     against its rate when it is claimed, so it must start then, not
-//     wait here for a slot (starts would bunch up past the rate). A task
-//     of a concurrency limit claimed ahead holds its place while it waits,
-//     at most about one handler's time given the rules above.
+//   - none for slower handlers, which leave the rest to other workers.
+//
+// A task of a limit across workers claimed ahead counts against it while
+// it waits here (a concurrency limit's place, a rate's start), for about
+// one handler's time given these rules; a task of a step with a rate
+// starts ahead of the others waiting (see accept), so its handler starts
+// close to the moment its start was counted.
 //
 // The room taken is counted in w.claiming until accept gives it back.
 // Claims for local starts (local.go) take room too, and the pump leaves
 // it to them; they do not wait for the pump's room, so a worker may hold
 // up to a batch more than this while both are on their way.
-func (w *Worker) reserve(paced bool) int {
+func (w *Worker) reserve() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := max(0, w.roomLocked(paced)-w.claiming)
+	n := max(0, w.roomLocked()-w.claiming)
 	w.claiming += n
 	return n
 }
 
 // roomLocked is the room for claims, less what local starts are claiming
-// now; without claiming ahead when paced. w.mu is held.
-func (w *Worker) roomLocked(paced bool) int {
+// now. w.mu is held.
+func (w *Worker) roomLocked() int {
 	limit := w.opts.Concurrency
-	if w.timed >= w.opts.Concurrency && !w.prioritized && !paced {
+	if w.timed >= w.opts.Concurrency && !w.prioritized {
 		switch {
 		case w.avgTook < 5*time.Millisecond:
 			limit += 2 * w.opts.BatchSize

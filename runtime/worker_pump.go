@@ -50,7 +50,7 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		want := 0
 		if primary && !w.stopping.Load() {
 			if f = w.pickFlow(batch, &next); f != nil {
-				want = w.reserve(f.paced)
+				want = w.reserve()
 			}
 		}
 		if len(batch) == 0 && want == 0 {
