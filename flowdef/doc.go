@@ -22,7 +22,12 @@
 //     runtime/goals (graph.go).
 //   - Storage: FlowDef.Normalize gives the Normalized form the engine's
 //     define_flow stores: every option resolved, durations in milliseconds
-//     (normalize.go). FlowDef.ShapeHash hashes that form.
+//     (normalize.go). FlowDef.ShapeHash hashes that form, less step
+//     priorities and limits.
+//   - Limits across workers: StepOptions.Concurrency, Rate and Key, their
+//     rules (MaxConcurrency, ParseRate, KeyPath), and FlowDef.Limited, which
+//     tells a worker which steps' tasks only the engine's claim may start
+//     (limits.go).
 //
 // # Retries
 //
