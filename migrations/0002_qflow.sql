@@ -530,7 +530,7 @@ END $$;
 -- input), absent for none, and the flow's own concurrency, read from
 -- p_def's options (FlowDef.Options.Concurrency). When they change, the
 -- version's queued tasks move to the gates of the new limits (see
--- apply_limits).
+-- apply_limits), and p_def replaces the definition kept for display.
 CREATE FUNCTION qflow.define_flow(p_slug text, p_shape_hash text, p_def jsonb, p_steps jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -551,6 +551,8 @@ BEGIN
         GET DIAGNOSTICS v_n = ROW_COUNT;
         UPDATE qflow.flows SET concurrency = v_fconc WHERE id = v_id AND concurrency IS DISTINCT FROM v_fconc;
         IF v_n > 0 OR FOUND THEN
+            -- The definition kept for display shows the limits in force.
+            UPDATE qflow.flows SET definition = p_def WHERE id = v_id;
             PERFORM qflow.apply_limits(v_id);
         END IF;
         IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_steps) e WHERE coalesce((e->>'priority')::integer, 0) <> 0) THEN

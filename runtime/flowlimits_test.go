@@ -614,6 +614,15 @@ func TestLimitSetOnBacklog(t *testing.T) {
 	if len(spans) != 8 || len(byKey) != 2 {
 		t.Errorf("%d tasks of %d keys ran, want 8 of 2", len(spans), len(byKey))
 	}
+	// One version, whose stored definition shows the limits in force.
+	var versions int
+	var shown string
+	if err := e.db.Pool.QueryRow(ctx, `SELECT count(*), max(definition->'steps'->0->'options'->>'key') FROM qflow.flows WHERE slug = 'lim_later'`).Scan(&versions, &shown); err != nil {
+		t.Fatal(err)
+	}
+	if versions != 1 || shown != ".k" {
+		t.Errorf("%d versions, stored key %q; want 1 version showing key .k", versions, shown)
+	}
 	var gates int
 	if err := e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM qflow.gates`).Scan(&gates); err != nil || gates != 2 {
 		t.Errorf("%d gates (%v), want 2 (keys a and b)", gates, err)
