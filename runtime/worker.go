@@ -66,6 +66,11 @@ type Worker struct {
 	prioritized bool
 	stopping    atomic.Bool // no more claims, no more starts
 
+	// wakeTimer makes the pump look for work at wakeAt (see wakeIn).
+	wakeMu    sync.Mutex
+	wakeTimer *time.Timer
+	wakeAt    time.Time
+
 	kick      chan struct{} // the primary pump has something to do (coalesced)
 	kick2     chan struct{} // the secondary pump may have results to settle (coalesced)
 	slotFreed chan struct{} // a handler finished (coalesced)
