@@ -22,13 +22,18 @@
 //     runtime/goals (graph.go).
 //   - Storage: FlowDef.Normalize gives the Normalized form the engine's
 //     define_flow stores: every option resolved, durations in milliseconds
-//     (normalize.go). FlowDef.ShapeHash hashes that form.
+//     (normalize.go). FlowDef.ShapeHash hashes that form, less step
+//     priorities and limits.
 //   - Conditional and optional steps: StepDef.When (a Condition, Go code
 //     the worker runs; only its presence is stored and hashed, as
 //     "when": true), StepDef.Optional and StepDef.AcceptsSkipped, the
 //     dependencies whose skip a step takes (flowdef.go); Validate keeps
 //     conditions and AcceptsSkipped off map steps and AcceptsSkipped within
 //     DependsOn.
+//   - Limits across workers: StepOptions.Concurrency, Rate and Key, their
+//     rules (MaxConcurrency, ParseRate, KeyPath), and FlowDef.Limited, which
+//     tells a worker which steps' tasks only the engine's claim may start
+//     (limits.go).
 //
 // # Retries
 //

@@ -41,6 +41,30 @@ type StepOptions struct {
 	// Priority it is not part of the shape hash: it changes nothing the
 	// engine does.
 	Idempotent bool `json:"idempotent,omitempty"`
+	// Concurrency caps how many of the step's tasks run at once across
+	// every worker process (0: no cap; at most MaxConcurrency). On a
+	// flow's Options it caps the tasks of the whole flow, all its steps
+	// together, and is not a default for the steps. With Key, the cap holds
+	// per key value. A task waiting for a place is not claimed, so it costs
+	// no attempt. Like Priority, it is not part of the shape hash: defining
+	// the flow sets its version's limits (see "Concurrency and rate
+	// limits" in the README).
+	Concurrency int `json:"concurrency,omitempty"`
+	// Rate caps how fast the step's tasks start across every worker (the
+	// zero Rate: no cap); with Key, per key value. Steps only: a flow's
+	// Options may not set it. Not part of the shape hash.
+	Rate Rate `json:"rate,omitzero"`
+	// Key makes Concurrency and Rate hold per value of a string in each
+	// task's input, named by a path into it: ".customer_id" for a map
+	// step's element, ".run.customer_id" for a field of the flow input of
+	// a step that takes it ("run" is InputKey), ".fetch.owner" for a field
+	// of dependency fetch's output, "." for the whole input (a map over
+	// strings). Object keys are JSON keys, and a number indexes an array.
+	// A task whose key is absent, null or not a string is keyed by its JSON
+	// text ("" when absent or null); keys over 255 bytes are keyed by their
+	// hash. Steps only, and only with Concurrency or Rate. Not part of the
+	// shape hash.
+	Key string `json:"key,omitempty"`
 }
 
 // NoRetries as StepOptions.Retries asks for a single attempt, where 0 would

@@ -38,6 +38,16 @@ type NormalizedStep struct {
 	// left out of the shape hash; define_flow applies it (see
 	// StepOptions.Priority).
 	Priority int `json:"priority,omitempty"`
+	// The step's limits across workers (StepOptions.Concurrency, Rate and
+	// Key, not inherited; all absent when it has none). Left out of the
+	// shape hash like Priority; define_flow applies them. RatePerMS is
+	// Rate.Per in whole milliseconds (rounded up) and Burst is
+	// Rate.Bursts() when the step has a rate.
+	Concurrency int    `json:"concurrency,omitempty"`
+	RateN       int    `json:"rate_n,omitempty"`
+	RatePerMS   int64  `json:"rate_per_ms,omitempty"`
+	Burst       int    `json:"burst,omitempty"`
+	Key         string `json:"key,omitempty"`
 }
 
 // Normalize validates f and returns its Normalized form.
@@ -66,10 +76,15 @@ func (f FlowDef) normal() Normalized {
 			TimeoutMS:    max(1, ceilMS(pick(s.Options.Timeout, f.Options.Timeout, DefaultTimeout))),
 			StartDelayMS: ceilMS(s.Options.StartDelay),
 			Priority:     s.Options.Priority,
+			Concurrency:  s.Options.Concurrency,
+			Key:          s.Options.Key,
 
 			When:           s.When != nil,
 			Optional:       s.Optional,
 			AcceptsSkipped: s.AcceptsSkipped,
+		}
+		if r := s.Options.Rate; !r.IsZero() {
+			n.Steps[i].RateN, n.Steps[i].RatePerMS, n.Steps[i].Burst = r.N, ceilMS(r.Per), r.Bursts()
 		}
 	}
 	return n
@@ -77,9 +92,9 @@ func (f FlowDef) normal() Normalized {
 
 // Effective returns the options the engine applies to step s of f: its
 // own, else the flow's, else the defaults. Retries is never 0 unless the
-// step gets no retry, in which case it is NoRetries. Priority is left 0:
-// it orders claims and is not part of how a run executes (nor of the
-// shape hash).
+// step gets no retry, in which case it is NoRetries. Priority and the
+// limits are left zero: they order and pace claims and are not part of
+// how a run executes (nor of the shape hash).
 func (f FlowDef) Effective(s StepDef) StepOptions {
 	r := pick(s.Options.Retries, f.Options.Retries, DefaultRetries)
 	return StepOptions{
@@ -97,19 +112,24 @@ func Attempts(retries int) int { return max(retries, 0) + 1 }
 // ShapeHash returns a stable hash of everything that affects how runs of
 // the flow execute: its Normalized form (step slugs, order, dependencies,
 // map and input flags, resolved options, conditions, optional steps and
-// the dependencies whose skip a step takes) less the step priorities. Two
-// definitions with the same hash are interchangeable, however their
-// options were spelled; priorities only order claims, so a definition
-// that changes nothing else keeps its hash, and its flow version.
+// the dependencies whose skip a step takes) less the step priorities and
+// limits. Two definitions with the same hash are interchangeable, however
+// their options were spelled; priorities only order claims, and limits
+// (Concurrency, Rate, Key, also the flow's) only pace them, so a
+// definition that changes nothing else keeps its hash, and its flow
+// version: its runs go on with the new priorities and limits.
 func (f FlowDef) ShapeHash() string { return f.normal().ShapeHash() }
 
 // ShapeHash returns the shape hash of the definition n was made from (see
 // FlowDef.ShapeHash).
 func (n Normalized) ShapeHash() string {
-	if slices.ContainsFunc(n.Steps, func(s NormalizedStep) bool { return s.Priority != 0 }) {
+	if slices.ContainsFunc(n.Steps, func(s NormalizedStep) bool { return s.Priority != 0 || s.limited() }) {
 		steps := slices.Clone(n.Steps)
 		for i := range steps {
-			steps[i].Priority = 0 // omitted from the JSON: hashes as before priorities existed
+			// Omitted from the JSON: hashes as before priorities and
+			// limits existed.
+			steps[i].Priority = 0
+			steps[i].Concurrency, steps[i].RateN, steps[i].RatePerMS, steps[i].Burst, steps[i].Key = 0, 0, 0, 0, ""
 		}
 		n.Steps = steps
 	}
@@ -137,4 +157,9 @@ func ceilMS(d time.Duration) int64 {
 		return 0
 	}
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// limited reports whether the step has a limit across workers.
+func (s NormalizedStep) limited() bool {
+	return s.Concurrency != 0 || s.RateN != 0 || s.RatePerMS != 0 || s.Burst != 0 || s.Key != ""
 }

@@ -14,8 +14,9 @@ var ErrInvalid = errors.New("invalid flow definition")
 // steps, unknown, repeated and self-dependencies, cycles, map steps with
 // more than one dependency (or with the flow input and a dependency),
 // conditions and AcceptsSkipped (a subset of DependsOn, neither on a map
-// step), and options out of range (a priority must fit in 32 bits). All
-// problems are reported together, each wrapping ErrInvalid.
+// step), and options out of range (a priority must fit in 32 bits; see also
+// the limits' rules on StepOptions.Concurrency, Rate and Key). All problems
+// are reported together, each wrapping ErrInvalid.
 func (f FlowDef) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) {
@@ -30,15 +31,16 @@ func (f FlowDef) Validate() error {
 	if len(f.Steps) > MaxSteps {
 		bad("%d steps; a flow may have at most %d (MaxFlowSteps)", len(f.Steps), MaxSteps)
 	}
-	checkOpts := func(where string, o StepOptions) {
+	checkOpts := func(where string, o StepOptions, step bool) {
 		if o.Retries < NoRetries || o.BaseDelay < 0 || o.Timeout < 0 || o.StartDelay < 0 {
 			bad("%s: options must not be negative (but Retries may be NoRetries)", where)
 		}
 		if o.Priority < math.MinInt32 || o.Priority > math.MaxInt32 {
 			bad("%s: priority %d does not fit in 32 bits", where, o.Priority)
 		}
+		checkLimits(o, step, func(format string, a ...any) { bad("%s: %s", where, fmt.Sprintf(format, a...)) })
 	}
-	checkOpts("flow options", f.Options)
+	checkOpts("flow options", f.Options, false)
 	index := make(map[string]int, len(f.Steps))
 	for i, s := range f.Steps {
 		if !ValidSlug(s.Slug) {
@@ -51,7 +53,7 @@ func (f FlowDef) Validate() error {
 			bad("step %q defined twice", s.Slug)
 		}
 		index[s.Slug] = i
-		checkOpts(fmt.Sprintf("step %q", s.Slug), s.Options)
+		checkOpts(fmt.Sprintf("step %q", s.Slug), s.Options, true)
 	}
 	for _, s := range f.Steps {
 		seen := map[string]bool{}

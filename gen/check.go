@@ -54,6 +54,9 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 		skippability(f)
 	}
 	c.absence(m)
+	for _, s := range m.Steps {
+		c.limitKey(s)
+	}
 	c.typeErrors(m)
 	m.layout()
 	c.names(m)

@@ -110,6 +110,31 @@ func TestE2E(t *testing.T) {
 	if hash != e2eflow.E2eDiamondShapeHash {
 		t.Errorf("stored shape hash %s, generated %s", hash, e2eflow.E2eDiamondShapeHash)
 	}
+
+	// The annotations' limits reached the engine, keyed by the JSON paths
+	// qflowgen resolved, and held the keyed tasks: "a b a" has two tasks
+	// of key "a".
+	var limits string
+	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s:%s:%s:%s:%s', st.slug, st.concurrency, st.rate_n, st.burst, st.limit_key), ' ' ORDER BY st.idx)
+		FROM qflow.steps st JOIN qflow.flows f ON f.id = st.flow_id WHERE f.slug = $1 AND st.gated`, e2eflow.E2eDiamondFlow.Slug).Scan(&limits); err != nil {
+		t.Fatal(err)
+	}
+	if want := "upper:2:::{} join::100:10:{run,Text}"; limits != want {
+		t.Errorf("stored limits %q, want %q", limits, want)
+	}
+	out, err = e2eflow.RunE2eDiamond(ctx, c, e2eflow.Input{Text: "a b a"})
+	if err != nil || out.Join.Count != 3 {
+		t.Fatalf("RunE2eDiamond(a b a) = %+v, %v", out, err)
+	}
+	var keys string
+	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(t.limit_key, ',' ORDER BY t.step_idx, t.task_index)
+		FROM qflow.step_tasks t JOIN qflow.runs r ON r.id = t.run_id
+		WHERE r.input->>'Text' = 'a b a' AND t.limit_key IS NOT NULL`).Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if keys != "a,b,a,a b a" {
+		t.Errorf("limit keys %q, want the words, then the text", keys)
+	}
 }
 
 // TestE2ELocal runs the flow with RunE2eDiamondLocal (in-process workers).

@@ -510,6 +510,19 @@ func optionsCode(o flowdef.StepOptions) jen.Code {
 	if o.Idempotent {
 		fs = append(fs, jen.Id("Idempotent").Op(":").True())
 	}
+	if o.Concurrency != 0 {
+		fs = append(fs, jen.Id("Concurrency").Op(":").Lit(o.Concurrency))
+	}
+	if r := o.Rate; !r.IsZero() {
+		rf := []jen.Code{jen.Id("N").Op(":").Lit(r.N), jen.Id("Per").Op(":").Add(durationCode(r.Per))}
+		if r.Burst != 0 {
+			rf = append(rf, jen.Id("Burst").Op(":").Lit(r.Burst))
+		}
+		fs = append(fs, jen.Id("Rate").Op(":").Qual(runtimePath, "Rate").Values(rf...))
+	}
+	if o.Key != "" {
+		fs = append(fs, jen.Id("Key").Op(":").Lit(o.Key))
+	}
 	if len(fs) == 0 {
 		return nil
 	}

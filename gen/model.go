@@ -61,7 +61,11 @@ type stepModel struct {
 	MapPos   token.Pos
 	Deps     []*depModel
 	DepsPos  token.Pos // of "depends=", or of the directive when absent
-	Options  flowdef.StepOptions
+	// Options are the step's options; Options.Key is set by limitKey
+	// from KeyName, the key= of the annotation (at KeyPos).
+	Options flowdef.StepOptions
+	KeyName string
+	KeyPos  token.Pos
 
 	// Conditional and optional steps.
 	WhenName    string      // when= as written, "" when absent

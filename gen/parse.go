@@ -42,6 +42,12 @@ type optionSpec struct {
 	Priority int
 	// Idempotent is set by the word idempotent (flowdef.StepOptions.Idempotent).
 	Idempotent bool
+	// Limits across workers: concurrency=N (a flow's or a step's),
+	// rate=N/UNIT with burst=N, and key=NAME (Text empty when absent; the
+	// checker resolves it against the step's parameters).
+	Concurrency int
+	Rate        flowdef.Rate
+	Key         word
 }
 
 // directive is a parsed //qflow:flow or //qflow:step line.
@@ -116,6 +122,7 @@ func parseDirective(text string) (*directive, []parseError) {
 		return nil, errs
 	}
 	seen := map[string]bool{}
+	burstOff := -1
 	for _, w := range words {
 		key, val, hasVal := strings.Cut(w.Text, "=")
 		valOff := w.Off + len(key) + 1
@@ -207,6 +214,38 @@ func parseDirective(text string) (*directive, []parseError) {
 			if n == 0 {
 				d.Options.Retries = flowdef.NoRetries
 			}
+		case "concurrency":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > flowdef.MaxConcurrency {
+				bad(valOff, "concurrency=%s: want a whole number of tasks from 1 to %d, the most that may run at once across all workers", val, flowdef.MaxConcurrency)
+				continue
+			}
+			d.Options.Concurrency = n
+		case "rate":
+			r, err := flowdef.ParseRate(val)
+			if err != nil {
+				bad(valOff, "rate=%s: %v", val, err)
+				continue
+			}
+			d.Options.Rate.N, d.Options.Rate.Per = r.N, r.Per
+		case "burst":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > flowdef.MaxBurst {
+				bad(valOff, "burst=%s: want a whole number of tasks from 1 to %d that may start at once", val, flowdef.MaxBurst)
+				continue
+			}
+			d.Options.Rate.Burst = n
+			burstOff = w.Off
+		case "key":
+			ok := true
+			for _, part := range strings.Split(val, ".") {
+				ok = ok && isIdent(part)
+			}
+			if !ok {
+				bad(valOff, "key=%s: want a field of the step's input, such as key=CustomerID or key=Customer.ID (or a parameter and its field: key=in.CustomerID)", val)
+				continue
+			}
+			d.Options.Key = word{val, valOff}
 		case "priority":
 			n, err := strconv.ParseInt(val, 10, 32)
 			if err != nil {
@@ -233,6 +272,13 @@ func parseDirective(text string) (*directive, []parseError) {
 				d.Options.Delay = dur
 			}
 		}
+	}
+	o := &d.Options
+	if burstOff >= 0 && o.Rate.N == 0 && !seen["rate"] {
+		bad(burstOff, "burst= needs rate=: it is how many of a rate's starts may come at once")
+	}
+	if o.Key.Text != "" && o.Concurrency == 0 && o.Rate.N == 0 && !seen["concurrency"] && !seen["rate"] {
+		bad(o.Key.Off-len("key="), "key=%s limits nothing: give concurrency=N or rate=N/s too, which then hold per key", o.Key.Text)
 	}
 	if len(errs) > 0 {
 		return d, errs
@@ -294,9 +340,9 @@ const maxRetries = 999
 
 func knownOption(kind, key string) bool {
 	switch key {
-	case "retries", "attempts", "backoff", "timeout", "idempotent":
+	case "retries", "attempts", "backoff", "timeout", "idempotent", "concurrency":
 		return true
-	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional":
+	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional", "rate", "burst", "key":
 		return kind == "step"
 	}
 	return false
@@ -304,9 +350,9 @@ func knownOption(kind, key string) bool {
 
 func optionList(kind string) string {
 	if kind == "flow" {
-		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent"
+		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent, concurrency=N"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent"
+	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent, concurrency=N, rate=N/s, burst=N, key=FIELD"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

@@ -43,10 +43,11 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 			GoName:  exportName(a.d.Name.Text),
 			Input:   tn,
 			Options: flowdef.StepOptions{
-				Retries:    a.d.Options.Retries,
-				BaseDelay:  a.d.Options.Backoff,
-				Timeout:    a.d.Options.Timeout,
-				Idempotent: a.d.Options.Idempotent,
+				Retries:     a.d.Options.Retries,
+				BaseDelay:   a.d.Options.Backoff,
+				Timeout:     a.d.Options.Timeout,
+				Idempotent:  a.d.Options.Idempotent,
+				Concurrency: a.d.Options.Concurrency,
 			},
 		}
 		if prev := byName[f.Name]; prev != nil {
@@ -103,13 +104,19 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 			Map:      a.d.Map,
 			FlowName: a.d.Flow,
 			Options: flowdef.StepOptions{
-				Retries:    a.d.Options.Retries,
-				BaseDelay:  a.d.Options.Backoff,
-				Timeout:    a.d.Options.Timeout,
-				StartDelay: a.d.Options.Delay,
-				Priority:   a.d.Options.Priority,
-				Idempotent: a.d.Options.Idempotent,
+				Retries:     a.d.Options.Retries,
+				BaseDelay:   a.d.Options.Backoff,
+				Timeout:     a.d.Options.Timeout,
+				StartDelay:  a.d.Options.Delay,
+				Priority:    a.d.Options.Priority,
+				Idempotent:  a.d.Options.Idempotent,
+				Concurrency: a.d.Options.Concurrency,
+				Rate:        a.d.Options.Rate,
 			},
+			KeyName: a.d.Options.Key.Text,
+		}
+		if s.KeyName != "" {
+			s.KeyPos = a.at(a.d.Options.Key.Off)
 		}
 		if a.d.Map {
 			s.MapPos = a.at(a.d.MapOff)

@@ -24,7 +24,9 @@
 -- transaction of a large fan-out, until it commits): nothing waits for it,
 -- since every analyse of the engine's tables gives up at once when it
 -- cannot have the lock.
--- Claims and heartbeats lock only task rows, with SKIP LOCKED, and never wait.
+-- Claims and heartbeats lock only task rows, with SKIP LOCKED, and never wait;
+-- a claim of a flow version with limits also locks the gates it passes
+-- (qflow.gates), with SKIP LOCKED too (see "Limits" below).
 
 CREATE SCHEMA IF NOT EXISTS qflow;
 
@@ -44,6 +46,13 @@ CREATE TABLE qflow.flows (
     -- from the definition, or by set_step_priorities). When false, tasks
     -- carry only their run's priority (0 unless StartOptions.Priority).
     prioritized boolean NOT NULL DEFAULT false,
+    -- concurrency: at most this many tasks of the flow (all versions, all
+    -- steps) run at once (StepOptions.Concurrency on the flow's options;
+    -- NULL: no such limit). limited: the version has a limit (this one or
+    -- a step's); its claims go through claim_limited. Both are set by
+    -- define_flow from the definition, like step priorities.
+    concurrency integer CHECK (concurrency > 0),
+    limited     boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (slug, version),
     UNIQUE (slug, shape_hash)
@@ -62,6 +71,18 @@ CREATE TABLE qflow.steps (
     dep_count      integer NOT NULL CHECK (dep_count >= 0),
     is_leaf        boolean NOT NULL,
     priority       integer NOT NULL DEFAULT 0,
+    -- Limits across workers (see "Limits" below), set by define_flow:
+    -- at most concurrency tasks running at once, tasks starting at most
+    -- rate_n every rate_per_ms with bursts of burst, per value of the
+    -- task input at JSON path limit_key when set (NULL: one limit for the
+    -- step). gated: the step has concurrency or a rate, so its tasks pass
+    -- a gate.
+    concurrency    integer CHECK (concurrency > 0),
+    rate_n         integer CHECK (rate_n > 0),
+    rate_per_ms    bigint CHECK (rate_per_ms > 0),
+    burst          integer CHECK (burst > 0),
+    limit_key      text[],
+    gated          boolean NOT NULL DEFAULT false,
     -- The graph, denormalised for the hot path: dependencies in parameter
     -- order (with their slugs, the keys of the task input) and dependents.
     deps           smallint[] NOT NULL DEFAULT '{}',
@@ -78,7 +99,9 @@ CREATE TABLE qflow.steps (
     absent_ok      smallint[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (flow_id, idx),
     UNIQUE (flow_id, slug),
-    CHECK (kind = 'single' OR dep_count <= 1)
+    CHECK (kind = 'single' OR dep_count <= 1),
+    CHECK ((rate_n IS NULL) = (rate_per_ms IS NULL) AND (rate_n IS NULL) = (burst IS NULL)),
+    CHECK (gated = (concurrency IS NOT NULL OR rate_n IS NOT NULL))
 );
 
 CREATE TABLE qflow.deps (
@@ -184,6 +207,14 @@ CREATE TABLE qflow.step_tasks (
     -- The claim priority: the step's priority (when its flow version is
     -- prioritized) plus the run's, clamped to 32 bits; see start_steps.
     priority     integer NOT NULL DEFAULT 0,
+    -- lane: 0, or for a task of a step with a limit (steps.gated) the
+    -- lane of its gate (qflow.lane), by which claims find each gate's
+    -- tasks in step_tasks_ready. limit_key: NULL for a task no limit
+    -- holds; else its key ('' for a limit without key). Both are set when
+    -- the task is queued (start_steps, and again by define_flow for queued
+    -- tasks when the limits change, and by resume_run).
+    lane         integer NOT NULL DEFAULT 0,
+    limit_key    text,
     status       text NOT NULL DEFAULT 'queued'
                  CHECK (status IN ('queued', 'started', 'completed', 'failed', 'cancelled', 'skipped')),
     attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
@@ -207,7 +238,8 @@ CREATE TABLE qflow.step_tasks (
     CHECK (status <> 'started' OR attempts > 0),
     CHECK ((finished_at IS NULL) = (status IN ('queued', 'started')))
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 1);
-CREATE INDEX step_tasks_ready ON qflow.step_tasks (flow_id, priority DESC, seq) WHERE finished_at IS NULL;
+-- Claim order within a lane: the ungated tasks of a version are lane 0.
+CREATE INDEX step_tasks_ready ON qflow.step_tasks (flow_id, lane, priority DESC, seq) WHERE finished_at IS NULL;
 
 CREATE TABLE qflow.workers (
     id           uuid PRIMARY KEY,
@@ -226,7 +258,7 @@ CREATE TYPE qflow.ready_step AS (
     run_id uuid, step_idx smallint, flow_id integer, kind text, src jsonb, n integer,
     step_slug text, flow_slug text, queue_name text, events boolean, sequential boolean,
     max_attempts integer, priority integer, vt timestamptz, deadline timestamptz, dep_slug text,
-    trace_context jsonb
+    trace_context jsonb, gated boolean, key_path text[], flow_limited boolean
 );
 -- A task a settle completed.
 CREATE TYPE qflow.done_task AS (
@@ -245,6 +277,143 @@ CREATE TYPE qflow.claimed_task AS (
     priority integer, flow_id integer, events boolean, trace_context jsonb, deadline timestamptz,
     sequential boolean
 );
+
+-- Limits ----------------------------------------------------------------------
+
+-- Concurrency and rate limits across all workers (StepOptions.Concurrency,
+-- Rate and Key; the flow's Concurrency) are enforced when tasks are
+-- claimed. A gate is one limit's state: the limit of a step (step_slug),
+-- or of the flow as a whole (step_slug ''), for one key ('' without a
+-- key), shared by every version of the flow. It records the tasks that
+-- hold its places (holders: a place is taken while its task is started
+-- and its lease runs; a finished task, or one whose lease expired, frees
+-- it with no write here) and, for a rate, the theoretical arrival time of
+-- the generic cell rate algorithm (tat: a start is allowed while
+-- tat - now <= (burst - 1) × interval, and moves tat to
+-- max(tat, now) + interval).
+--
+-- A claim locks each gate it passes with SKIP LOCKED: claims of one gate
+-- take turns without waiting (a claim finding the gate taken skips its
+-- tasks, and is told to look again shortly), claims of different gates
+-- and of flows without limits never meet, and nothing else locks a gate
+-- (a prune of idle gates skips taken ones too). Gates are made when first
+-- claimed through, so queuing a task takes no lock: their tasks are found
+-- by lane (qflow.lane) in step_tasks_ready.
+CREATE TABLE qflow.gates (
+    flow_slug text NOT NULL,
+    step_slug text NOT NULL,
+    key       text NOT NULL,
+    holders   qflow.task_key[] NOT NULL DEFAULT '{}',
+    tat       timestamptz NOT NULL DEFAULT '-infinity',
+    PRIMARY KEY (flow_slug, step_slug, key)
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 1);
+
+-- limit_key is the key of a task with this input for a limit keyed by JSON
+-- path p_path: the string there, or the JSON text of another value, ''
+-- when absent or null, and a hash for a key over 255 bytes; '' for a
+-- limit without key (p_path NULL).
+CREATE FUNCTION qflow.limit_key(p_input jsonb, p_path text[])
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_path IS NULL THEN ''
+                WHEN octet_length(k) > 255 THEN 'sha256:' || encode(sha256(convert_to(k, 'UTF8')), 'hex')
+                ELSE k END
+    FROM (SELECT coalesce(p_input #>> p_path, '') AS k) x
+$$;
+
+-- lane is the lane of the gate of step p_step for key p_key: its tasks'
+-- step_tasks.lane, from 1 to 2^31 - 1 (0 is the lane of ungated tasks).
+-- Lanes are hashes: two gates of a flow version may share one, which costs
+-- them only some fairness against each other.
+CREATE FUNCTION qflow.lane(p_step text, p_key text)
+RETURNS integer LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN h = 0 THEN 1 ELSE h END FROM (SELECT hashtext(p_step || '/' || p_key) & 2147483647 AS h) x
+$$;
+
+-- The head of a lane (claim_limited's scan) and a gate a claim passed.
+CREATE TYPE qflow.lane_head AS (lane integer, step_idx smallint, limit_key text, priority integer, seq bigint);
+CREATE TYPE qflow.gate_pass AS (
+    step_slug text, key text, step_idx smallint, lane integer, holders qflow.task_key[], tat timestamptz,
+    concurrency integer, interval_us double precision
+);
+
+-- live_holders returns the holders of a gate whose tasks still hold their
+-- places (started, lease running) and the earliest of their leases' ends.
+CREATE FUNCTION qflow.live_holders(p_holders qflow.task_key[], p_now timestamptz,
+                                   OUT o_live qflow.task_key[], OUT o_until timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(ROW(h.run_id, h.step_idx, h.task_index)::qflow.task_key), '{}'), min(t.vt)
+    FROM unnest(p_holders) AS h(run_id, step_idx, task_index)
+    JOIN qflow.step_tasks t ON t.run_id = h.run_id AND t.step_idx = h.step_idx AND t.task_index = h.task_index
+    WHERE t.status = 'started' AND t.vt > p_now
+$$;
+
+-- lock_gate locks the gate (made when missing) for the calling claim and
+-- returns it; NULL when another claim holds it, or is making it. It never
+-- waits: claims making the same gate at once take turns by a transaction
+-- advisory lock on the gate tried without waiting, so none waits on
+-- another's insert.
+CREATE FUNCTION qflow.lock_gate(p_flow text, p_step text, p_key text)
+RETURNS qflow.gates LANGUAGE plpgsql AS $$
+DECLARE
+    g qflow.gates;
+BEGIN
+    SELECT * INTO g FROM qflow.gates
+    WHERE flow_slug = p_flow AND step_slug = p_step AND key = p_key
+    FOR NO KEY UPDATE SKIP LOCKED;
+    IF FOUND THEN
+        RETURN g;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('qflow.gate:' || p_flow || '/' || p_step || '/' || p_key, 0)) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO qflow.gates (flow_slug, step_slug, key) VALUES (p_flow, p_step, p_key)
+    ON CONFLICT DO NOTHING
+    RETURNING * INTO g;
+    RETURN g; -- NULL: it exists (made meanwhile) and another claim holds it
+END $$;
+
+-- gate_room is how many of step p_step's tasks gate g lets start now, up
+-- to p_want: the places its concurrency leaves (the holders are looked at
+-- only when they could fill it: pass live holders for an exact count) and
+-- the starts its rate allows now (the generic cell rate algorithm).
+CREATE FUNCTION qflow.gate_room(g qflow.gates, p_step qflow.steps, p_want integer, p_now timestamptz)
+RETURNS integer LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_room integer := p_want;
+BEGIN
+    IF p_step.concurrency IS NOT NULL AND cardinality(g.holders) + v_room > p_step.concurrency THEN
+        v_room := least(v_room, p_step.concurrency
+                                - cardinality((qflow.live_holders(g.holders, p_now)).o_live));
+    END IF;
+    IF p_step.rate_n IS NOT NULL AND v_room > 0 THEN
+        v_room := least(v_room, floor(p_step.burst - extract(epoch FROM greatest(g.tat, p_now) - p_now) * 1000000
+                                      / (p_step.rate_per_ms * 1000.0 / p_step.rate_n) + 1e-9)::integer);
+    END IF;
+    RETURN greatest(v_room, 0);
+END $$;
+
+-- gate_next is when gate g, which lets no task of step p_step start now,
+-- may next let one: the next start its rate allows, or when the earliest
+-- lease of its live holders ends (a finished holder frees its place
+-- sooner, and its settle wakes the workers).
+CREATE FUNCTION qflow.gate_next(g qflow.gates, p_step qflow.steps, p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_live record;
+    v_at   timestamptz;
+BEGIN
+    IF p_step.concurrency IS NOT NULL THEN
+        v_live := qflow.live_holders(g.holders, p_now);
+        IF cardinality(v_live.o_live) >= p_step.concurrency THEN
+            v_at := v_live.o_until;
+        END IF;
+    END IF;
+    IF p_step.rate_n IS NOT NULL THEN
+        v_at := greatest(v_at, greatest(g.tat, p_now)
+                               - make_interval(secs => (p_step.burst - 1) * p_step.rate_per_ms / 1000.0 / p_step.rate_n));
+    END IF;
+    RETURN v_at;
+END $$;
 
 -- Events ----------------------------------------------------------------------
 
@@ -311,6 +480,48 @@ END $$;
 
 -- Definitions: define_flow ------------------------------------------------------
 
+-- step_limits reads the limits of each step of a normalised definition
+-- (see define_flow), by step index.
+CREATE FUNCTION qflow.step_limits(p_steps jsonb)
+RETURNS TABLE (idx smallint, concurrency integer, rate_n integer, rate_per_ms bigint, burst integer,
+               limit_key text[], gated boolean)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (e.o - 1)::smallint, nullif(l.concurrency, 0), nullif(l.rate_n, 0), nullif(l.rate_per_ms, 0),
+           CASE WHEN nullif(l.rate_n, 0) IS NOT NULL THEN greatest(coalesce(l.burst, 1), 1) END,
+           CASE WHEN nullif(l.key, '') IS NOT NULL THEN string_to_array(substr(l.key, 2), '.') END,
+           nullif(l.concurrency, 0) IS NOT NULL OR nullif(l.rate_n, 0) IS NOT NULL
+    FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
+    CROSS JOIN LATERAL jsonb_to_record(e.v) AS l(concurrency integer, rate_n integer, rate_per_ms bigint,
+                                                 burst integer, key text)
+$$;
+
+-- apply_limits brings flow version p_flow_id in line with its limits as
+-- they now stand: whether its claims go through gates (flows.limited),
+-- and the gates of its queued tasks (lane, limit_key), so a limit set on
+-- a version with a backlog holds the backlog too. Tasks already running
+-- when a limit is set hold no place in it; they finish as they are.
+CREATE FUNCTION qflow.apply_limits(p_flow_id integer)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_flow qflow.flows;
+BEGIN
+    UPDATE qflow.flows f SET limited = f.concurrency IS NOT NULL
+                                       OR EXISTS (SELECT 1 FROM qflow.steps st WHERE st.flow_id = f.id AND st.gated)
+    WHERE f.id = p_flow_id
+    RETURNING * INTO v_flow;
+    UPDATE qflow.step_tasks t
+    SET lane = CASE WHEN st.gated THEN qflow.lane(st.slug, qflow.limit_key(t.input, st.limit_key)) ELSE 0 END,
+        limit_key = CASE WHEN st.gated THEN qflow.limit_key(t.input, st.limit_key)
+                         WHEN v_flow.concurrency IS NOT NULL THEN '' END
+    FROM qflow.steps st
+    WHERE t.flow_id = p_flow_id AND t.finished_at IS NULL AND t.status = 'queued'
+      AND st.flow_id = t.flow_id AND st.idx = t.step_idx
+      AND (t.lane, t.limit_key) IS DISTINCT FROM
+          (CASE WHEN st.gated THEN qflow.lane(st.slug, qflow.limit_key(t.input, st.limit_key)) ELSE 0 END,
+           CASE WHEN st.gated THEN qflow.limit_key(t.input, st.limit_key)
+                WHEN v_flow.concurrency IS NOT NULL THEN '' END);
+END $$;
+
 -- define_flow stores a flow definition that Go has validated and
 -- normalised (package flowdef: FlowDef.Normalize) and returns its id.
 -- p_steps holds the steps in order, each with every option resolved and
@@ -333,15 +544,38 @@ END $$;
 -- step priorities become p_steps' (new or existing version alike, as
 -- set_step_priorities would set them); when none has, an existing
 -- version's priorities are left as they are.
+--
+-- Limits are not part of the shape either, and a definition always sets
+-- its version's (new or existing): each step's "concurrency", "rate_n",
+-- "rate_per_ms", "burst" and "key" (a JSON path, ".a.b", "." for the whole
+-- input), absent for none, and the flow's own concurrency, read from
+-- p_def's options (FlowDef.Options.Concurrency). When they change, the
+-- version's queued tasks move to the gates of the new limits (see
+-- apply_limits), and p_def replaces the definition kept for display.
 CREATE FUNCTION qflow.define_flow(p_slug text, p_shape_hash text, p_def jsonb, p_steps jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_id      integer;
     v_version integer;
+    v_fconc   integer := nullif((p_def->'options'->>'concurrency')::integer, 0);
+    v_n       integer;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('qflow.define_flow:' || p_slug, 0));
     SELECT id INTO v_id FROM qflow.flows WHERE slug = p_slug AND shape_hash = p_shape_hash;
     IF FOUND THEN
+        UPDATE qflow.steps st SET concurrency = l.concurrency, rate_n = l.rate_n, rate_per_ms = l.rate_per_ms,
+            burst = l.burst, limit_key = l.limit_key, gated = l.gated
+        FROM qflow.step_limits(p_steps) l
+        WHERE st.flow_id = v_id AND st.idx = l.idx
+          AND (st.concurrency, st.rate_n, st.rate_per_ms, st.burst, st.limit_key)
+              IS DISTINCT FROM (l.concurrency, l.rate_n, l.rate_per_ms, l.burst, l.limit_key);
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        UPDATE qflow.flows SET concurrency = v_fconc WHERE id = v_id AND concurrency IS DISTINCT FROM v_fconc;
+        IF v_n > 0 OR FOUND THEN
+            -- The definition kept for display shows the limits in force.
+            UPDATE qflow.flows SET definition = p_def WHERE id = v_id;
+            PERFORM qflow.apply_limits(v_id);
+        END IF;
         IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_steps) e WHERE coalesce((e->>'priority')::integer, 0) <> 0) THEN
             UPDATE qflow.steps st SET priority = coalesce((e.v->>'priority')::integer, 0)
             FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
@@ -355,19 +589,23 @@ BEGIN
         RETURN v_id;
     END IF;
     SELECT coalesce(max(version), 0) + 1 INTO v_version FROM qflow.flows WHERE slug = p_slug;
-    INSERT INTO qflow.flows (slug, version, shape_hash, queue_name, step_count, definition, prioritized)
+    INSERT INTO qflow.flows (slug, version, shape_hash, queue_name, step_count, definition, prioritized,
+                             concurrency, limited)
     VALUES (p_slug, v_version, p_shape_hash, p_slug || '_' || v_version, jsonb_array_length(p_steps), p_def,
-            EXISTS (SELECT 1 FROM jsonb_array_elements(p_steps) e WHERE coalesce((e->>'priority')::integer, 0) <> 0))
+            EXISTS (SELECT 1 FROM jsonb_array_elements(p_steps) e WHERE coalesce((e->>'priority')::integer, 0) <> 0),
+            v_fconc, v_fconc IS NOT NULL OR EXISTS (SELECT 1 FROM qflow.step_limits(p_steps) l WHERE l.gated))
     RETURNING id INTO v_id;
 
     INSERT INTO qflow.steps (flow_id, idx, slug, kind, takes_input, max_attempts, base_delay_ms,
-                             timeout_ms, start_delay_ms, dep_count, is_leaf, priority)
+                             timeout_ms, start_delay_ms, dep_count, is_leaf, priority,
+                             concurrency, rate_n, rate_per_ms, burst, limit_key, gated)
     SELECT v_id, (e.o - 1)::smallint, s.slug, CASE WHEN s.map THEN 'map' ELSE 'single' END, s.takes_input,
            s.max_attempts, s.base_delay_ms, s.timeout_ms, s.start_delay_ms, cardinality(s.depends_on), false,
-           coalesce(s.priority, 0)
+           coalesce(s.priority, 0), l.concurrency, l.rate_n, l.rate_per_ms, l.burst, l.limit_key, l.gated
     FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
     CROSS JOIN LATERAL jsonb_to_record(e.v) AS s(slug text, depends_on text[], map boolean, takes_input boolean,
-         max_attempts integer, base_delay_ms bigint, timeout_ms bigint, start_delay_ms bigint, priority integer);
+         max_attempts integer, base_delay_ms bigint, timeout_ms bigint, start_delay_ms bigint, priority integer)
+    JOIN qflow.step_limits(p_steps) l ON l.idx = e.o - 1;
 
     INSERT INTO qflow.deps (flow_id, step_idx, dep_idx, position)
     SELECT v_id, (s.o - 1)::smallint, dp.idx, (d.o - 1)::smallint
@@ -433,7 +671,8 @@ BEGIN
                 ELSE greatest(-2147483648, least(2147483647,
                      ru.priority::bigint + CASE WHEN f.prioritized THEN st.priority ELSE 0 END))::integer END,
            v_now + make_interval(secs => st.start_delay_ms / 1000.0),
-           ru.deadline, st.dep_slugs[1], ru.trace_context)::qflow.ready_step ORDER BY x.run_id, x.step_idx)
+           ru.deadline, st.dep_slugs[1], ru.trace_context,
+           st.gated, st.limit_key, f.concurrency IS NOT NULL)::qflow.ready_step ORDER BY x.run_id, x.step_idx)
     INTO v_ready
     FROM unnest(p_runs, p_steps) AS x(run_id, step_idx)
     CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = x.run_id LIMIT 1) ru
@@ -478,10 +717,12 @@ BEGIN
     FROM unnest(v_ready) q;
 
     INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
-                                  events, sequential, input, trace_context)
+                                  events, sequential, input, trace_context, lane, limit_key)
     SELECT q.run_id, q.step_idx, e.i, q.flow_id, q.priority, q.max_attempts,
            CASE WHEN q.sequential THEN 'infinity'::timestamptz ELSE q.vt END, q.deadline, q.events, q.sequential, e.v,
-           q.trace_context
+           q.trace_context,
+           CASE WHEN q.gated THEN qflow.lane(q.step_slug, qflow.limit_key(e.v, q.key_path)) ELSE 0 END,
+           CASE WHEN q.gated THEN qflow.limit_key(e.v, q.key_path) WHEN q.flow_limited THEN '' END
     FROM unnest(v_ready) q
     CROSS JOIN LATERAL (
         SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
@@ -943,6 +1184,10 @@ END $$;
 -- version), it claims nothing and wakes the workers, whose claims take
 -- the highest priority first. Without priorities every task has 0 and the
 -- check is one probe of step_tasks_ready that finds nothing.
+--
+-- Limits stay honoured too: tasks a step's limit holds are left to the
+-- workers' claims (claim_runs skips them), and a version with a limit on
+-- the whole flow claims nothing here.
 CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
                                        p_worker uuid, p_worker_flow integer, p_qty integer,
                                        p_lease_ms bigint, p_events boolean,
@@ -963,10 +1208,11 @@ BEGIN
     IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
         SELECT greatest(-2147483648, least(2147483647, coalesce((p_opts->>'priority')::integer, 0)::bigint
                + CASE WHEN f.prioritized THEN (SELECT min(st.priority) FROM qflow.steps st WHERE st.flow_id = f.id)
-                      ELSE 0 END))::integer
-        INTO v_floor FROM qflow.flows f WHERE f.id = p_flow_id;
+                      ELSE 0 END))::integer,
+               CASE WHEN f.concurrency IS NOT NULL THEN 0 ELSE p_qty END
+        INTO v_floor, p_qty FROM qflow.flows f WHERE f.id = p_flow_id;
         IF EXISTS (SELECT 1 FROM qflow.step_tasks q
-                   WHERE q.flow_id = p_flow_id AND q.finished_at IS NULL AND q.priority > v_floor
+                   WHERE q.flow_id = p_flow_id AND q.lane = 0 AND q.finished_at IS NULL AND q.priority > v_floor
                      AND q.status = 'queued' AND q.vt <= clock_timestamp() AND q.run_id <> ALL (o_ids)) THEN
             p_qty := 0;
         END IF;
@@ -1033,11 +1279,13 @@ $$;
 -- cancel_run cancels a started run: the run and its unfinished steps and
 -- tasks become cancelled. Workers running its tasks learn it at their next
 -- heartbeat and cancel the handlers' contexts. Returns false when the run
--- had already finished.
+-- had already finished. Running tasks that held a limit's place free it,
+-- and the version's workers are woken to use it.
 CREATE FUNCTION qflow.cancel_run(p_run uuid, p_reason text DEFAULT 'cancelled')
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
-    v_run qflow.runs;
+    v_run   qflow.runs;
+    v_freed boolean;
 BEGIN
     UPDATE qflow.runs SET status = 'cancelled', error = p_reason, finished_at = now()
     WHERE id = p_run AND status = 'started'
@@ -1048,7 +1296,12 @@ BEGIN
         END IF;
         RETURN false;
     END IF;
+    v_freed := EXISTS (SELECT 1 FROM qflow.step_tasks t
+                       WHERE t.run_id = p_run AND t.status = 'started' AND t.limit_key IS NOT NULL);
     PERFORM qflow.cancel_unfinished(p_run);
+    IF v_freed THEN
+        PERFORM qflow.wake(ARRAY(SELECT f.queue_name FROM qflow.flows f WHERE f.id = v_run.flow_id));
+    END IF;
     IF v_run.events AND qflow.events_on() THEN
         PERFORM qflow.publish(ARRAY[qflow.ev('workflow_cancelled', p_run, v_run.flow_slug, NULL, NULL, 'cancelled', NULL,
                            (extract(epoch FROM clock_timestamp() - v_run.started_at) * 1000)::bigint, p_reason, NULL)]);
@@ -1145,12 +1398,16 @@ BEGIN
     -- starts from scratch below.
     DELETE FROM qflow.step_states WHERE run_id = p_run AND status IN ('failed', 'cancelled') AND task_count IS NULL;
 
-    -- Unfinished tasks go back to the queue with a fresh budget.
+    -- Unfinished tasks go back to the queue with a fresh budget, held by
+    -- the limits as they now stand.
     UPDATE qflow.step_tasks t SET status = 'queued', attempts = 0, error = NULL, output = NULL, worker_id = NULL,
         started_at = NULL, finished_at = NULL, seq = nextval('qflow.task_seq'), queued_at = v_now,
         max_attempts = coalesce(v_run.max_attempts, st.max_attempts),
         vt = CASE WHEN v_run.sequential THEN 'infinity'::timestamptz ELSE v_now END,
-        deadline = v_run.deadline
+        deadline = v_run.deadline,
+        lane = CASE WHEN st.gated THEN qflow.lane(st.slug, qflow.limit_key(t.input, st.limit_key)) ELSE 0 END,
+        limit_key = CASE WHEN st.gated THEN qflow.limit_key(t.input, st.limit_key)
+                         WHEN v_flow.concurrency IS NOT NULL THEN '' END
     FROM qflow.steps st
     WHERE t.run_id = p_run AND t.status IN ('failed', 'cancelled')
       AND st.flow_id = t.flow_id AND st.idx = t.step_idx
@@ -1439,7 +1696,10 @@ END $$;
 -- statement reads the queue (an index scan of step_tasks_ready in claim
 -- order), takes the lease and starts the tasks. A started task whose lease
 -- expired is claimed again while it has attempts left; a task of a run
--- past its deadline is never handed out (upkeep cancels the run).
+-- past its deadline is never handed out (upkeep cancels the run). It is
+-- the claim of a version without limits (flows.limited false), whose tasks
+-- are all in lane 0; settle claims for a version with limits through
+-- claim_limited.
 CREATE FUNCTION qflow.claim(p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint)
 RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
 DECLARE
@@ -1452,7 +1712,7 @@ BEGIN
             vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
         WHERE t.ctid = ANY (ARRAY(
             SELECT q.ctid FROM qflow.step_tasks q
-            WHERE q.flow_id = p_flow_id AND q.finished_at IS NULL AND q.vt <= v_now
+            WHERE q.flow_id = p_flow_id AND q.lane = 0 AND q.finished_at IS NULL AND q.vt <= v_now
               AND (q.status = 'queued' OR q.attempts < q.max_attempts)
               AND (q.deadline IS NULL OR q.deadline > v_now)
             ORDER BY q.priority DESC, q.seq
@@ -1490,9 +1750,10 @@ END $$;
 -- these runs of flow version p_flow_id, by primary key (start_runs_claim:
 -- the first tasks of runs just started go to the worker of the starting
 -- process). Its plan does not depend on how many tasks are queued, so it
--- keeps a generic plan. Tasks another session holds are skipped. In a
--- prioritized version each run's ready tasks are all candidates (its first
--- p_qty by step order may not be its highest-priority ones).
+-- keeps a generic plan. Tasks another session holds are skipped, and so
+-- are tasks a limit holds (lane <> 0): only claim_limited claims those. In
+-- a prioritized version each run's ready tasks are all candidates (its
+-- first p_qty by step order may not be its highest-priority ones).
 CREATE FUNCTION qflow.claim_runs(p_runs uuid[], p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint,
                                  p_events boolean)
 RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
@@ -1515,7 +1776,7 @@ BEGIN
                 CROSS JOIN LATERAL (
                     SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
                     WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
-                      AND q.flow_id = p_flow_id AND (q.deadline IS NULL OR q.deadline > v_now)
+                      AND q.flow_id = p_flow_id AND q.lane = 0 AND (q.deadline IS NULL OR q.deadline > v_now)
                     ORDER BY q.step_idx, q.task_index LIMIT v_each) q
                 ORDER BY q.priority DESC, q.seq
                 LIMIT p_qty))
@@ -1534,6 +1795,273 @@ BEGIN
     RETURN QUERY SELECT * FROM unnest(v_got);
 END $$;
 
+-- lane_take is claim_limited's look at the gate of one lane's head task h
+-- (its step and key): read without a lock, then, with room, locked and
+-- read again. It returns how many of the head's step and key's tasks may
+-- start now (room, at most p_room), with the gate as it was read (pass;
+-- its step_slug is NULL when no gate was locked). A head whose step has no
+-- limit any more (they changed since it was queued) has p_room without a
+-- gate. hint: when the gate may next let a task start, when it lets none
+-- now; busy: another claim held it.
+CREATE TYPE qflow.lane_take AS (room integer, pass qflow.gate_pass, hint timestamptz, busy boolean);
+CREATE FUNCTION qflow.lane_take(p_flow qflow.flows, h qflow.lane_head, p_room integer, p_now timestamptz)
+RETURNS qflow.lane_take LANGUAGE plpgsql AS $$
+DECLARE
+    v_step  qflow.steps;
+    g       qflow.gates;
+    v_room  integer := p_room;
+    v_int   double precision;
+    o       qflow.lane_take;
+BEGIN
+    o.busy := false;
+    o.room := 0;
+    SELECT * INTO v_step FROM qflow.steps WHERE flow_id = p_flow.id AND idx = h.step_idx;
+    IF v_step.gated THEN
+        -- Look before locking: a gate with no room is passed over without
+        -- a lock, so claims that only look at it do not keep one another
+        -- out of it. With room, lock it and look again.
+        SELECT * INTO g FROM qflow.gates
+        WHERE flow_slug = p_flow.slug AND step_slug = v_step.slug AND key = h.limit_key;
+        IF FOUND THEN
+            v_room := qflow.gate_room(g, v_step, p_room, p_now);
+            IF v_room <= 0 THEN
+                o.hint := qflow.gate_next(g, v_step, p_now);
+                RETURN o;
+            END IF;
+        END IF;
+        g := qflow.lock_gate(p_flow.slug, v_step.slug, h.limit_key);
+        IF g IS NULL THEN
+            o.busy := true;
+            RETURN o;
+        END IF;
+        IF v_step.concurrency IS NOT NULL AND cardinality(g.holders) + p_room > v_step.concurrency THEN
+            g.holders := (qflow.live_holders(g.holders, p_now)).o_live;
+        END IF;
+        v_room := qflow.gate_room(g, v_step, p_room, p_now);
+        IF v_room <= 0 THEN
+            o.hint := qflow.gate_next(g, v_step, p_now);
+            RETURN o;
+        END IF;
+        IF v_step.rate_n IS NOT NULL THEN
+            v_int := v_step.rate_per_ms * 1000.0 / v_step.rate_n;
+        END IF;
+        o.pass := ROW(v_step.slug, h.limit_key, h.step_idx, h.lane, g.holders, g.tat, v_step.concurrency, v_int)::qflow.gate_pass;
+    END IF;
+    o.room := v_room;
+    RETURN o;
+END $$;
+
+-- claim_limited is claim for a flow version with limits (flows.limited):
+-- it hands out up to p_qty tasks, no more than each limit allows, highest
+-- claim priority first as claim does, and tells the worker when held-back
+-- work can next be claimed.
+--
+-- Tasks no step limit holds are read from lane 0 as claim reads them. The
+-- others are found lane by lane: a loose scan of step_tasks_ready finds
+-- the head (first claimable task) of up to p_qty + 16 lanes, from a random
+-- lane on (so no lane waits behind the others for ever), and the lanes are
+-- taken head first until the claim has candidates enough. For each, the
+-- claim locks the head task's gate (lock_gate; a gate another claim holds
+-- is passed over), counts the places left (the limit less the live
+-- holders; the holders are looked at only when the places could run out)
+-- and the starts the rate allows now, and takes that many of the gate's
+-- claimable tasks as candidates. A limit on the whole flow caps the total
+-- first, through its own gate. The best p_qty candidates are claimed in
+-- one statement (skipping tasks another session holds), then each gate
+-- records its new holders and moves its rate on by the starts it gave.
+-- A claim that took nothing more from a gate leaves it untouched.
+--
+-- After the tasks it returns a row with neither seq nor run when work was
+-- held back: attempt is in how many milliseconds to look again (the next
+-- start a rate allows, the end of the earliest lease of a full limit's
+-- holders, 10 ms when a gate was held by another claim, 0 when lanes were
+-- left unread), and priority is 1 when a gate was held by another claim.
+-- Held-back tasks are not touched: they cost no attempt.
+CREATE FUNCTION qflow.claim_limited(p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint)
+RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
+DECLARE
+    v_now     timestamptz := clock_timestamp();
+    v_flow    qflow.flows;
+    v_room    integer := p_qty;
+    v_hint    timestamptz;        -- when held-back work may next be claimable
+    v_busy    boolean := false;   -- a gate was held by another claim
+    v_fgate   qflow.gates;
+    v_fheld   qflow.task_key[];
+    v_live    record;
+    v_budget  integer := p_qty + 16;
+    v_start   integer := 1 + floor(random() * 2147483646)::integer;
+    v_lo      integer;
+    v_hi      integer;
+    v_heads   qflow.lane_head[] := '{}';
+    h         qflow.lane_head;
+    v_take    qflow.lane_take;
+    v_cands   tid[] := '{}';
+    v_passes  qflow.gate_pass[] := '{}';
+    p         qflow.gate_pass;
+    v_got     qflow.claimed_task[];
+    v_runs    uuid[];
+    v_steps   smallint[];
+    v_tasks   integer[];
+    v_new     qflow.task_key[];
+    v_lanes   integer[];
+    v_lkeys   text[];
+    v_n       integer;
+BEGIN
+    IF p_qty <= 0 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_flow FROM qflow.flows WHERE id = p_flow_id;
+
+    -- The flow's own limit caps the whole claim.
+    IF v_flow.concurrency IS NOT NULL THEN
+        v_fgate := qflow.lock_gate(v_flow.slug, '', '');
+        IF v_fgate IS NULL THEN
+            v_busy := true;
+            v_room := 0;
+        ELSE
+            v_fheld := v_fgate.holders;
+            IF cardinality(v_fheld) + v_room > v_flow.concurrency THEN
+                SELECT * INTO v_live FROM qflow.live_holders(v_fheld, v_now);
+                v_fheld := v_live.o_live;
+                v_room := least(v_room, v_flow.concurrency - cardinality(v_fheld));
+                IF v_room <= 0 THEN
+                    v_hint := v_live.o_until;
+                END IF;
+            END IF;
+        END IF;
+    END IF;
+
+    -- The heads of the lanes with claimable tasks, from a random lane on.
+    IF v_room > 0 THEN
+        v_lo := v_start;
+        v_hi := 2147483647;
+        FOR i IN 1..2 LOOP
+            v_heads := v_heads || ARRAY(
+                WITH RECURSIVE l AS (
+                    (SELECT ROW(q.lane, q.step_idx, q.limit_key, q.priority, q.seq)::qflow.lane_head AS h, 1 AS n
+                     FROM qflow.step_tasks q
+                     WHERE q.flow_id = p_flow_id AND q.lane >= v_lo AND q.lane <= v_hi
+                       AND q.finished_at IS NULL AND q.vt <= v_now
+                       AND (q.status = 'queued' OR q.attempts < q.max_attempts)
+                       AND (q.deadline IS NULL OR q.deadline > v_now)
+                     ORDER BY q.lane, q.priority DESC, q.seq LIMIT 1)
+                    UNION ALL
+                    SELECT nx.h, l.n + 1 FROM l CROSS JOIN LATERAL (
+                        SELECT ROW(q.lane, q.step_idx, q.limit_key, q.priority, q.seq)::qflow.lane_head AS h
+                        FROM qflow.step_tasks q
+                        WHERE q.flow_id = p_flow_id AND q.lane > (l.h).lane AND q.lane <= v_hi
+                          AND q.finished_at IS NULL AND q.vt <= v_now
+                          AND (q.status = 'queued' OR q.attempts < q.max_attempts)
+                          AND (q.deadline IS NULL OR q.deadline > v_now)
+                        ORDER BY q.lane, q.priority DESC, q.seq LIMIT 1) nx
+                    WHERE l.n < v_budget - cardinality(v_heads)
+                )
+                SELECT l.h FROM l);
+            EXIT WHEN cardinality(v_heads) >= v_budget OR v_start = 1;
+            v_lo := 1;
+            v_hi := v_start - 1;
+        END LOOP;
+    END IF;
+
+    -- Lane by lane, head first: each gate's places and starts.
+    FOR h IN SELECT * FROM unnest(v_heads) x ORDER BY x.priority DESC, x.seq LOOP
+        EXIT WHEN cardinality(v_cands) >= v_room;
+        v_take := qflow.lane_take(v_flow, h, v_room, v_now);
+        v_hint := least(v_hint, v_take.hint);
+        v_busy := v_busy OR v_take.busy;
+        CONTINUE WHEN v_take.room <= 0;
+        v_cands := v_cands || ARRAY(
+            SELECT q.ctid FROM qflow.step_tasks q
+            WHERE q.flow_id = p_flow_id AND q.lane = h.lane AND q.step_idx = h.step_idx AND q.limit_key = h.limit_key
+              AND q.finished_at IS NULL AND q.vt <= v_now
+              AND (q.status = 'queued' OR q.attempts < q.max_attempts)
+              AND (q.deadline IS NULL OR q.deadline > v_now)
+            ORDER BY q.priority DESC, q.seq LIMIT v_take.room);
+        IF (v_take.pass).step_slug IS NOT NULL THEN
+            v_passes := v_passes || v_take.pass;
+        END IF;
+    END LOOP;
+
+    IF v_room > 0 THEN
+        -- Tasks no step limit holds.
+        v_cands := v_cands || ARRAY(
+            SELECT q.ctid FROM qflow.step_tasks q
+            WHERE q.flow_id = p_flow_id AND q.lane = 0 AND q.finished_at IS NULL AND q.vt <= v_now
+              AND (q.status = 'queued' OR q.attempts < q.max_attempts)
+              AND (q.deadline IS NULL OR q.deadline > v_now)
+            ORDER BY q.priority DESC, q.seq
+            LIMIT v_room);
+    END IF;
+
+    IF cardinality(v_cands) > 0 THEN
+        WITH c AS (
+            UPDATE qflow.step_tasks t
+            SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker, started_at = v_now,
+                vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
+            WHERE t.ctid = ANY (ARRAY(
+                SELECT l.ctid FROM qflow.step_tasks l
+                WHERE l.ctid = ANY (v_cands) AND l.flow_id = p_flow_id
+                  AND l.finished_at IS NULL AND l.vt <= v_now
+                  AND (l.status = 'queued' OR l.attempts < l.max_attempts)
+                  AND (l.deadline IS NULL OR l.deadline > v_now)
+                ORDER BY l.priority DESC, l.seq
+                LIMIT v_room
+                FOR UPDATE SKIP LOCKED))
+            RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events,
+                      t.trace_context, t.deadline, t.sequential, t.lane, t.limit_key
+        )
+        SELECT array_agg(ROW(c.seq, c.run_id, c.step_idx, c.task_index, c.attempts, c.input, c.priority, c.flow_id,
+                             c.events, c.trace_context, c.deadline, c.sequential)::qflow.claimed_task
+                         ORDER BY c.priority DESC, c.seq),
+               array_agg(c.run_id), array_agg(c.step_idx), array_agg(c.task_index), array_agg(c.lane),
+               array_agg(c.limit_key)
+        INTO v_got, v_runs, v_steps, v_tasks, v_lanes, v_lkeys FROM c;
+    END IF;
+
+    -- The gates record what went through them.
+    FOREACH p IN ARRAY v_passes LOOP
+        SELECT count(*)::integer,
+               coalesce(array_agg(ROW(x.r, x.s, x.t)::qflow.task_key)
+                        FILTER (WHERE NOT (ROW(x.r, x.s, x.t)::qflow.task_key = ANY (p.holders))), '{}')
+        INTO v_n, v_new
+        FROM unnest(v_runs, v_steps, v_tasks, v_lanes, v_lkeys) AS x(r, s, t, lane, lk)
+        WHERE x.lane = p.lane AND x.s = p.step_idx AND x.lk = p.key;
+        CONTINUE WHEN v_n = 0;
+        UPDATE qflow.gates SET
+            holders = CASE WHEN p.concurrency IS NOT NULL THEN p.holders || v_new ELSE holders END,
+            tat = CASE WHEN p.interval_us IS NULL THEN tat
+                       ELSE greatest(p.tat, v_now) + make_interval(secs => ceil(v_n * p.interval_us) / 1000000) END
+        WHERE flow_slug = v_flow.slug AND step_slug = p.step_slug AND key = p.key;
+    END LOOP;
+    IF v_fgate IS NOT NULL AND v_got IS NOT NULL THEN
+        UPDATE qflow.gates SET holders = v_fheld || ARRAY(
+            SELECT ROW(c.run_id, c.step_idx, c.task_index)::qflow.task_key FROM unnest(v_got) c
+            WHERE NOT (ROW(c.run_id, c.step_idx, c.task_index)::qflow.task_key = ANY (v_fheld)))
+        WHERE flow_slug = v_flow.slug AND step_slug = '' AND key = '';
+    END IF;
+
+    IF v_got IS NOT NULL THEN
+        IF qflow.events_on() THEN
+            PERFORM qflow.publish_started(v_got);
+        END IF;
+        RETURN QUERY SELECT * FROM unnest(v_got);
+    END IF;
+
+    -- When to look again.
+    IF v_busy THEN
+        v_hint := least(v_hint, v_now + interval '10 milliseconds');
+    END IF;
+    IF cardinality(v_heads) >= v_budget AND coalesce(cardinality(v_got), 0) < p_qty THEN
+        v_hint := v_now;
+    END IF;
+    IF v_hint IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::uuid, NULL::smallint, NULL::integer,
+                            greatest(ceil(extract(epoch FROM v_hint - clock_timestamp()) * 1000), 0)::integer,
+                            NULL::jsonb, CASE WHEN v_busy THEN 1 ELSE 0 END, NULL::integer, NULL::boolean, NULL::jsonb,
+                            NULL::timestamptz, NULL::boolean;
+    END IF;
+END $$;
+
 -- finish_tasks records finished tasks of runs the caller has locked:
 -- completions (tasks still started become completed; a late or duplicate
 -- completion changes nothing), steps with no tasks left complete (a single
@@ -1547,7 +2075,8 @@ CREATE FUNCTION qflow.finish_tasks(p_worker uuid,
                                    p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                                    p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[],
                                    p_permanent boolean[],
-                                   OUT o_tasks integer, OUT o_queues text[], OUT o_fin uuid[], OUT o_out jsonb[])
+                                   OUT o_tasks integer, OUT o_queues text[], OUT o_fin uuid[], OUT o_out jsonb[],
+                                   OUT o_freed integer[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now     timestamptz := clock_timestamp();
@@ -1560,6 +2089,7 @@ DECLARE
     v_sequential uuid[];
     v_adv     record;
     v_skip    record;
+    v_freed   integer[];
 BEGIN
     o_tasks := 0;
     IF cardinality(p_runs) > 0 THEN
@@ -1581,9 +2111,12 @@ BEGIN
             WHERE t.run_id = k.run_id AND t.step_idx = k.step_idx AND t.task_index = k.task_index
               AND t.status = 'started'
             RETURNING t.run_id, t.step_idx, t.task_index, t.flow_id, t.attempts, t.started_at, t.output, t.events,
-                      t.sequential
+                      t.sequential, t.limit_key IS NOT NULL AS limited
         )
-        SELECT array_agg(u::qflow.done_task ORDER BY u.run_id, u.step_idx, u.task_index) INTO v_done FROM u;
+        SELECT array_agg(ROW(u.run_id, u.step_idx, u.task_index, u.flow_id, u.attempts, u.started_at, u.output,
+                             u.events, u.sequential)::qflow.done_task ORDER BY u.run_id, u.step_idx, u.task_index),
+               array_agg(DISTINCT u.flow_id) FILTER (WHERE u.limited)
+        INTO v_done, v_freed FROM u;
     END IF;
 
     IF v_done IS NOT NULL THEN
@@ -1651,13 +2184,17 @@ BEGIN
     END IF;
 
     IF cardinality(p_frun) > 0 THEN
+        v_freed := v_freed || ARRAY(
+            SELECT DISTINCT t.flow_id FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)
+            JOIN qflow.step_tasks t ON t.run_id = x.r AND t.step_idx = x.s AND t.task_index = x.t
+            WHERE t.status = 'started' AND t.worker_id = p_worker AND t.limit_key IS NOT NULL);
         -- A retried task of a sequential run keeps its turn; a failed run
         -- needs none.
         PERFORM qflow.fail_tasks(p_worker,
             ARRAY(SELECT (r, s, t)::qflow.task_key FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)),
             p_errors, p_permanent);
     END IF;
-
+    o_freed := v_freed;
 END $$;
 
 -- settle records a worker's finished tasks and claims new ones in the same
@@ -1703,6 +2240,9 @@ DECLARE
     v_fstep   smallint[] := p_fstep;
     v_ftask   integer[] := p_ftask;
     v_now     timestamptz;
+    v_freed   integer[];  -- versions of finished tasks that held a limit's place
+    v_limited boolean;
+    v_busy    boolean := false;
 BEGIN
     IF coalesce(cardinality(p_runs), 0) <> coalesce(cardinality(p_outputs), 0)
        OR coalesce(cardinality(p_irun), 0) <> coalesce(cardinality(p_ioutputs), 0) THEN
@@ -1724,6 +2264,7 @@ BEGIN
         v_queues := v_fin_r.o_queues;
         v_fin := v_fin_r.o_fin;
         v_out := v_fin_r.o_out;
+        v_freed := v_fin_r.o_freed;
     END IF;
 
     -- Inline results, pass by pass.
@@ -1744,7 +2285,7 @@ BEGIN
                 vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
             FROM k
             WHERE t.ctid = ANY (ARRAY(SELECT k.ctid FROM k)) AND t.ctid = k.ctid
-              AND t.status = 'queued' AND t.attempts = 0 AND t.vt <= v_now
+              AND t.status = 'queued' AND t.attempts = 0 AND t.vt <= v_now AND t.lane = 0
               AND (t.deadline IS NULL OR t.deadline > v_now)
             RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, NULL::jsonb, t.priority, t.flow_id,
                       t.events, NULL::jsonb, t.deadline, t.sequential, k.o
@@ -1778,6 +2319,7 @@ BEGIN
         v_queues := v_queues || v_fin_r.o_queues;
         v_fin := v_fin || v_fin_r.o_fin;
         v_out := v_out || v_fin_r.o_out;
+        v_freed := v_freed || v_fin_r.o_freed;
         SELECT v_frun || array_agg(p_irun[o]), v_fstep || array_agg(p_istep[o]), v_ftask || array_agg(0)
         INTO v_frun, v_fstep, v_ftask
         FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL;
@@ -1785,8 +2327,17 @@ BEGIN
 
     RETURN QUERY SELECT * FROM unnest(v_promoted);
     IF p_qty > 0 THEN
-        RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
-        GET DIAGNOSTICS v_claimed = ROW_COUNT;
+        SELECT f.limited INTO v_limited FROM qflow.flows f WHERE f.id = p_flow_id;
+        IF v_limited THEN
+            -- Its tasks, then perhaps a row saying when to look again.
+            v_got := ARRAY(SELECT c FROM qflow.claim_limited(p_flow_id, p_worker, p_qty, p_lease_ms) c);
+            RETURN QUERY SELECT * FROM unnest(v_got);
+            SELECT count(*) FILTER (WHERE c.seq IS NOT NULL), coalesce(bool_or(c.seq IS NULL AND c.priority = 1), false)
+            INTO v_claimed, v_busy FROM unnest(v_got) c;
+        ELSE
+            RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
+            GET DIAGNOSTICS v_claimed = ROW_COUNT;
+        END IF;
     END IF;
 
     -- Retried tasks are queued with a delay: a row with neither seq nor
@@ -1808,6 +2359,11 @@ BEGIN
        OR (v_tasks > v_inline AND EXISTS (SELECT 1 FROM unnest(v_queues) AS q
                                    WHERE q <> (SELECT f.queue_name FROM qflow.flows f WHERE f.id = p_flow_id))) THEN
         PERFORM qflow.wake(v_queues);
+    END IF;
+    -- Places this call freed and its claim may have left to others.
+    IF cardinality(v_freed) > 0
+       AND (p_qty = 0 OR v_claimed >= p_qty OR v_busy OR EXISTS (SELECT 1 FROM unnest(v_freed) f WHERE f <> p_flow_id)) THEN
+        PERFORM qflow.wake(ARRAY(SELECT f.queue_name FROM qflow.flows f WHERE f.id = ANY (v_freed)));
     END IF;
 
     -- The runs this call completed, for waiters in the worker's process.
@@ -1855,6 +2411,28 @@ BEGIN
     WHERE id = p_flow_id;
 END $$;
 
+-- prune_gates deletes up to p_limit gates that hold nothing: no holder
+-- still started and no rate ahead of now (a gate is made again, empty,
+-- when next claimed through, which is the same). Gates a claim holds are
+-- skipped. Returns how many it deleted.
+CREATE FUNCTION qflow.prune_gates(p_limit integer)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    DELETE FROM qflow.gates g WHERE g.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM qflow.gates x
+        WHERE x.tat <= now()
+          AND NOT EXISTS (SELECT 1 FROM unnest(x.holders) AS h(run_id, step_idx, task_index)
+                          JOIN qflow.step_tasks t ON t.run_id = h.run_id AND t.step_idx = h.step_idx
+                                                 AND t.task_index = h.task_index
+                          WHERE t.status = 'started')
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED));
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END $$;
+
 -- Plans: the hot transitions run the same statements over small sets of
 -- keys, so each statement is planned once per session and its generic plan
 -- kept (under plan_cache_mode = auto, plpgsql would plan every call again
@@ -1877,6 +2455,12 @@ ALTER FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)
 -- Planned per call it reads the ready index in claim order and stops after
 -- p_qty tasks.
 ALTER FUNCTION qflow.claim(integer, uuid, integer, bigint) SET plan_cache_mode = force_custom_plan;
+-- So is claim_limited, for the same reason (its scans read the lanes in
+-- index order however long they are).
+ALTER FUNCTION qflow.claim_limited(integer, uuid, integer, bigint) SET plan_cache_mode = force_custom_plan;
+-- Its look at each gate keeps generic plans: probes by primary key.
+ALTER FUNCTION qflow.lane_take(qflow.flows, qflow.lane_head, integer, timestamptz) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.lock_gate(text, text, text) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.publish_started(qflow.claimed_task[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.heartbeat(uuid, qflow.task_key[], bigint) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[]) SET plan_cache_mode = force_generic_plan;

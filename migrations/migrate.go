@@ -33,8 +33,9 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // Stale reports whether db holds a pre-release engine schema (see
 // ErrStaleSchema): migration 0002 recorded as applied, but qflow.step_tasks
 // or qflow.runs without the columns the current engine has (the newest:
+// step_tasks.lane, by which claims find the tasks each limit holds, and
 // steps.absent_ok, with the conditional and optional steps skip_steps
-// handles; before it runs.priority, with which define_flow stores step
+// handles; before them runs.priority, with which define_flow stores step
 // priorities and start_steps adds a run's priority to its tasks'), or a
 // qflow.define_flow that still takes the definition without its normalised
 // steps (and read durations as nanoseconds), or the claim_runs and settle
@@ -49,8 +50,8 @@ func Stale(ctx context.Context, db interface {
 		to_regclass('qflow.schema_migrations') IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		              WHERE n.nspname = 'qflow' AND c.relname = 'step_states'),
-		(SELECT count(*) = 6 FROM information_schema.columns
-		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name = 'seq')
+		(SELECT count(*) = 7 FROM information_schema.columns
+		 WHERE table_schema = 'qflow' AND ((table_name = 'step_tasks' AND column_name IN ('seq', 'lane'))
 		                                   OR (table_name = 'runs' AND column_name IN ('trace_context', 'idempotency_key', 'resumes', 'priority'))
 		                                   OR (table_name = 'steps' AND column_name = 'absent_ok')))
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL

@@ -145,6 +145,14 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if stale, err := migrations.Stale(ctx, noSkip.Pool); err != nil || !stale {
 		t.Fatalf("steps without absent_ok: stale=%v, %v; want stale", stale, err)
 	}
+	// Nor one from before limits (its tasks have no lanes).
+	noLimits := pgtest.New(t)
+	if _, err := noLimits.Pool.Exec(ctx, `ALTER TABLE qflow.step_tasks DROP COLUMN lane CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, noLimits.Pool); err != nil || !stale {
+		t.Fatalf("step_tasks without lane: stale=%v, %v; want stale", stale, err)
+	}
 	// Nor one from earlier in this build's making (no claim_runs).
 	oldClaim := pgtest.New(t)
 	if _, err := oldClaim.Pool.Exec(ctx, `DROP FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)`); err != nil {

@@ -83,6 +83,27 @@
 // steps and their tasks with StatusSkipped, events carry step_skipped
 // (package notify), and a resume keeps skipped steps skipped.
 //
+// # Limits across workers
+//
+// StepOptions.Concurrency caps how many of a step's tasks run at once,
+// StepOptions.Rate how fast they start, and StepOptions.Key makes both hold
+// per value of a string in each task's input (a JSON path such as
+// ".run.customer_id"); a flow's Options.Concurrency caps its tasks of all
+// steps together. The engine enforces them when workers claim tasks, in
+// the database, so they hold across every worker process: each limit, per
+// key, has a gate (qflow.gates) that records the tasks holding its places
+// and its rate's state, and a claim takes from a gate only what it allows,
+// locking it with SKIP LOCKED (claims of other limits, and of flows without
+// limits, never meet it). A task holds its place from its claim until it
+// finishes or its lease expires, so a dead worker's places free with its
+// leases. A task held back is not claimed: it costs no attempt, and the
+// claim tells the worker when to look again (a rate's next start, the end
+// of the earliest holder's lease), while a settle that frees a place wakes
+// the workers. Limits, like priorities, are not part of the shape hash:
+// defining a flow sets its version's limits, queued tasks included.
+// FlowDef.Limited reports which steps a limit holds: only the claim may
+// start their tasks. See "Concurrency and rate limits" in the README.
+//
 // # Resuming runs
 //
 // A failed or cancelled run is final until Client.ResumeRun resumes it

@@ -19,7 +19,14 @@ type (
 	// worker calls it with the task's input before the handler, and a
 	// false result skips the step. See flowdef.Condition and WhenFunc.
 	Condition = flowdef.Condition
+	// Rate caps how fast a step's tasks start across all workers
+	// (StepOptions.Rate); see flowdef.Rate.
+	Rate = flowdef.Rate
 )
+
+// ParseRate reads a rate as the //qflow:step annotation writes it: "50/s",
+// "600/m", "1/h" or "5/10s" (see flowdef.ParseRate).
+func ParseRate(s string) (Rate, error) { return flowdef.ParseRate(s) }
 
 // Defaults applied when neither a step nor its flow sets an option (see
 // package flowdef).

@@ -36,7 +36,9 @@ var ErrBadPrune = errors.New("qflow: prune")
 
 // Prune deletes finished runs older than opts.OlderThan, with their step
 // states and tasks, in batches of opts.BatchSize runs, one transaction per
-// batch, and reports what it deleted. Runs still going are never touched,
+// batch, and reports what it deleted. It also deletes the state of limits
+// across workers (StepOptions.Concurrency, Rate and Key) that holds nothing
+// any more: a key's gate is made again when the key next comes. Runs still going are never touched,
 // and a run being pruned by another Prune at the same moment is skipped.
 // If ctx ends, the batches already deleted stay deleted and the count so
 // far is returned with ctx's error.
@@ -84,6 +86,17 @@ func prune(ctx context.Context, db DB, opts PruneOptions) (PruneResult, error) {
 		}
 		res.Runs, res.Steps, res.Tasks, res.Stats = res.Runs+b.Runs, res.Steps+b.Steps, res.Tasks+b.Tasks, res.Stats+b.Stats
 		if b.Runs < int64(batch) {
+			break
+		}
+	}
+	// Then the gates of limits across workers that hold nothing (they are
+	// made again when next needed).
+	for {
+		var n int
+		if err := db.QueryRow(ctx, sqlPruneGates, batch).Scan(&n); err != nil {
+			return res, fmt.Errorf("qflow: prune gates: %w", err)
+		}
+		if n < batch {
 			return res, nil
 		}
 	}

@@ -7,9 +7,15 @@ package runtime
 const (
 	sqlDefineFlow = `SELECT qflow.define_flow($1::text, $2::text, $3::jsonb, $4::jsonb)`
 
+	// sqlFlowSteps loads a flow version's steps for a worker: what chains
+	// need (kind, input, start delay, graph), whether the optimiser tuned
+	// it, and limited: a limit across workers holds the step's tasks (its
+	// own or the flow's), so only the claim may start them; paced: the
+	// step has a rate.
 	sqlFlowSteps = `SELECT f.queue_name, f.prioritized, st.slug, st.timeout_ms, st.kind = 'single', st.takes_input,
 			st.start_delay_ms > 0, st.deps, st.dependents,
-			EXISTS (SELECT 1 FROM qflow.step_tuning tu WHERE tu.flow_id = f.id AND tu.step_idx = st.idx)
+			EXISTS (SELECT 1 FROM qflow.step_tuning tu WHERE tu.flow_id = f.id AND tu.step_idx = st.idx),
+			st.gated OR f.concurrency IS NOT NULL, st.rate_n IS NOT NULL
 		FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
 		WHERE f.id = $1::integer ORDER BY st.idx`
 
@@ -101,6 +107,9 @@ const (
 			DELETE FROM qflow.runs r USING old WHERE r.id = old.id RETURNING 1
 		)
 		SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM s), (SELECT count(*) FROM t), (SELECT count(*) FROM st)`
+
+	// sqlPruneGates deletes a batch of idle gates (limits' state).
+	sqlPruneGates = `SELECT qflow.prune_gates($1::integer)`
 
 	sqlUpkeep = `SELECT o_runs_expired, o_tasks_failed FROM qflow.upkeep($1::boolean)`
 

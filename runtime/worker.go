@@ -67,6 +67,11 @@ type Worker struct {
 	prioritized bool
 	stopping    atomic.Bool // no more claims, no more starts
 
+	// wakeTimer makes the pump look for work at wakeAt (see wakeIn).
+	wakeMu    sync.Mutex
+	wakeTimer *time.Timer
+	wakeAt    time.Time
+
 	kick      chan struct{} // the primary pump has something to do (coalesced)
 	kick2     chan struct{} // the secondary pump may have results to settle (coalesced)
 	slotFreed chan struct{} // a handler finished (coalesced)
@@ -112,7 +117,17 @@ type flowStep struct {
 	// next is the step a slot may run in process right after this one
 	// (see WorkerOptions.ChainWindow), -1 for none.
 	next int16
-	met  stepMetrics // set when the worker records metrics
+	// limited: a limit across workers holds the step's tasks (the step's
+	// Concurrency or Rate, or the flow's Concurrency, as the database had
+	// them when the worker started; flowdef.FlowDef.Limited tells the
+	// same from a definition). Such a task may start only through the
+	// engine's claim, which counts it against its limits: never by a path
+	// that bypasses the claim (so never in a chain).
+	limited bool
+	// paced: the step has a rate; its claimed tasks start ahead of others
+	// waiting for a slot (see reserve).
+	paced bool
+	met   stepMetrics // set when the worker records metrics
 }
 
 // stepTune is what the optimiser set for a step's handlers; zero fields
@@ -414,7 +429,8 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		var ms int64
 		var prio, one, delay, tuned bool
 		var dep, dependent []int16
-		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &one, &s.takesInput, &delay, &dep, &dependent, &tuned); err != nil {
+		if err := rows.Scan(&f.queue, &prio, &s.slug, &ms, &one, &s.takesInput, &delay, &dep, &dependent, &tuned,
+			&s.limited, &s.paced); err != nil {
 			return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 		}
 		single, delayed = append(single, one), append(delayed, delay)
@@ -432,8 +448,8 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 	}
 	// A step's next in a chain: its first dependent that is a single step
-	// with no start delay, no condition, not optional and no other
-	// dependency, when no dependent is a map step (whose start can fail the
+	// with no start delay, no condition, not optional, under no limit and
+	// with no other dependency, when no dependent is a map step (whose start can fail the
 	// run: then no dependent may have run).
 	for i := range f.steps {
 		f.steps[i].next = -1
@@ -442,7 +458,7 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		}
 		for _, d := range dependents[i] {
 			if int(d) < len(f.steps) && single[d] && !delayed[d] && len(deps[d]) == 1 && int(deps[d][0]) == i &&
-				f.steps[d].when == nil && !optional[f.steps[d].slug] {
+				f.steps[d].when == nil && !optional[f.steps[d].slug] && !f.steps[d].limited {
 				f.steps[i].next = d
 				break
 			}

@@ -43,9 +43,15 @@ func (w *Worker) accept(f *workerFlow, list []claimedTask, reserved int, local b
 		w.held[c.key] = h
 		w.prioritized = w.prioritized || c.priority != 0
 		// Waiting tasks start in claim order: higher priority first, then
-		// first queued first, as the claim itself orders them.
+		// first queued first, as the claim itself orders them; but tasks
+		// of a step with a rate first of all, as their starts were counted
+		// when they were claimed (see reserve).
+		paced := step.paced
 		i := sort.Search(len(w.waiting), func(i int) bool {
 			x := w.waiting[i]
+			if xp := x.flow.steps[x.key.StepIdx].paced; xp != paced {
+				return paced
+			}
 			return x.priority < h.priority || (x.priority == h.priority && x.seq > h.seq)
 		})
 		w.waiting = slices.Insert(w.waiting, i, h)
@@ -78,6 +84,12 @@ func (w *Worker) dispatchLocked() {
 //     trip settles the other): round trips, not handlers, are the limit;
 //   - a slot's worth while they average under 50ms;
 //   - none for slower handlers, which leave the rest to other workers.
+//
+// A task of a limit across workers claimed ahead counts against it while
+// it waits here (a concurrency limit's place, a rate's start), for about
+// one handler's time given these rules; a task of a step with a rate
+// starts ahead of the others waiting (see accept), so its handler starts
+// close to the moment its start was counted.
 //
 // The room taken is counted in w.claiming until accept gives it back.
 // Claims for local starts (local.go) take room too, and the pump leaves

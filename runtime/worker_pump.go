@@ -264,7 +264,7 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 	var task, attempt, prio *int32
 	var deadline *time.Time
 	var sequential *bool
-	retryIn := time.Duration(-1)
+	retryIn, heldIn := time.Duration(-1), time.Duration(-1)
 	_, err = pgx.ForEachRow(rows, []any{&seq, &run, &step, &task, &attempt, &c.input, &prio, &c.trace, &deadline, &sequential}, func() error {
 		switch {
 		case seq != nil: // a claimed task
@@ -276,8 +276,15 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 			list = append(list, c)
 		case run != nil: // a run this call completed
 			done = append(done, runDone{id: *run, output: c.input})
-		case attempt != nil: // retries become visible in this many milliseconds
+		case attempt != nil && prio == nil: // retries become visible in this many milliseconds
 			retryIn = time.Duration(*attempt) * time.Millisecond
+		case attempt != nil:
+			// Tasks held back by limits may be claimable in this many
+			// milliseconds (claim_limited): look again then, for the
+			// earliest. Every claim that meets the limit says so again.
+			if d := time.Duration(*attempt) * time.Millisecond; heldIn < 0 || d < heldIn {
+				heldIn = d
+			}
 		}
 		c.input, c.trace = nil, nil
 		return nil
@@ -291,6 +298,9 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 	if retryIn >= 0 {
 		time.AfterFunc(retryIn, w.wakeAll)
 	}
+	if heldIn >= 0 {
+		w.wakeIn(heldIn)
+	}
 	return list, nil
 }
 
@@ -301,4 +311,23 @@ func errorText(err error) string {
 		s = s[:64<<10] + " …[truncated]"
 	}
 	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "?")
+}
+
+// wakeIn makes the pump look for work of every flow after d, unless a look
+// is already due sooner: claims held back by limits say when to look again
+// on every round trip, so one timer serves them all (a retry's delay is
+// told once, and keeps a timer of its own).
+func (w *Worker) wakeIn(d time.Duration) {
+	now := time.Now()
+	at := now.Add(d)
+	w.wakeMu.Lock()
+	defer w.wakeMu.Unlock()
+	if w.wakeTimer != nil && w.wakeAt.After(now) && !w.wakeAt.After(at) {
+		return
+	}
+	if w.wakeTimer != nil {
+		w.wakeTimer.Stop()
+	}
+	w.wakeAt = at
+	w.wakeTimer = time.AfterFunc(d, w.wakeAll)
 }

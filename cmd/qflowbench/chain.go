@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,13 +25,48 @@ const (
 )
 
 func chainFlow() (qflow.FlowDef, map[string]qflow.Handler) {
-	def, err := qflow.NewFlow(chainSlug).
+	def, h, err := limitedChain("none")
+	if err != nil {
+		panic(err)
+	}
+	return def, h
+}
+
+// limitedChain is the chain flow with a limit across workers (-limit):
+//
+//	none     no limit
+//	step:N   step b: Concurrency N
+//	key:N    step b: Concurrency N per run (Key ".a", a's output: the run's input)
+//	flow:N   the flow: Concurrency N
+//	rate:N   step b: Rate N/s, Burst N
+func limitedChain(limit string) (qflow.FlowDef, map[string]qflow.Handler, error) {
+	var flowOpts, bOpts qflow.StepOptions
+	if limit != "none" {
+		kind, num, _ := strings.Cut(limit, ":")
+		n, err := strconv.Atoi(num)
+		if err != nil || n < 1 {
+			return qflow.FlowDef{}, nil, fmt.Errorf("-limit %q: want none, step:N, key:N, flow:N or rate:N", limit)
+		}
+		switch kind {
+		case "step":
+			bOpts.Concurrency = n
+		case "key":
+			bOpts.Concurrency, bOpts.Key = n, ".a"
+		case "flow":
+			flowOpts.Concurrency = n
+		case "rate":
+			bOpts.Rate = qflow.Rate{N: n, Per: time.Second, Burst: n}
+		default:
+			return qflow.FlowDef{}, nil, fmt.Errorf("-limit %q: want none, step:N, key:N, flow:N or rate:N", limit)
+		}
+	}
+	def, err := qflow.NewFlow(chainSlug).Options(flowOpts).
 		Step("a", qflow.StepDef{TakesInput: true}).
-		Step("b", qflow.StepDef{DependsOn: []string{"a"}}).
+		Step("b", qflow.StepDef{DependsOn: []string{"a"}, Options: bOpts}).
 		Step("c", qflow.StepDef{DependsOn: []string{"b"}}).
 		Build()
 	if err != nil {
-		panic(err)
+		return qflow.FlowDef{}, nil, err
 	}
 	// a returns the run's input; b and c add one to their dependency's output.
 	next := func(dep string) qflow.Handler {
@@ -42,7 +78,7 @@ func chainFlow() (qflow.FlowDef, map[string]qflow.Handler) {
 			return json.RawMessage(strconv.Itoa(in[dep] + 1)), nil
 		}
 	}
-	return def, map[string]qflow.Handler{"a": next("run"), "b": next("a"), "c": next("b")}
+	return def, map[string]qflow.Handler{"a": next("run"), "b": next("a"), "c": next("b")}, nil
 }
 
 // startWorker runs a worker on pool until the returned stop is called.
@@ -85,7 +121,10 @@ func waitAll(ctx context.Context, pool *pgxpool.Pool, slug string, want int) err
 // StartRuns call), after p.history finished tasks, run by one in-process
 // worker or by p.procs worker processes.
 func chain(ctx context.Context, c config, p params, pool *pgxpool.Pool, ev, batch bool, log io.Writer) (map[string]float64, error) {
-	def, h := chainFlow()
+	def, h, err := limitedChain(p.limit)
+	if err != nil {
+		return nil, err
+	}
 	client := qflow.NewClient(pool, &qflow.ClientOptions{Logger: quiet, DisableEvents: !ev, TracerProvider: otelTP, MeterProvider: otelMP})
 	defer client.Close()
 	flowID, err := client.DefineFlow(ctx, def)
@@ -107,7 +146,7 @@ func chain(ctx context.Context, c config, p params, pool *pgxpool.Pool, ev, batc
 	var stop func()
 	if p.procs > 0 {
 		m["procs"] = float64(p.procs)
-		stop, err = startChildren(ctx, c, pool, p.procs, ev)
+		stop, err = startChildren(ctx, c, pool, p.procs, ev, p.limit)
 	} else {
 		stop, err = startWorker(c, pool, ev, def, h)
 	}

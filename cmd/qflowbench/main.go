@@ -46,6 +46,12 @@
 //	-prune on|both            with -history: Client.Prune deletes that history while the
 //	                          runs are measured (both: measure with and without); the
 //	                          prune's time and rate are reported.
+//	-limit none,step:64       W1/W1b with a limit across workers on the chain: none;
+//	                          step:N, Concurrency N on step b; key:N, Concurrency N per
+//	                          run on step b (Key: one gate per run); flow:N, the flow's
+//	                          Concurrency N; rate:N, Rate N/s with Burst N on step b.
+//	                          A limit the workers' slots never reach (step:64 with 8
+//	                          slots) measures what the limited claim costs.
 //
 // -soak 10m runs the soak workload (alone, unless -workloads names others):
 // it measures peak W1b throughput with the first -runs value (or takes
@@ -90,7 +96,8 @@ type config struct {
 	fan       intList
 	procs     intList
 	history   intList
-	prune     string // -prune: off, on or both
+	prune     string   // -prune: off, on or both
+	limits    []string // -limit
 	slots     int
 	batch     int
 	chain     time.Duration // WorkerOptions.ChainWindow
@@ -155,6 +162,7 @@ func main() {
 	flag.Var(&c.procs, "procs", "W1/W1b: worker processes, 0 for one in-process worker (a list measures each)")
 	flag.Var(&c.history, "history", "W1/W1b: finished tasks inserted before measuring (a list measures each)")
 	flag.StringVar(&c.prune, "prune", "off", "W1/W1b with -history: prune the history (Client.Prune) while measuring: off, on or both")
+	limits := flag.String("limit", "none", "W1/W1b: limits across workers on the chain: none, step:N, key:N, flow:N, rate:N (a list measures each)")
 	flag.IntVar(&c.slots, "slots", 8, "worker slots (WorkerOptions.Concurrency), per process")
 	flag.IntVar(&c.batch, "batch", 0, "worker claim batch (WorkerOptions.BatchSize; 0: the worker's default)")
 	flag.DurationVar(&c.chain, "chain", 0, "chains run in process (WorkerOptions.ChainWindow; 0: the worker's default, negative: none)")
@@ -169,6 +177,13 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "qflowbench: -prune %q: want off, on or both\n", c.prune)
 		os.Exit(2)
+	}
+	c.limits = strings.Split(*limits, ",")
+	for _, l := range c.limits {
+		if _, _, err := limitedChain(l); err != nil {
+			fmt.Fprintln(os.Stderr, "qflowbench:", err)
+			os.Exit(2)
+		}
 	}
 	if *withOtel {
 		shutdown := installOtel()
@@ -235,6 +250,7 @@ func main() {
 type params struct {
 	runs, fan, procs, history int
 	prune                     bool   // prune the history while measuring
+	limit                     string // the chain's limit across workers (-limit)
 	name                      string // the variant: the sizes given as lists
 }
 
@@ -248,22 +264,27 @@ func variants(c config, w string) []params {
 			for _, p := range c.procs {
 				for _, h := range c.history {
 					for _, pr := range pruneModes(c.prune, h) {
-						v := params{runs: n, procs: p, history: h, prune: pr}
-						var name []string
-						if len(c.runs) > 1 || n != 2000 {
-							name = append(name, fmt.Sprintf("runs=%d", n))
+						for _, lim := range c.limits {
+							v := params{runs: n, procs: p, history: h, prune: pr, limit: lim}
+							var name []string
+							if len(c.runs) > 1 || n != 2000 {
+								name = append(name, fmt.Sprintf("runs=%d", n))
+							}
+							if len(c.procs) > 1 || p != 0 {
+								name = append(name, fmt.Sprintf("procs=%d", p))
+							}
+							if len(c.history) > 1 || h != 0 {
+								name = append(name, fmt.Sprintf("history=%d", h))
+							}
+							if pr {
+								name = append(name, "pruning")
+							}
+							if len(c.limits) > 1 || lim != "none" {
+								name = append(name, "limit="+lim)
+							}
+							v.name = strings.Join(name, " ")
+							out = append(out, v)
 						}
-						if len(c.procs) > 1 || p != 0 {
-							name = append(name, fmt.Sprintf("procs=%d", p))
-						}
-						if len(c.history) > 1 || h != 0 {
-							name = append(name, fmt.Sprintf("history=%d", h))
-						}
-						if pr {
-							name = append(name, "pruning")
-						}
-						v.name = strings.Join(name, " ")
-						out = append(out, v)
 					}
 				}
 			}
@@ -277,7 +298,7 @@ func variants(c config, w string) []params {
 			out = append(out, v)
 		}
 	default:
-		out = append(out, params{runs: c.runs[0]})
+		out = append(out, params{runs: c.runs[0], limit: "none"})
 	}
 	return out
 }

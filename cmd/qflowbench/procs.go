@@ -33,6 +33,7 @@ func workerChild(args []string) int {
 	batch := fs.Int("batch", 0, "WorkerOptions.BatchSize (0: the default)")
 	chain := fs.Duration("chain", 0, "WorkerOptions.ChainWindow (0: the default)")
 	events := fs.Bool("events", true, "engine events")
+	limit := fs.String("limit", "none", "the chain's limit across workers (see limitedChain)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -57,7 +58,10 @@ func workerChild(args []string) int {
 		return fail(err)
 	}
 	defer pool.Close()
-	def, h := chainFlow()
+	def, h, err := limitedChain(*limit)
+	if err != nil {
+		return fail(err)
+	}
 	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: *slots, BatchSize: *batch, ChainWindow: *chain, Logger: quiet, DisableEvents: !*events})
 	if err := w.Register(def, h); err != nil {
 		return fail(err)
@@ -72,7 +76,7 @@ func workerChild(args []string) int {
 // until each has registered in qflow.workers. stop closes their stdin,
 // waits up to 10s for them to finish and kills what is left; on Linux a
 // child is also killed when this process dies.
-func startChildren(ctx context.Context, c config, pool *pgxpool.Pool, n int, ev bool) (stop func(), err error) {
+func startChildren(ctx context.Context, c config, pool *pgxpool.Pool, n int, ev bool, limit string) (stop func(), err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -100,7 +104,7 @@ func startChildren(ctx context.Context, c config, pool *pgxpool.Pool, n int, ev 
 	db := pool.Config().ConnConfig.Database
 	for range n {
 		cmd := exec.Command(exe, workerChildFlag, "-db", db, "-slots", strconv.Itoa(c.slots),
-			"-batch", strconv.Itoa(c.batch), "-chain", c.chain.String(), "-events="+strconv.FormatBool(ev))
+			"-batch", strconv.Itoa(c.batch), "-chain", c.chain.String(), "-events="+strconv.FormatBool(ev), "-limit", limit)
 		cmd.Env = append(os.Environ(), "QFLOWBENCH_URL="+c.url)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.SysProcAttr = childAttr()

@@ -39,7 +39,7 @@
 // is a diagnostic (as go vet reports misspelled build tags), and so is an
 // unknown directive name such as //qflow:stpe, with the likely meaning.
 //
-// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [idempotent]
+// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [idempotent] [concurrency=N]
 //
 // On a type declaration: declares flow NAME whose input is that type. NAME
 // is the flow's slug (a lowercase letter, then lowercase letters, digits or
@@ -57,6 +57,11 @@
 //	idempotent   every step may safely run twice at once (Idempotent): workers
 //	             optimising at the aggressive level hedge stragglers
 //	             (runtime.WorkerOptions.Optimize)
+//	concurrency=N
+//	             at most N tasks of the flow, of all its steps together, run at
+//	             once across every worker process, 1..10000 (Options.Concurrency
+//	             of the FlowDef; not a default for the steps, which may have
+//	             their own); see "Limits across workers" below
 //
 // DUR is a Go duration: 500ms, 30s, 5m, 1h30m. An option left out takes the
 // runtime's default (2 retries, so 3 attempts; 1s; 60s).
@@ -69,7 +74,7 @@
 //
 // Once regenerated, retries=N may be written again with its new meaning.
 //
-// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N] [idempotent]
+// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N] [idempotent] [concurrency=N] [rate=N/UNIT [burst=N]] [key=FIELD]
 //
 // On a package-level function (not a method, not generic; it may be
 // unexported, as the generated code lives in the same package): makes it a
@@ -100,8 +105,54 @@
 //	             aggressive level (runtime.WorkerOptions.Optimize) starts a
 //	             second copy of a straggler and takes the first success. Not
 //	             part of the shape hash
+//	concurrency=N
+//	             at most N of the step's tasks run at once across every worker
+//	             process, 1..10000 (StepOptions.Concurrency)
+//	rate=N/UNIT  the step's tasks start at most N per UNIT across every worker:
+//	             s, m or h (rate=50/s, rate=600/m, rate=10/h), or a Go duration
+//	             (rate=5/10s) (StepOptions.Rate)
+//	burst=N      with rate=: at most N starts at once after a quiet spell
+//	             (default 1: evenly spaced); in any stretch of time d at most
+//	             N + d×rate tasks start
+//	key=FIELD    with concurrency= or rate=: the limits hold per value of FIELD
+//	             of the step's input (StepOptions.Key): see below
 //
 // The slug "run" is reserved (the flow input travels under that key).
+//
+// # Limits across workers
+//
+// concurrency=, rate= and key= are enforced by the engine when workers
+// claim tasks, in the database, so they hold however many worker processes
+// on however many machines run the flow. A task held back is not claimed:
+// it costs no attempt, and it starts as soon as its limit allows (workers
+// are told when a rate's next start comes, and are woken when a place
+// frees). Like priority=, limits are not part of the shape hash: changing
+// them keeps the flow version, and storing the new definition applies them
+// to the version at once, queued tasks included.
+//
+// key=FIELD names a field of the step's first parameter after ctx: the flow
+// input, a dependency's output, or a map step's element. A path of fields
+// reaches into nested structs (key=Customer.ID); a path may start with a
+// parameter's name to use another parameter (key=in.Region, key=owner.Email
+// with a parameter named owner), and a map step over strings may name its
+// parameter alone (key=id: the element itself). Each field must be one
+// encoding/json writes (exported, not tagged json:"-", inside structs
+// without their own MarshalJSON or MarshalText; embedded structs are
+// flattened as encoding/json does), and the last must be a string (or a
+// pointer to one); JSON names from struct tags are honoured. qflowgen turns
+// the name into the JSON path the engine reads in each task's input
+// (StepOptions.Key: ".run.region", ".id"), so methods cannot be keys: the
+// engine computes a task's key in SQL when it queues the task, where no Go
+// code runs. Each problem is a diagnostic at the key:
+//
+//	flow.go:24:32: key=CustomerID: Order has no field CustomerID
+//	flow.go:27:32: key=Id: Order has no field Id (did you mean ID?)
+//	flow.go:30:32: key=N names a value of type int; a key must be a string
+//	flow.go:33:32: key=Key: Key is a method of Order, and key= names a field: the engine reads keys from the task's JSON input, where methods are not
+//
+// as are concurrency=0 ("want a whole number of tasks from 1 to 10000"),
+// rate=fast ("want N/s, N/m, N/h or N/DURATION"), burst= without rate=,
+// and key= without concurrency= or rate=. A flow takes concurrency= only.
 //
 // Parameters, in order:
 //

@@ -35,9 +35,10 @@ func Split(ctx context.Context, in Input) ([]string, error) {
 	return strings.Fields(in.Text), nil
 }
 
-// Upper runs once per word.
+// Upper runs once per word, at most 2 at once per word across all
+// workers (key=w: the element itself).
 //
-//qflow:step depends=Split map
+//qflow:step depends=Split map concurrency=2 key=w
 func Upper(ctx context.Context, w string) (string, error) { return strings.ToUpper(w), nil }
 
 // Count runs beside Upper, ahead of Upper's tasks of runs of equal
@@ -46,9 +47,10 @@ func Upper(ctx context.Context, w string) (string, error) { return strings.ToUpp
 //qflow:step depends=Split priority=5
 func Count(ctx context.Context, words []string) (int, error) { return len(words), nil }
 
-// Join closes the diamond.
+// Join closes the diamond, starting at most 100 a second per input text
+// across all workers (key=Text: a field of the flow input).
 //
-//qflow:step depends=Upper,Count
+//qflow:step depends=Upper,Count rate=100/s burst=10 key=Text
 func Join(ctx context.Context, in Input, upper []string, n int) (Summary, error) {
 	if in.Fail {
 		return Summary{}, runtime.Permanent(errors.New("asked to fail"))

@@ -48,9 +48,9 @@ var E2eDiamondFlow = runtime.FlowDef{
 	Options: runtime.StepOptions{Retries: 1, BaseDelay: 10 * time.Millisecond, Timeout: 10 * time.Second},
 	Steps: []runtime.StepDef{
 		{Slug: "split", TakesInput: true},
-		{Slug: "upper", DependsOn: []string{"split"}, Map: true},
+		{Slug: "upper", DependsOn: []string{"split"}, Map: true, Options: runtime.StepOptions{Concurrency: 2, Key: "."}},
 		{Slug: "count", DependsOn: []string{"split"}, Options: runtime.StepOptions{Priority: 5}},
-		{Slug: "join", DependsOn: []string{"upper", "count"}, TakesInput: true},
+		{Slug: "join", DependsOn: []string{"upper", "count"}, TakesInput: true, Options: runtime.StepOptions{Rate: runtime.Rate{N: 100, Per: time.Second, Burst: 10}, Key: ".run.Text"}},
 	},
 }
 
