@@ -2203,13 +2203,15 @@ END $$;
 -- worker ran inline (p_i…: the next single step of a chain, run in the
 -- worker's process before the step's task existed; p_ioutputs NULL and
 -- p_ierrors set for a failure; p_itook the handler's milliseconds): each
--- pass claims, by key, the inline tasks the previous pass created (task 0
+-- pass claims, by key, the inline tasks the previous pass (or the
+-- completions) created in this transaction (task 0
 -- of the step, queued and visible, its run still going and within its
 -- deadline) for this worker, publishing task_started, and records their
 -- results, until a pass claims none. An inline result whose task was not
 -- created (the run failed or was cancelled meanwhile) is dropped. An
 -- inline task still running (p_itook < 0: its chain ran past the worker's
--- window) is claimed the same way but not finished, and returned first,
+-- window; -p_itook - 1 is how long it has run) is claimed the same way but
+-- not finished, and returned first,
 -- so that it runs on as the worker's task with a lease. Then,
 -- when p_qty > 0, it claims up to p_qty tasks of flow p_flow_id, which may
 -- include the steps this very call started, so a chain hop costs one
@@ -2281,11 +2283,16 @@ BEGIN
         ), c AS (
             UPDATE qflow.step_tasks t
             SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker,
-                started_at = v_now - make_interval(secs => greatest(p_itook[k.o], 0) / 1000.0),
+                started_at = v_now - make_interval(secs => (CASE WHEN p_itook[k.o] < 0 THEN -p_itook[k.o] - 1
+                                                                 ELSE p_itook[k.o] END) / 1000.0),
                 vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
             FROM k
             WHERE t.ctid = ANY (ARRAY(SELECT k.ctid FROM k)) AND t.ctid = k.ctid
               AND t.status = 'queued' AND t.attempts = 0 AND t.vt <= v_now AND t.lane = 0
+              -- created by this transaction (queued_at is its start): not a
+              -- task another worker's completion of the dependency created,
+              -- from an output that may differ from the one this chain used
+              AND t.queued_at = now()
               AND (t.deadline IS NULL OR t.deadline > v_now)
             RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, NULL::jsonb, t.priority, t.flow_id,
                       t.events, NULL::jsonb, t.deadline, t.sequential, k.o

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 
 	qflow "github.com/quantumflow/qflow/runtime"
 )
@@ -222,5 +223,61 @@ func TestChainStopsAtTheRunsDeadline(t *testing.T) {
 	}
 	if bRan.Load() {
 		t.Fatal("b ran past the run's deadline")
+	}
+}
+
+// TestChainInlineResultOnlyForTasksItsSettleCreated: a chain's inline
+// result is recorded only into the task that the chain's own completion of
+// the dependency created, never into one another worker's completion
+// created (from an output that may differ from the chain's).
+func TestChainInlineResultOnlyForTasksItsSettleCreated(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	def, _ := chain3(t, "inlineown")
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.client.StartRuns(ctx, "inlineown", []any{map[string]int{"v": 0}, map[string]int{"v": 0}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, w2 := uuid.New(), uuid.New()
+	// w1 claims both runs' a with a lease that lapses at once; w2 claims
+	// run 0's a again and records it.
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 1)`, flowID, w1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	var got uuid.UUID
+	if err := e.db.Pool.QueryRow(ctx, `SELECT run_id FROM qflow.claim($1, $2, 1, 60000)`, flowID, w2).Scan(&got); err != nil || got != ids[0] {
+		t.Fatalf("w2's claim: %v, %v; want run %v", got, err, ids[0])
+	}
+	const none = `'{}', '{}', '{}', '{}', '{}'`
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0],
+		ARRAY['{"v": 99}'::jsonb], `+none+`, `+none+`, '{}', 0, 0, 1000)`, w2, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	// w1 settles its chains: a of both runs, then b inline, computed from
+	// its own a ({"v": 1}).
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid, $3::uuid], ARRAY[0, 0]::smallint[], ARRAY[0, 0],
+		ARRAY['{"v": 1}', '{"v": 1}']::jsonb[], `+none+`,
+		ARRAY[$2::uuid, $3::uuid], ARRAY[1, 1]::smallint[], ARRAY[0, 0], ARRAY['{"v": 2}', '{"v": 2}']::jsonb[],
+		ARRAY[NULL, NULL]::text[], ARRAY[false, false], 0, 0, 1000)`, w1, ids[0], ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	var attempts int
+	if err := e.db.Pool.QueryRow(ctx, `SELECT status, attempts FROM qflow.step_tasks WHERE run_id = $1 AND step_idx = 1`, ids[0]).Scan(&status, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if status != qflow.StatusQueued || attempts != 0 {
+		t.Fatalf("run 0's b: %s after %d attempts; want queued, untouched (w1's b was computed from another a)", status, attempts)
+	}
+	if err := e.db.Pool.QueryRow(ctx, `SELECT status, attempts FROM qflow.step_tasks WHERE run_id = $1 AND step_idx = 1`, ids[1]).Scan(&status, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if status != qflow.StatusCompleted || attempts != 1 {
+		t.Fatalf("run 1's b: %s after %d attempts; want completed by the chain", status, attempts)
 	}
 }

@@ -83,6 +83,13 @@ const (
 		                  $11::uuid[], $12::smallint[], $13::integer[], $14::jsonb[], $15::text[], $16::boolean[],
 		                  $17::integer, $18::integer, $19::bigint)`
 
+	// sqlHeldBy finds a chain's promoted task (task 0 of a step) started by
+	// this worker, when the promotion's settle failed after the server may
+	// have committed it.
+	sqlHeldBy = `SELECT seq FROM qflow.step_tasks
+		WHERE run_id = $1::uuid AND step_idx = $2::smallint AND task_index = 0
+		  AND status = 'started' AND worker_id = $3::uuid`
+
 	sqlHeartbeat = `SELECT run_id, step_idx, task_index FROM qflow.heartbeat($1::uuid,
 		(SELECT array_agg((r, s, t)::qflow.task_key) FROM unnest($2::uuid[], $3::smallint[], $4::integer[]) AS x(r, s, t)),
 		$5::bigint)`

@@ -58,6 +58,7 @@ type Worker struct {
 	inFlight      int                // pumps' round trips on their way
 	claiming      int                // room reserved by the pump's claim on its way (see reserve)
 	claimingLocal int                // room reserved by local starts' claims on their way (local.go)
+	promotions    int                // promote round trips on their way (worker_exec.go)
 	timed         int                // handlers timed (see avgTook)
 	settling      map[uuid.UUID]bool // runs whose results a pump is settling
 	finished      []*result          // waiting for the pump to settle them
@@ -158,6 +159,10 @@ type held struct {
 	// inline: a task of a chain (see WorkerOptions.ChainWindow), run before
 	// its task existed; it is not in Worker.held.
 	inline bool
+	// promoting: the chain this task heads is being recorded by promote
+	// (w.mu): the heartbeat may find it finished, but the chain's handler
+	// still running shares its context and must not be stopped.
+	promoting bool
 }
 
 type result struct {
@@ -497,12 +502,12 @@ func (w *Worker) waitSettled(d time.Duration) {
 }
 
 // waitLocalClaims waits (at most d) until no local start's claim for this
-// worker is on its way.
+// worker, and no promotion of a chain's task, is on its way.
 func (w *Worker) waitLocalClaims(d time.Duration) {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		w.mu.Lock()
-		n := w.claimingLocal
+		n := w.claimingLocal + w.promotions
 		w.mu.Unlock()
 		if n == 0 {
 			return

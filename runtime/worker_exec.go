@@ -133,11 +133,14 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 		if nh == nil {
 			break
 		}
+		nhBegan := time.Now()
 		promote := func() {
-			if w.promote(ctx, chain, nh) {
+			switch w.promote(ctx, chain, nh, time.Since(nhBegan)) {
+			case promoted:
 				chain, cur = chain[:0], nh
-			} else {
+			case lost:
 				cur.cancel(errCancelledByEngine)
+			case notNow: // the worker is stopping: the chain ends with it
 			}
 		}
 		w.inlined.Add(1)
@@ -184,33 +187,66 @@ type chainTimer struct {
 	promote func()
 }
 
+// promotion is what became of a chain's task that promote tried to
+// make the worker's own.
+type promotion int
+
+const (
+	promoted promotion = iota // claimed for this worker; it runs on as a held task
+	lost                      // not claimed: the run finished or was cancelled, or the database was out of reach
+	notNow                    // not tried: the worker is stopping
+)
+
 // promote records the finished results of a chain and claims its inline
-// task nh, still running, for this worker, in one settle; nh becomes a task
-// this worker holds, with a lease, whose result is recorded as any other.
-// It reports false when nh could not be claimed (its run finished or was
-// cancelled meanwhile, or the database could not be reached while the
-// leases lasted): its handler is then to be stopped.
-func (w *Worker) promote(ctx context.Context, chain []*result, nh *held) bool {
+// task nh, running for ran so far, for this worker, in one settle; nh
+// becomes a task this worker holds, with a lease, whose result is recorded
+// as any other. When nh could not be claimed its handler is to be stopped
+// (lost). A worker that is stopping promotes nothing (notNow): the
+// handler is stopped by the shutdown and the results before it recorded
+// with the rest. If the settle's outcome is unknown (an error after the
+// server may have committed), the task's row tells.
+func (w *Worker) promote(ctx context.Context, chain []*result, nh *held, ran time.Duration) promotion {
 	select {
 	case <-w.abandon: // tests: the worker no longer touches the database
-		return false
+		return lost
 	default:
 	}
-	batch := append(slices.Clip(chain), &result{h: nh, promote: true})
-	claimed, err := w.settle(ctx, batch, nh.flow, 0)
-	if err != nil {
-		return false
+	w.mu.Lock()
+	if w.stopping.Load() {
+		w.mu.Unlock()
+		return notNow
 	}
+	w.promotions++
+	for _, r := range chain {
+		r.h.promoting = true
+	}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.promotions--
+		w.mu.Unlock()
+	}()
+	batch := append(slices.Clip(chain), &result{h: nh, promote: true, took: ran})
+	claimed, err := w.settle(ctx, batch, nh.flow, 0)
+	seq, found := int64(0), false
 	for _, c := range claimed {
 		if c.key == nh.key {
-			w.mu.Lock()
-			nh.seq, nh.inline = c.seq, false
-			w.held[nh.key] = nh
-			w.mu.Unlock()
-			return true
+			seq, found = c.seq, true
 		}
 	}
-	return false
+	if err != nil {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
+		found = w.pool.QueryRow(qctx, sqlHeldBy, nh.key.RunID, nh.key.StepIdx, w.id).Scan(&seq) == nil
+		cancel()
+	}
+	if !found {
+		return lost
+	}
+	w.mu.Lock()
+	nh.seq, nh.inline = seq, false
+	w.held[nh.key] = nh
+	w.mu.Unlock()
+	return promoted
 }
 
 // maxChain bounds the tasks of one chain (see next).

@@ -92,7 +92,7 @@ func (w *Worker) beat(ctx context.Context, snapshot map[taskKey]*held) error {
 		// Only the attempt the heartbeat asked about: a newer attempt of the
 		// same task (retried and claimed again meanwhile) is not stale.
 		h := w.held[k]
-		if h == nil || h != snapshot[k] {
+		if h == nil || h != snapshot[k] || h.promoting {
 			continue
 		}
 		if w.met != nil {

@@ -174,8 +174,8 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 			iSteps = append(iSteps, r.h.key.StepIdx)
 			iTook = append(iTook, int32(min(r.took.Milliseconds(), 1<<30)))
 			iPerms = append(iPerms, r.permanent)
-			if r.promote {
-				iTook[len(iTook)-1] = -1
+			if r.promote { // still running: -1 - how long so far
+				iTook[len(iTook)-1] = -1 - iTook[len(iTook)-1]
 			}
 			if r.err == nil {
 				iOutputs, iErrs = append(iOutputs, r.output), append(iErrs, nil)
