@@ -47,6 +47,9 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 				BaseDelay: a.d.Options.Backoff,
 				Timeout:   a.d.Options.Timeout,
 			},
+			Cron:   a.d.Cron.Text,
+			TZ:     a.d.TZ.Text,
+			Missed: a.d.Missed.Text,
 		}
 		if prev := byName[f.Name]; prev != nil {
 			d := c.errorf(f.NamePos, "duplicate flow %s: also declared on type %s", f.Name, prev.Input.Name())
