@@ -433,10 +433,17 @@ func (w *Worker) fireDue(ctx context.Context, slugs []string) time.Duration {
 				tick = sched.Latest(s.next, now)
 			}
 			next := sched.Next(tick)
-			if err := w.fire(ctx, s, tick, next); err != nil {
+			moved, err := w.fire(ctx, s, tick, next)
+			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Warn("qflow: fire schedule; will try again", "schedule", s.name, "tick", tick, "error", err)
 				}
+				break
+			}
+			if !moved {
+				// Another worker fired it, or the schedule changed: read it
+				// again in the next round.
+				s.next = now.Add(w.opts.PollInterval)
 				break
 			}
 			s.next = next
@@ -454,10 +461,12 @@ func (w *Worker) fireDue(ctx context.Context, slugs []string) time.Duration {
 }
 
 // fire fires tick of s in one transaction: move next_tick from s.next to
-// next if no one has, record the tick, start the run. Another worker that
-// fired it first leaves nothing to do.
-func (w *Worker) fire(ctx context.Context, s dueSchedule, tick, next time.Time) error {
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+// next if no one has, record the tick, start the run. It reports whether
+// this worker moved next_tick: false when another worker fired the tick
+// first, or the schedule was paused, changed or deleted meanwhile.
+func (w *Worker) fire(ctx context.Context, s dueSchedule, tick, next time.Time) (moved bool, err error) {
+	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		moved = false
 		var input []byte
 		err := tx.QueryRow(ctx, `UPDATE qflow.schedules SET next_tick = $3::timestamptz, last_tick = $4::timestamptz, updated_at = now()
 			WHERE name = $1::text AND next_tick = $2::timestamptz AND NOT paused RETURNING input`,
@@ -468,6 +477,7 @@ func (w *Worker) fire(ctx context.Context, s dueSchedule, tick, next time.Time) 
 		if err != nil {
 			return err
 		}
+		moved = true
 		tag, err := tx.Exec(ctx, `INSERT INTO qflow.schedule_ticks (schedule, tick) VALUES ($1::text, $2::timestamptz) ON CONFLICT DO NOTHING`, s.name, tick)
 		if err != nil {
 			return err
@@ -497,6 +507,7 @@ func (w *Worker) fire(ctx context.Context, s dueSchedule, tick, next time.Time) 
 		w.log.Info("qflow schedule fired", "schedule", s.name, "flow", s.flow, "tick", tick, "run_id", ids[0], "next_tick", next)
 		return nil
 	})
+	return moved && err == nil, err
 }
 
 // declareSchedules creates or updates the schedules declared with

@@ -14,6 +14,10 @@
 // (Europe/Berlin) given apart from the spec; CRON_TZ= and TZ= prefixes are
 // refused, so a spec means one thing.
 //
+// Time zones come from the time/tzdata copy of the IANA database built into
+// the program (about 450 KB), so qflowgen and every worker agree on them,
+// in a minimal container too.
+//
 // cronspec imports no database code, so qflowgen uses it to check
 // annotations at generate time.
 package cronspec
@@ -23,6 +27,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	_ "time/tzdata" // zones load the same on every machine, with or without a zoneinfo database
 
 	"github.com/robfig/cron/v3"
 )
