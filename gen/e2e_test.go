@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/quantumflow/qflow/gen"
+	"github.com/quantumflow/qflow/gen/internal/e2ecron"
 	"github.com/quantumflow/qflow/gen/internal/e2eflow"
 	"github.com/quantumflow/qflow/internal/pgtest"
 	"github.com/quantumflow/qflow/runtime"
@@ -181,5 +182,70 @@ func TestE2EMigration(t *testing.T) {
 	}
 	if v != 1 {
 		t.Errorf("DefineFlow after the migration: version %d, want 1 (the migrated one)", v)
+	}
+}
+
+// TestE2ECron runs a flow whose annotation declares a per-second schedule:
+// the generated RegisterE2eTick creates the schedule when the worker
+// starts, and its ticks start runs with the zero input.
+func TestE2ECron(t *testing.T) {
+	results, diags := gen.Generate(context.Background(), ".", nil, []string{"./internal/e2ecron"}, gen.Options{})
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	for _, r := range results {
+		if stale, err := r.Stale(); err != nil || len(stale) > 0 {
+			t.Fatalf("internal/e2ecron is stale (%v): run go generate ./gen/...", err)
+		}
+	}
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
+	defer c.Close()
+	w := runtime.NewWorker(db.Pool, &runtime.WorkerOptions{PollInterval: 100 * time.Millisecond, Logger: quiet})
+	if err := e2ecron.RegisterE2eTick(w); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+	for {
+		runs, err := c.ListRuns(ctx, runtime.ListRunsParams{Flow: "e2e_tick", Status: runtime.StatusCompleted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) >= 2 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d completed runs of the schedule, want 2", len(runs))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	s, err := c.GetSchedule(ctx, "e2e_tick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Flow != "e2e_tick" || s.Cron != "* * * * * *" || s.TZ != "Asia/Tokyo" || string(s.Input) != `{"Label": ""}` {
+		t.Errorf("schedule stored as %+v", s)
+	}
+	ticks, err := c.ScheduleTicks(ctx, "e2e_tick")
+	if err != nil || len(ticks) < 2 || ticks[0].RunID == nil {
+		t.Fatalf("ScheduleTicks = %+v, %v", ticks, err)
+	}
+	v, err := e2ecron.GetE2eTickRun(ctx, c, *ticks[len(ticks)-1].RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Output == nil || v.Output.Stamp != "zero" || v.Input != (e2ecron.Input{}) {
+		t.Errorf("the first tick's run: input %+v, output %+v; want the zero input and stamp \"zero\"", v.Input, v.Output)
 	}
 }

@@ -271,11 +271,15 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 	client := jen.Id("c").Op("*").Qual(runtimePath, "Client")
 	run := g + "Run"
 
-	e.doc("Register%s registers the steps of flow %q with w.", g, f.Name)
-	e.f.Func().Id("Register" + g).Params(jen.Id("w").Op("*").Qual(runtimePath, "Worker")).Error().Block(
-		jen.Return(jen.Id("w").Dot("Register").Call(jen.Id(g+"Flow"), jen.Id("qflow"+g+"Handlers").Call())),
-	)
-	e.f.Line()
+	if f.Cron == "" {
+		e.doc("Register%s registers the steps of flow %q with w.", g, f.Name)
+		e.f.Func().Id("Register" + g).Params(jen.Id("w").Op("*").Qual(runtimePath, "Worker")).Error().Block(
+			jen.Return(jen.Id("w").Dot("Register").Call(jen.Id(g+"Flow"), jen.Id("qflow"+g+"Handlers").Call())),
+		)
+		e.f.Line()
+	} else {
+		e.schedule(f)
+	}
 
 	e.doc("%s is a run of flow %q: Start%s returns one, and %sByID re-attaches to one by id, in this process or another. Its ID, Client and Cancel come from the embedded *runtime.RunHandle.", run, f.Name, g, run)
 	e.f.Type().Id(run).Struct(jen.Op("*").Qual(runtimePath, "RunHandle"))
@@ -606,4 +610,47 @@ func wrap(text string, width int) []string {
 		lines = append(lines, line)
 	}
 	return lines
+}
+
+// schedule emits <Flow>Schedule and a Register<Flow> that declares it.
+func (e *emitter) schedule(f *flowModel) {
+	g := f.GoName
+	var zero jen.Code
+	switch f.Input.Type().Underlying().(type) {
+	case *types.Struct, *types.Slice, *types.Map, *types.Array:
+		// A composite literal: a slice input is [], not null (a root map
+		// step needs an array).
+		zero = jen.Add(e.typ(f.Input.Type())).Values()
+	default:
+		zero = jen.Op("*").New(e.typ(f.Input.Type()))
+	}
+	fields := []jen.Code{
+		jen.Line().Id("Flow").Op(":").Lit(f.Name),
+		jen.Line().Id("Cron").Op(":").Lit(f.Cron),
+	}
+	if f.TZ != "" {
+		fields = append(fields, jen.Line().Id("TZ").Op(":").Lit(f.TZ))
+	}
+	fields = append(fields, jen.Line().Id("Input").Op(":").Add(zero))
+	if f.Missed != "" {
+		policy := map[string]string{"latest": "MissedLatest", "all": "MissedAll"}[f.Missed]
+		fields = append(fields, jen.Line().Id("Missed").Op(":").Qual(runtimePath, policy))
+	}
+	fields = append(fields, jen.Line())
+	tz := f.TZ
+	if tz == "" {
+		tz = "UTC"
+	}
+	e.doc("%sSchedule is the schedule of flow %q from its annotation: a run with the zero input (an empty slice or map for those) at every tick of %q in %s. Register%s declares it under the name %q: a worker that registers the flow creates the schedule when it starts, or updates it to this spec (a paused schedule stays paused; see runtime.Client.PauseSchedule). Schedule other inputs with runtime.Client.Schedule.", g, f.Name, f.Cron, tz, g, f.Name)
+	e.f.Var().Id(g+"Schedule").Op("=").Qual(runtimePath, "ScheduleParams").Values(fields...)
+	e.f.Line()
+
+	e.doc("Register%s registers the steps of flow %q with w, and its schedule (%sSchedule).", g, f.Name, g)
+	e.f.Func().Id("Register"+g).Params(jen.Id("w").Op("*").Qual(runtimePath, "Worker")).Error().Block(
+		jen.If(jen.Err().Op(":=").Id("w").Dot("Register").Call(jen.Id(g+"Flow"), jen.Id("qflow"+g+"Handlers").Call()), jen.Err().Op("!=").Nil()).Block(
+			jen.Return(jen.Err()),
+		),
+		jen.Return(jen.Id("w").Dot("Schedule").Call(jen.Lit(f.Name), jen.Id(g+"Schedule"))),
+	)
+	e.f.Line()
 }

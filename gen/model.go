@@ -33,7 +33,10 @@ type flowModel struct {
 	GoName  string          // exported Go name derived from Name: etl_v2 -> EtlV2
 	Input   *types.TypeName // the annotated type
 	Options flowdef.StepOptions
-	Steps   []*stepModel // in source order
+	// Cron, TZ and Missed are the flow's schedule (cron=, tz=, missed=),
+	// Cron empty for none.
+	Cron, TZ, Missed string
+	Steps            []*stepModel // in source order
 	// OutputFields are the fields of <Flow>Output: one per leaf step with
 	// an output, keyed by its slug (set by layout).
 	OutputFields []field

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quantumflow/qflow/flowdef"
+	"github.com/quantumflow/qflow/flowdef/cronspec"
 )
 
 // This file parses one //qflow: directive line. It knows nothing about
@@ -56,6 +57,9 @@ type directive struct {
 
 	// //qflow:flow NAME
 	Name word
+	// cron=, tz= and missed= of //qflow:flow, Text empty when absent; Cron
+	// is unquoted.
+	Cron, TZ, Missed word
 
 	// //qflow:step
 	Depends     []word
@@ -184,6 +188,35 @@ func parseDirective(text string) (*directive, []parseError) {
 			}
 		case "flow":
 			d.Flow = word{val, valOff}
+		case "cron":
+			spec := val
+			if strings.HasPrefix(val, `"`) {
+				u, err := strconv.Unquote(val)
+				if err != nil {
+					bad(valOff, "cron=%s: unterminated or malformed quotes (write cron=\"0 * * * *\")", val)
+					continue
+				}
+				spec = u
+			}
+			if _, err := cronspec.Parse(spec, ""); err != nil {
+				msg := strings.TrimPrefix(err.Error(), cronspec.ErrBadSpec.Error()+": ")
+				msg = strings.TrimPrefix(msg, fmt.Sprintf("cron spec %q: ", spec))
+				bad(valOff, "cron=%s: %s", val, msg)
+				continue
+			}
+			d.Cron = word{spec, valOff}
+		case "tz":
+			if _, err := cronspec.Location(val); err != nil {
+				bad(valOff, "tz=%s: %s", val, strings.TrimPrefix(err.Error(), cronspec.ErrBadSpec.Error()+": "))
+				continue
+			}
+			d.TZ = word{val, valOff}
+		case "missed":
+			if val != "latest" && val != "all" {
+				bad(valOff, "missed=%s: want latest (run the latest missed tick once) or all (run every missed tick)", val)
+				continue
+			}
+			d.Missed = word{val, valOff}
 		case "when":
 			if !isIdent(val) {
 				bad(valOff, "when=%s: want the name of a function of this package (func(<the step's parameters after ctx>) bool)", val)
@@ -280,6 +313,16 @@ func parseDirective(text string) (*directive, []parseError) {
 	if o.Key.Text != "" && o.Concurrency == 0 && o.Rate.N == 0 && !seen["concurrency"] && !seen["rate"] {
 		bad(o.Key.Off-len("key="), "key=%s limits nothing: give concurrency=N or rate=N/s too, which then hold per key", o.Key.Text)
 	}
+	if !seen["cron"] {
+		for _, o := range []struct {
+			key string
+			w   word
+		}{{"tz", d.TZ}, {"missed", d.Missed}} {
+			if o.w.Text != "" {
+				bad(o.w.Off-len(o.key)-1, "%s= needs cron=: it says how the flow's cron schedule is read", o.key)
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return d, errs
 	}
@@ -316,11 +359,27 @@ func nearMiss(text string) string {
 	return fixed
 }
 
-// splitWords splits text[from:] at spaces and tabs, keeping offsets.
+// splitWords splits text[from:] at spaces and tabs, keeping offsets. A
+// double-quoted part of a word (cron="0 * * * *") keeps its spaces, and
+// backslash escapes inside it; an unterminated quote runs to the end.
 func splitWords(text string, from int) []word {
 	var out []word
 	start := -1
 	for i := from; i <= len(text); i++ {
+		if i < len(text) && text[i] == '"' {
+			if start < 0 {
+				start = i
+			}
+			for i++; i < len(text) && text[i] != '"'; i++ {
+				if text[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(text) {
+				i = len(text) - 1
+			}
+			continue
+		}
 		if i == len(text) || text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n' {
 			if start >= 0 {
 				out = append(out, word{text[start:i], start})
@@ -344,13 +403,15 @@ func knownOption(kind, key string) bool {
 		return true
 	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional", "rate", "burst", "key":
 		return kind == "step"
+	case "cron", "tz", "missed":
+		return kind == "flow"
 	}
 	return false
 }
 
 func optionList(kind string) string {
 	if kind == "flow" {
-		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent, concurrency=N"
+		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent, concurrency=N, cron=\"SPEC\", tz=ZONE, missed=latest|all"
 	}
 	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent, concurrency=N, rate=N/s, burst=N, key=FIELD"
 }

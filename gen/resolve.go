@@ -49,6 +49,9 @@ func (c *checker) flows(m *pkgModel, anns []*annotation) {
 				Idempotent:  a.d.Options.Idempotent,
 				Concurrency: a.d.Options.Concurrency,
 			},
+			Cron:   a.d.Cron.Text,
+			TZ:     a.d.TZ.Text,
+			Missed: a.d.Missed.Text,
 		}
 		if prev := byName[f.Name]; prev != nil {
 			d := c.errorf(f.NamePos, "duplicate flow %s: also declared on type %s", f.Name, prev.Input.Name())

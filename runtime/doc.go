@@ -147,6 +147,31 @@
 // when it starts and every LearnOptions.Interval. TuneSteps computes a
 // level's effect from statistics without a database.
 //
+// # Cron schedules
+//
+// Client.Schedule starts a run of a flow at every tick of a cron spec
+// (five crontab fields, six with seconds first, @hourly, "@every 30s"; see
+// package flowdef/cronspec), read in an IANA time zone, with an input of
+// its own; a //qflow:flow cron="..." tz=... annotation declares one for
+// the zero input (Worker.Schedule). Workers that serve the flow fire the
+// due ticks: each tick is one transaction that moves the schedule's next
+// tick on only if it still holds the tick the worker read, inserts the
+// (schedule, tick) row of qflow.schedule_ticks, whose primary key admits
+// one run per tick, and starts the run. So a tick fires once however many
+// workers race for it, and a transaction cut short (a worker killed,
+// PostgreSQL restarted) leaves nothing and fires on the next try; there is
+// no leader. A worker wakes at the earliest next tick of its flows'
+// schedules, and looks for new or resumed ones every PollInterval, so a
+// tick fires within about PollInterval of its time.
+//
+// Ticks that came while no worker of the flow ran follow the schedule's
+// MissedPolicy: MissedLatest (the default) runs the latest of them once,
+// MissedAll runs each, oldest first. PauseSchedule stops a schedule;
+// ResumeSchedule restarts it from its first tick after now (ticks of the
+// pause are skipped). ListSchedules, GetSchedule, ScheduleTicks (the last
+// 100 fired ticks, with their runs) and DeleteSchedule complete the set.
+// Prune deletes runs that schedules started like any other.
+//
 // # Observability
 //
 // Every transition is logged with log/slog. ClientOptions.TracerProvider

@@ -1,8 +1,11 @@
 package runtime
 
 import (
+	"context"
 	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Abandon stops the worker at once without touching the database, as if
@@ -52,4 +55,10 @@ func (c *Client) QueuedStarts() int {
 		n += len(q.waiting)
 	}
 	return n
+}
+
+// OnFire runs hook inside the transaction that fires a tick of a schedule,
+// after the run started and before the commit; an error rolls it back.
+func (w *Worker) OnFire(hook func(ctx context.Context, tx pgx.Tx, schedule string, tick time.Time) error) {
+	w.fireHook = hook
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -85,6 +86,13 @@ type Worker struct {
 
 	abandon chan struct{} // tests: stop without touching the database
 	inlined atomic.Int64  // tests: tasks run inline (see WorkerOptions.ChainWindow)
+
+	// Schedules (schedule.go): those declared with Worker.Schedule, the
+	// client that starts their runs, and a test hook run inside the
+	// transaction that fires a tick, before it commits.
+	schedules []declaredSchedule
+	starter   *Client
+	fireHook  func(ctx context.Context, tx pgx.Tx, schedule string, tick time.Time) error
 
 	// OpenTelemetry (otel.go); all nil unless configured.
 	tracer trace.Tracer
@@ -319,6 +327,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			defer reg.Unregister()
 		}
 	}
+	w.starter = NewClient(w.pool, &ClientOptions{Logger: w.log, DisableEvents: w.opts.DisableEvents})
+	defer w.starter.Close()
+	if err := w.declareSchedules(ctx); err != nil {
+		return err
+	}
 	host, _ := os.Hostname()
 	if _, err := w.pool.Exec(ctx, sqlRegisterWorker, w.id, queues, host, os.Getpid()); err != nil {
 		return fmt.Errorf("qflow: register worker: %w", err)
@@ -333,9 +346,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	auxCtx, auxCancel := context.WithCancel(bg)
 	pumpCtx, pumpCancel := context.WithCancel(bg)
 	var aux, pump sync.WaitGroup
-	aux.Add(2)
+	aux.Add(3)
 	go func() { defer aux.Done(); w.listen(auxCtx) }()
 	go func() { defer aux.Done(); w.keep(auxCtx) }()
+	go func() { defer aux.Done(); w.cronLoop(auxCtx) }()
 	if w.opts.Retention != nil {
 		aux.Add(1)
 		go func() { defer aux.Done(); w.retain(auxCtx) }()

@@ -1,5 +1,5 @@
 // Qflow is the operator's command for QuantumFlow: it migrates the schema,
-// lists flows, runs, workers and queues, shows why a run failed, cancels
+// lists flows, runs, schedules, workers and queues, shows why a run failed, cancels
 // runs, tails live events and serves the web dashboard.
 //
 // Usage:
@@ -17,6 +17,9 @@
 //	cancel ID       cancel a run (also: runs cancel ID)
 //	resume ID       resume a failed or cancelled run (also: runs resume ID)
 //	prune           delete finished runs older than a duration, with their steps and tasks
+//	schedules       list cron schedules: flow, spec, time zone, next and last tick (--flow)
+//	schedules set N create or update a cron schedule (--flow, --cron, --tz, --input, --missed)
+//	schedules pause N, schedules resume N, schedules delete N
 //	workers         list live workers (--all: also stopped ones) with their queues and held tasks
 //	queues          list the backlog of each flow version: queued, running, oldest wait
 //	events          print live events as they happen (--flow, --run, --count)

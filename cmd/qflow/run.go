@@ -49,6 +49,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		cmdMigrate, cmdFlows, cmdFlowsShow, cmdFlowsStats, cmdRuns, cmdRunsShow, cmdCancel, cmdResume, cmdPrune,
+		cmdSchedules, cmdSchedulesSet, cmdSchedulesPause, cmdSchedulesResume, cmdSchedulesDelete,
 		cmdWorkers, cmdQueues, cmdEvents, cmdServe,
 	}
 }
@@ -153,6 +154,8 @@ func lookup(args []string) (*command, []string) {
 			return cmdRuns, args[2:]
 		case "flows list":
 			return cmdFlows, args[2:]
+		case "schedules list":
+			return cmdSchedules, args[2:]
 		case "runs cancel":
 			return cmdCancel, args[2:]
 		case "runs resume":

@@ -39,7 +39,7 @@
 // is a diagnostic (as go vet reports misspelled build tags), and so is an
 // unknown directive name such as //qflow:stpe, with the likely meaning.
 //
-// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [idempotent] [concurrency=N]
+// # //qflow:flow NAME [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [idempotent] [concurrency=N] [cron="SPEC" [tz=ZONE] [missed=latest|all]]
 //
 // On a type declaration: declares flow NAME whose input is that type. NAME
 // is the flow's slug (a lowercase letter, then lowercase letters, digits or
@@ -65,6 +65,24 @@
 //
 // DUR is a Go duration: 500ms, 30s, 5m, 1h30m. An option left out takes the
 // runtime's default (2 retries, so 3 attempts; 1s; 60s).
+//
+// A schedule starts a run of the flow, with the zero input, at every tick:
+//
+//	cron="SPEC"     five crontab fields ("0 * * * *"), six with seconds first
+//	                ("*/10 * * * * *"), or @hourly, @daily, @weekly, @monthly,
+//	                @yearly, "@every 90s" (quotes are needed for spaces)
+//	tz=ZONE         the IANA time zone the spec is read in (Europe/Berlin);
+//	                UTC when left out
+//	missed=POLICY   ticks missed while no worker ran: latest (the default)
+//	                runs the latest once, all runs every one
+//
+// A spec that does not parse or a zone that does not exist is a diagnostic
+// at the value. The generated <Flow>Schedule holds the schedule, and
+// Register<Flow> declares it (runtime.Worker.Schedule), named after the
+// flow: a worker that registers the flow creates the schedule when it
+// starts, or updates it to the annotation. runtime.Client.Schedule gives a
+// flow other schedules with other inputs; see the runtime documentation,
+// "Cron schedules", for pausing, resuming, listing and deleting them.
 //
 // Before this release retries=N meant N attempts in all. When the
 // qflow_gen.go being replaced was written under that meaning, qflowgen
