@@ -44,6 +44,21 @@
 // expires. Recording results is exactly-once, handler execution
 // at-least-once (docs/reliability.md).
 //
+// # Chains run in process
+//
+// When a task of a single step completes and its run's next step is a
+// single step that depends on it alone (no start delay, no condition, not
+// optional, under no limit, not after a map step; the run neither
+// sequential nor past its deadline; the flow without priorities), the
+// worker runs that step at once in the same slot, and so on down the chain
+// while the chain's handlers have taken less than WorkerOptions.ChainWindow
+// (default DefaultChainWindow; negative: never). The chain is recorded in
+// one qflow.settle, with the rows and events claims would have made; an
+// inline step still running when the window closes is claimed for the
+// worker (leased, heart-beaten) and the results before it recorded. A
+// worker that dies mid-chain recorded none of it: after the lease the
+// chain runs again from its first task.
+//
 // # Priorities
 //
 // Workers claim the ready tasks of a flow version highest claim priority
