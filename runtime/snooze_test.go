@@ -210,6 +210,14 @@ func TestSnoozeSurvivesWorkerRestart(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// GetRun shows when it wakes.
+	r, err := e.client.GetRun(ctx, h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wakes := r.Steps[0].Tasks[0].WakesAt; wakes == nil || wakes.Before(end.Add(-time.Second)) || wakes.After(end.Add(time.Second)) {
+		t.Errorf("GetRun: task wakes at %v; want about %v", wakes, end)
+	}
 	stop()
 	if err := <-aDone; err != nil {
 		t.Fatalf("worker a: %v", err)
@@ -331,6 +339,35 @@ func TestSnoozeUnderConcurrencyLimit(t *testing.T) {
 		t.Fatalf("order %q; want task 1 to run while task 0 sleeps", log)
 	}
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE step_idx = 1 AND status = 'completed' AND attempts = 1`, 2)
+}
+
+// TestSnoozePastDeadline: a snooze does not move the run's deadline: the
+// run is cancelled when its deadline passes, and the task never runs again.
+func TestSnoozePastDeadline(t *testing.T) {
+	e := newEnv(t)
+	def := single("snooze_deadline", qflow.StepOptions{})
+	var n atomic.Int32
+	e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		n.Add(1)
+		return nil, qflow.Snooze(time.Hour)
+	}}, &qflow.WorkerOptions{PollInterval: 100 * time.Millisecond})
+	ctx := ctxT(t, 30*time.Second)
+	began := time.Now()
+	h, err := e.client.StartFlow(ctx, def, "x", &qflow.StartOptions{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Wait(ctx)
+	var re *qflow.RunError
+	if !errors.Is(err, qflow.ErrRunCancelled) || !errors.As(err, &re) || !strings.Contains(re.Message, "timed out") {
+		t.Fatalf("Wait: %v; want the run cancelled by its timeout", err)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the run ended after %v; want about its 1s timeout", took)
+	}
+	if n.Load() != 1 {
+		t.Errorf("handler ran %d times; want 1", n.Load())
+	}
 }
 
 // TestSnoozeBadDuration: a snooze longer than MaxSnooze, or until the
