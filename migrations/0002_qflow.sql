@@ -431,7 +431,8 @@ END $$;
 -- callers inline it.
 CREATE FUNCTION qflow.ev(p_type text, p_run uuid, p_flow text, p_step text, p_task integer,
                          p_status text, p_attempt integer, p_duration_ms bigint,
-                         p_error text, p_will_retry boolean, p_resume integer DEFAULT NULL)
+                         p_error text, p_will_retry boolean, p_resume integer DEFAULT NULL,
+                         p_until timestamptz DEFAULT NULL)
 RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT '{"type":"' || p_type || '","run_id":"' || p_run || '","flow":' || to_json(p_flow)::text
         || coalesce(',"step":' || to_json(p_step)::text, '')
@@ -441,6 +442,7 @@ RETURNS text LANGUAGE sql VOLATILE AS $$
         || coalesce(',"will_retry":' || p_will_retry, '')
         || coalesce(',"duration_ms":' || p_duration_ms, '')
         || coalesce(',"resume":' || p_resume, '')
+        || coalesce(',"until":"' || to_char(p_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"', '')
         || coalesce(',"error":' || to_json(CASE WHEN octet_length(p_error) > 600
                                                      AND octet_length(to_json(p_error)::text) > 4000
                                                 THEN left(p_error, 600) || ' …[truncated]' ELSE p_error END)::text
@@ -1475,7 +1477,16 @@ $$;
 -- the step is skipped (skip_failed), and the run goes on. The error is
 -- stored on the task and the step. A worker fails only its own attempts (p_worker NULL: the engine itself,
 -- for an expired lease). Returns the number of attempts recorded.
-CREATE FUNCTION qflow.fail_tasks(p_worker uuid, p_keys qflow.task_key[], p_errors text[], p_permanent boolean[])
+--
+-- A key whose p_snooze is not NULL is a snooze (runtime.Snooze), not a
+-- failure: the task is queued again, visible after p_snooze milliseconds
+-- (none when zero or less), and its attempt given back (attempts - 1), so
+-- the next claim runs the same attempt again; nothing is stored as an
+-- error, no statistics count it, and task_snoozed is published with the
+-- time the task becomes visible (until). A snooze does not move the run's
+-- deadline.
+CREATE FUNCTION qflow.fail_tasks(p_worker uuid, p_keys qflow.task_key[], p_errors text[], p_permanent boolean[],
+                                 p_snooze bigint[] DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     r        record;
@@ -1483,12 +1494,13 @@ DECLARE
     v_ms     bigint;
     v_events boolean := qflow.events_on();
     v_failed qflow.failed_attempt[];
+    v_until  timestamptz;
 BEGIN
     PERFORM 1 FROM qflow.runs WHERE id IN (SELECT k.run_id FROM unnest(p_keys) k) ORDER BY id FOR NO KEY UPDATE;
     FOR r IN SELECT t.run_id, t.step_idx, t.task_index, t.flow_id, t.attempts, t.max_attempts, t.started_at,
-                    x.err, coalesce(x.perm, false) AS perm, st.slug, st.base_delay_ms,
+                    x.err, coalesce(x.perm, false) AS perm, x.snooze, st.slug, st.base_delay_ms,
                     ru.events AND v_events AS events, ru.flow_slug, ru.sequential, st.optional
-             FROM unnest(p_keys, p_errors, p_permanent) AS x(run_id, step_idx, task_index, err, perm)
+             FROM unnest(p_keys, p_errors, p_permanent, p_snooze) AS x(run_id, step_idx, task_index, err, perm, snooze)
              JOIN qflow.runs ru ON ru.id = x.run_id AND ru.status = 'started'
              JOIN qflow.step_tasks t ON t.run_id = x.run_id AND t.step_idx = x.step_idx AND t.task_index = x.task_index
              JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
@@ -1501,9 +1513,19 @@ BEGIN
                                                  WHERE run_id = r.run_id AND step_idx = r.step_idx
                                                    AND task_index = r.task_index AND status = 'started');
         v_n := v_n + 1;
+        v_ms := (extract(epoch FROM clock_timestamp() - r.started_at) * 1000)::bigint;
+        IF r.snooze IS NOT NULL THEN
+            v_until := clock_timestamp() + make_interval(secs => greatest(r.snooze, 0) / 1000.0);
+            UPDATE qflow.step_tasks SET status = 'queued', worker_id = NULL, attempts = attempts - 1, vt = v_until
+            WHERE run_id = r.run_id AND step_idx = r.step_idx AND task_index = r.task_index;
+            IF r.events THEN
+                PERFORM qflow.publish(ARRAY[qflow.ev('task_snoozed', r.run_id, r.flow_slug, r.slug, r.task_index, 'queued',
+                                                     r.attempts, v_ms, NULL, NULL, NULL, v_until)]);
+            END IF;
+            CONTINUE;
+        END IF;
         v_failed := v_failed || ROW(r.flow_id, r.step_idx, r.task_index, r.attempts,
                                     r.perm OR r.attempts >= r.max_attempts, r.err)::qflow.failed_attempt;
-        v_ms := (extract(epoch FROM clock_timestamp() - r.started_at) * 1000)::bigint;
         UPDATE qflow.step_states SET error = r.err WHERE run_id = r.run_id AND step_idx = r.step_idx;
         IF NOT r.perm AND r.attempts < r.max_attempts THEN
             UPDATE qflow.step_tasks SET status = 'queued', error = r.err, worker_id = NULL,
@@ -2074,7 +2096,7 @@ END $$;
 CREATE FUNCTION qflow.finish_tasks(p_worker uuid,
                                    p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                                    p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[],
-                                   p_permanent boolean[],
+                                   p_permanent boolean[], p_snooze bigint[],
                                    OUT o_tasks integer, OUT o_queues text[], OUT o_fin uuid[], OUT o_out jsonb[],
                                    OUT o_freed integer[])
 LANGUAGE plpgsql AS $$
@@ -2188,11 +2210,11 @@ BEGIN
             SELECT DISTINCT t.flow_id FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)
             JOIN qflow.step_tasks t ON t.run_id = x.r AND t.step_idx = x.s AND t.task_index = x.t
             WHERE t.status = 'started' AND t.worker_id = p_worker AND t.limit_key IS NOT NULL);
-        -- A retried task of a sequential run keeps its turn; a failed run
-        -- needs none.
+        -- A retried or snoozed task of a sequential run keeps its turn; a
+        -- failed run needs none.
         PERFORM qflow.fail_tasks(p_worker,
             ARRAY(SELECT (r, s, t)::qflow.task_key FROM unnest(p_frun, p_fstep, p_ftask) AS x(r, s, t)),
-            p_errors, p_permanent);
+            p_errors, p_permanent, p_snooze);
     END IF;
     o_freed := v_freed;
 END $$;
@@ -2202,7 +2224,8 @@ END $$;
 -- records the results through finish_tasks. Then the results of tasks the
 -- worker ran inline (p_i…: the next single step of a chain, run in the
 -- worker's process before the step's task existed; p_ioutputs NULL and
--- p_ierrors set for a failure; p_itook the handler's milliseconds): each
+-- p_ierrors set for a failure, and p_isnooze too for a snooze; p_itook the
+-- handler's milliseconds): each
 -- pass claims, by key, the inline tasks the previous pass (or the
 -- completions) created in this transaction (task 0
 -- of the step, queued and visible, its run still going and within its
@@ -2216,14 +2239,18 @@ END $$;
 -- when p_qty > 0, it claims up to p_qty tasks of flow p_flow_id, which may
 -- include the steps this very call started, so a chain hop costs one
 -- commit. Work this call created and did not claim wakes other workers.
+-- Failures whose p_fsnooze is not NULL are snoozes: the task is queued
+-- again after that many milliseconds without using an attempt (see
+-- fail_tasks).
 -- It returns the claimed tasks, then a row with a NULL seq for each run it
 -- completed: the run's id and its output (NULL when over 8 kB), which the
 -- worker hands to waiters in its own process.
 CREATE FUNCTION qflow.settle(p_worker uuid,
                              p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                              p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[], p_permanent boolean[],
+                             p_fsnooze bigint[],
                              p_irun uuid[], p_istep smallint[], p_itook integer[], p_ioutputs jsonb[],
-                             p_ierrors text[], p_iperm boolean[],
+                             p_ierrors text[], p_iperm boolean[], p_isnooze bigint[],
                              p_flow_id integer, p_qty integer, p_lease_ms bigint)
 RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
 DECLARE
@@ -2261,7 +2288,7 @@ BEGIN
                         ORDER BY 1) y
         CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
         v_fin_r := qflow.finish_tasks(p_worker, p_runs, p_steps, p_tasks, p_outputs,
-                                      p_frun, p_fstep, p_ftask, p_errors, p_permanent);
+                                      p_frun, p_fstep, p_ftask, p_errors, p_permanent, p_fsnooze);
         v_tasks := v_fin_r.o_tasks;
         v_queues := v_fin_r.o_queues;
         v_fin := v_fin_r.o_fin;
@@ -2321,7 +2348,8 @@ BEGIN
             ARRAY(SELECT p_istep[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
             ARRAY(SELECT 0 FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
             ARRAY(SELECT p_ierrors[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
-            ARRAY(SELECT coalesce(p_iperm[o], false) FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o));
+            ARRAY(SELECT coalesce(p_iperm[o], false) FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
+            ARRAY(SELECT p_isnooze[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o));
         v_tasks := v_tasks + v_fin_r.o_tasks;
         v_queues := v_queues || v_fin_r.o_queues;
         v_fin := v_fin || v_fin_r.o_fin;
@@ -2347,7 +2375,7 @@ BEGIN
         END IF;
     END IF;
 
-    -- Retried tasks are queued with a delay: a row with neither seq nor
+    -- Retried and snoozed tasks are queued with a delay: a row with neither seq nor
     -- run tells the worker when the first becomes visible (attempt: in how
     -- many milliseconds), so it looks for it then.
     IF cardinality(v_frun) > 0 THEN
@@ -2451,8 +2479,8 @@ ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb) SET plan_cache_mod
 ALTER FUNCTION qflow.start_runs_claim(integer, jsonb[], jsonb, uuid, integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 -- The claim is the exception: it is planned on every call (about 0.1 ms),
 -- so the planner sees how many tasks are queued now. A plan made while the
@@ -2470,4 +2498,4 @@ ALTER FUNCTION qflow.lane_take(qflow.flows, qflow.lane_head, integer, timestampt
 ALTER FUNCTION qflow.lock_gate(text, text, text) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.publish_started(qflow.claimed_task[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.heartbeat(uuid, qflow.task_key[], bigint) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.fail_tasks(uuid, qflow.task_key[], text[], boolean[], bigint[]) SET plan_cache_mode = force_generic_plan;

@@ -40,7 +40,7 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // qflow.define_flow that still takes the definition without its normalised
 // steps (and read durations as nanoseconds), or the claim_runs and settle
 // of an earlier build of this one (the newest settle takes results of
-// tasks run inline), or a finish_tasks that records no step statistics
+// tasks run inline and snoozes), or a finish_tasks that records no step statistics
 // (or their migration 0004 applied without the table it appends to).
 func Stale(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
@@ -56,7 +56,7 @@ func Stale(ctx context.Context, db interface {
 		                                   OR (table_name = 'steps' AND column_name = 'absent_ok')))
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL
 		  AND to_regprocedure('qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)') IS NOT NULL
-		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], integer, integer, bigint)') IS NOT NULL
+		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint)') IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		              WHERE n.nspname = 'qflow' AND p.proname = 'finish_tasks' AND p.prosrc LIKE '%qflow.record_completions(%')
 		  AND (to_regclass('qflow.step_stats') IS NULL OR to_regclass('qflow.step_stats_pending') IS NOT NULL)`).Scan(&applied, &current)

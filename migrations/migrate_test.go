@@ -173,13 +173,22 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	}
 	noHook := pgtest.New(t)
 	if _, err := noHook.Pool.Exec(ctx, `DO $$BEGIN
-		EXECUTE replace(pg_get_functiondef('qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[])'::regprocedure),
+		EXECUTE replace(pg_get_functiondef('qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[])'::regprocedure),
 		                'PERFORM qflow.record_completions(v_done, v_now);', '');
 	END$$`); err != nil {
 		t.Fatal(err)
 	}
 	if stale, err := migrations.Stale(ctx, noHook.Pool); err != nil || !stale {
 		t.Fatalf("a finish_tasks without record_completions: stale=%v, %v; want stale", stale, err)
+	}
+	// Nor one whose settle takes no snoozes (before runtime.Snooze).
+	noSnooze := pgtest.New(t)
+	if _, err := noSnooze.Pool.Exec(ctx, `DROP FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[],
+		uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := migrations.Stale(ctx, noSnooze.Pool); err != nil || !stale {
+		t.Fatalf("a settle without snoozes: stale=%v, %v; want stale", stale, err)
 	}
 	// An empty database is not stale.
 	empty := pgtest.NewEmpty(t)

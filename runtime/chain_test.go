@@ -256,7 +256,7 @@ func TestChainInlineResultOnlyForTasksItsSettleCreated(t *testing.T) {
 	if got != ids[0] { // w2 took the other run's a: name the runs the other way round
 		ids[0], ids[1] = ids[1], ids[0]
 	}
-	const none = `'{}', '{}', '{}', '{}', '{}'`
+	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0],
 		ARRAY['{"v": 99}'::jsonb], `+none+`, `+none+`, '{}', 0, 0, 1000)`, w2, ids[0]); err != nil {
 		t.Fatal(err)
@@ -266,7 +266,7 @@ func TestChainInlineResultOnlyForTasksItsSettleCreated(t *testing.T) {
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid, $3::uuid], ARRAY[0, 0]::smallint[], ARRAY[0, 0],
 		ARRAY['{"v": 1}', '{"v": 1}']::jsonb[], `+none+`,
 		ARRAY[$2::uuid, $3::uuid], ARRAY[1, 1]::smallint[], ARRAY[0, 0], ARRAY['{"v": 2}', '{"v": 2}']::jsonb[],
-		ARRAY[NULL, NULL]::text[], ARRAY[false, false], 0, 0, 1000)`, w1, ids[0], ids[1]); err != nil {
+		ARRAY[NULL, NULL]::text[], ARRAY[false, false], '{}', 0, 0, 1000)`, w1, ids[0], ids[1]); err != nil {
 		t.Fatal(err)
 	}
 	var status string

@@ -187,6 +187,21 @@
 // 100 fired ticks, with their runs) and DeleteSchedule complete the set.
 // Prune deletes runs that schedules started like any other.
 //
+// # Snooze and durable sleep
+//
+// A handler that returns Snooze(d) or SnoozeUntil(t) (or an error wrapping
+// one) has its task queued again, visible after the delay, without using
+// an attempt: the settle that records it sets the task's visibility time
+// and gives its attempt back, so the next claim runs the same attempt.
+// Nothing is stored as an error; task_snoozed is published with the time
+// the task becomes visible. The wait lives in the task's row, so no
+// goroutine waits and no worker restart loses or shortens it. The step
+// option StepOptions.StartDelay (delay= in an annotation) is the durable
+// sleep before a step starts; SnoozeUntil is the durable sleep a handler
+// decides on. A snooze does not move the run's deadline; it ends a chain
+// run in process; it gives back a concurrency limit's place while the task
+// waits; and in a sequential run the run waits with it.
+//
 // # Observability
 //
 // Every transition is logged with log/slog. ClientOptions.TracerProvider

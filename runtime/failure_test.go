@@ -312,7 +312,7 @@ func TestDuplicateCompletionIgnored(t *testing.T) {
 	// A late completion and a late failure of the finished task change nothing.
 	var n int
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle(gen_random_uuid(), ARRAY[$1::uuid], ARRAY[0]::smallint[], ARRAY[0],
-		ARRAY['"second"'::jsonb], '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, h.ID); err != nil {
+		ARRAY['"second"'::jsonb], '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, h.ID); err != nil {
 		t.Fatalf("duplicate completion: %v", err)
 	}
 	if err := e.db.Pool.QueryRow(ctx, `SELECT qflow.fail_tasks(gen_random_uuid(), ARRAY[($1::uuid, 0, 0)::qflow.task_key], ARRAY['late'], ARRAY[true])`, h.ID).Scan(&n); err != nil || n != 0 {

@@ -64,6 +64,11 @@ type TaskState struct {
 	WorkerID   *uuid.UUID      `json:"worker_id,omitempty"`
 	StartedAt  *time.Time      `json:"started_at,omitempty"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	// WakesAt is, for a queued task that workers may not claim yet, when
+	// they may: after a snooze (Snooze, SnoozeUntil), a retry's delay or
+	// its step's start delay. Nil when it may be claimed now, or is not
+	// queued.
+	WakesAt *time.Time `json:"wakes_at,omitempty"`
 }
 
 // GetRun returns a run with its steps and tasks, or ErrRunNotFound.
@@ -116,7 +121,8 @@ func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
 		return nil, err
 	}
 	rows, err = c.pool.Query(ctx, `
-		SELECT step_idx, task_index, status, attempts, output, error, worker_id, started_at, finished_at
+		SELECT step_idx, task_index, status, attempts, output, error, worker_id, started_at, finished_at,
+		       CASE WHEN status = 'queued' AND vt > clock_timestamp() AND vt < 'infinity' THEN vt END
 		FROM qflow.step_tasks WHERE run_id = $1::uuid ORDER BY step_idx, task_index`, id)
 	if err != nil {
 		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
@@ -125,7 +131,7 @@ func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
 		var t TaskState
 		var i int16
 		var e *string
-		if err := rows.Scan(&i, &t.Index, &t.Status, &t.Attempts, &t.Output, &e, &t.WorkerID, &t.StartedAt, &t.FinishedAt); err != nil {
+		if err := rows.Scan(&i, &t.Index, &t.Status, &t.Attempts, &t.Output, &e, &t.WorkerID, &t.StartedAt, &t.FinishedAt, &t.WakesAt); err != nil {
 			rows.Close()
 			return nil, err
 		}

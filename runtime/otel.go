@@ -33,6 +33,7 @@ const (
 	attrRunStatus = attribute.Key("qflow.run.status")
 	attrPermanent = attribute.Key("qflow.task.permanent")
 	attrSkipped   = attribute.Key("qflow.task.skipped")
+	attrSnoozed   = attribute.Key("qflow.task.snoozed")
 	attrSource    = attribute.Key("qflow.source")
 )
 

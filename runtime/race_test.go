@@ -107,7 +107,7 @@ func TestConcurrentTransitionsOfOneRunDoNotDeadlock(t *testing.T) {
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			_, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0], ARRAY['1'::jsonb], '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, worker, k.run)
+			_, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0], ARRAY['1'::jsonb], '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, worker, k.run)
 			record(err)
 		}()
 		go func() {

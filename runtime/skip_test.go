@@ -584,7 +584,7 @@ func TestSettleNullOutputWithoutCondition(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0],
-		ARRAY[NULL]::jsonb[], '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, worker, h.ID); err != nil {
+		ARRAY[NULL]::jsonb[], '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, worker, h.ID); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := e.client.GetRun(ctx, h.ID)

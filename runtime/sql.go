@@ -75,13 +75,14 @@ const (
 
 	sqlCancelRun = `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`
 
-	// sqlSettle completes and fails a worker's finished tasks and claims
-	// its next ones in one round trip (a claim alone passes no results).
+	// sqlSettle completes, fails and snoozes a worker's finished tasks and
+	// claims its next ones in one round trip (a claim alone passes no
+	// results).
 	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority, trace_context, deadline, sequential
 		FROM qflow.settle($1::uuid, $2::uuid[], $3::smallint[], $4::integer[], $5::jsonb[],
-		                  $6::uuid[], $7::smallint[], $8::integer[], $9::text[], $10::boolean[],
-		                  $11::uuid[], $12::smallint[], $13::integer[], $14::jsonb[], $15::text[], $16::boolean[],
-		                  $17::integer, $18::integer, $19::bigint)`
+		                  $6::uuid[], $7::smallint[], $8::integer[], $9::text[], $10::boolean[], $11::bigint[],
+		                  $12::uuid[], $13::smallint[], $14::integer[], $15::jsonb[], $16::text[], $17::boolean[], $18::bigint[],
+		                  $19::integer, $20::integer, $21::bigint)`
 
 	// sqlHeldBy finds a chain's promoted task (task 0 of a step) started by
 	// this worker, when the promotion's settle failed after the server may

@@ -178,7 +178,8 @@ type result struct {
 	output    json.RawMessage
 	err       error
 	permanent bool
-	skip      bool // the step's condition was false: settled with a NULL output
+	snooze    *SnoozeError // err holds a snooze: the task is queued again without using an attempt
+	skip      bool         // the step's condition was false: settled with a NULL output
 	took      time.Duration
 	cut       bool // the handler was running when the task's context ended
 	// promote: no result; the inline task is still running and is to

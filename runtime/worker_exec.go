@@ -407,7 +407,9 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 	}
 	tcancel()
 	if res.err != nil {
-		res.permanent = IsPermanent(res.err)
+		if res.snooze = snoozed(res.err); res.snooze == nil {
+			res.permanent = IsPermanent(res.err)
+		}
 	} else if res.skip {
 		res.output = nil // a skip is settled as a NULL output (qflow.skip_tasks)
 	} else if len(res.output) == 0 {
@@ -423,15 +425,24 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 		if res.permanent {
 			span.SetAttributes(attrPermanent.Bool(true))
 		}
+		if res.snooze != nil {
+			span.SetAttributes(attrSnoozed.Bool(true))
+		}
 		if res.skip {
 			span.SetAttributes(attrSkipped.Bool(true))
 		}
-		endSpan(span, res.err)
+		if res.snooze != nil {
+			span.End() // not an error: the task runs again
+		} else {
+			endSpan(span, res.err)
+		}
 	}
 	cause := context.Cause(ctx)
 	if w.met != nil && !errors.Is(cause, errCancelledByEngine) && !errors.Is(cause, errShuttingDown) {
 		if res.skip {
 			w.met.duration.Record(ctx, res.took.Seconds(), step.met.skip)
+		} else if res.snooze != nil {
+			// Neither a completion nor a failure: the task runs again.
 		} else if res.err == nil {
 			w.met.completed.Add(ctx, 1, step.met.attrs)
 			w.met.duration.Record(ctx, res.took.Seconds(), step.met.ok)

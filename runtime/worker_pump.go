@@ -161,6 +161,7 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	var outputs []json.RawMessage
 	var errs []string
 	var perms []bool
+	var snoozes []*int64 // per failure: milliseconds to wait for a snooze, nil for a failure
 	// Results of tasks run inline (see WorkerOptions.ChainWindow).
 	var iRuns []uuid.UUID
 	var iSteps []int16
@@ -168,12 +169,22 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	var iOutputs []json.RawMessage
 	var iErrs []*string
 	var iPerms []bool
+	var iSnoozes []*int64
+	now := time.Now()
+	snoozeMS := func(r *result) *int64 {
+		if r.snooze == nil {
+			return nil
+		}
+		ms := r.snooze.wait(now).Milliseconds()
+		return &ms
+	}
 	for _, r := range batch {
 		if r.h.inline {
 			iRuns = append(iRuns, r.h.key.RunID)
 			iSteps = append(iSteps, r.h.key.StepIdx)
 			iTook = append(iTook, int32(min(r.took.Milliseconds(), 1<<30)))
 			iPerms = append(iPerms, r.permanent)
+			iSnoozes = append(iSnoozes, snoozeMS(r))
 			if r.promote { // still running: -1 - how long so far
 				iTook[len(iTook)-1] = -1 - iTook[len(iTook)-1]
 			}
@@ -192,12 +203,13 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 			failKeys = append(failKeys, r.h.key)
 			errs = append(errs, errorText(r.err))
 			perms = append(perms, r.permanent)
+			snoozes = append(snoozes, snoozeMS(r))
 		}
 	}
 	okRuns, okSteps, okTasks := splitKeys(okKeys)
 	fRuns, fSteps, fTasks := splitKeys(failKeys)
-	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms,
-		iRuns, iSteps, iTook, iOutputs, iErrs, iPerms, f.id, want, w.opts.Lease.Milliseconds()}
+	args := []any{w.id, okRuns, okSteps, okTasks, outputs, fRuns, fSteps, fTasks, errs, perms, snoozes,
+		iRuns, iSteps, iTook, iOutputs, iErrs, iPerms, iSnoozes, f.id, want, w.opts.Lease.Milliseconds()}
 
 	var claimed []claimedTask
 	var err error
@@ -239,6 +251,8 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 		}
 		if r.skip {
 			w.log.Info("qflow task skipped: its step's condition was false", "type", "task_skipped", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
+		} else if r.snooze != nil {
+			w.log.Info("qflow task snoozed", "type", "task_snoozed", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds(), "snooze", r.snooze.wait(now))
 		} else if r.err == nil {
 			w.log.Info("qflow task completed", "type", "task_completed", "worker_id", w.id, "queue", r.h.flow.queue, "seq", r.h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "duration_ms", r.took.Milliseconds())
 		} else {

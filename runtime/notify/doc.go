@@ -18,6 +18,8 @@
 //	task_started        a worker claimed a task (one per attempt)
 //	task_completed      an attempt succeeded
 //	task_failed         an attempt failed; will_retry says whether it is queued again
+//	task_snoozed        the handler snoozed (runtime.Snooze): the task is queued again, visible
+//	                    from until, and its next task_started has the same attempt
 //	step_completed      every task of a step completed (an empty map completes at once)
 //	step_failed         a task ran out of attempts (or failed permanently)
 //	step_skipped        a step was skipped: its condition was false (after its task_started;
@@ -56,16 +58,17 @@
 //	task_index       integer  the task's index, 0 unless the step is a map: task_*
 //	status           string   the status after the transition: "started" (also workflow_resumed),
 //	                          "completed", "failed", "cancelled", "skipped" (step_skipped), or
-//	                          "queued" for a task_failed that will retry
+//	                          "queued" for a task_failed that will retry and for task_snoozed
 //	attempt          integer  the attempt, 1 for the first try: task_*
 //	will_retry       boolean  task_failed only: true when the task is queued again
-//	duration_ms      integer  milliseconds the attempt (task_completed, task_failed), the step
+//	duration_ms      integer  milliseconds the attempt (task_completed, task_failed, task_snoozed), the step
 //	                          (step_completed) or the run (workflow_completed/failed/cancelled) took
 //	error            string   the error: task_failed, step_failed, workflow_failed, and the
 //	                          step_skipped of an optional step that failed; the reason:
 //	                          workflow_cancelled
 //	error_truncated  boolean  present (true) when error was cut
 //	resume           integer  workflow_resumed only: the run's resume count, 1 for the first
+//	until            string   task_snoozed only: when the task becomes visible again (as ts)
 //	ts               string   when the transition happened: RFC 3339, UTC, microseconds
 //
 // A payload never exceeds NOTIFY's limit (MaxPayloadBytes), and one event

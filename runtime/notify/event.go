@@ -37,6 +37,7 @@ const (
 	TaskStarted       EventType = "task_started"
 	TaskCompleted     EventType = "task_completed"
 	TaskFailed        EventType = "task_failed"
+	TaskSnoozed       EventType = "task_snoozed"
 )
 
 // Terminal reports whether t ends a run: workflow_completed,
@@ -63,13 +64,15 @@ type Event struct {
 	// otherwise) for task_* events; nil otherwise.
 	TaskIndex *int `json:"task_index,omitempty"`
 	// Status is the status the run, step or task has after the transition.
-	// For a task_failed that will be retried it is "queued".
+	// For a task_failed that will be retried, and for task_snoozed, it is
+	// "queued".
 	Status string `json:"status,omitempty"`
 	// Attempt is the task's attempt, 1 for the first try (task_* events).
 	Attempt int `json:"attempt,omitempty"`
 	// WillRetry reports, for task_failed, whether the task is queued again.
 	WillRetry bool `json:"will_retry,omitempty"`
-	// DurationMS is how long the attempt (task_completed, task_failed), the
+	// DurationMS is how long the attempt (task_completed, task_failed,
+	// task_snoozed: the handler's run that snoozed), the
 	// step (step_completed) or the run (workflow_completed, workflow_failed,
 	// workflow_cancelled) took, in milliseconds; 0 for the other types.
 	DurationMS int64 `json:"duration_ms,omitempty"`
@@ -84,6 +87,9 @@ type Event struct {
 	// Resume numbers a workflow_resumed: 1 for a run's first resume; 0 for
 	// the other types.
 	Resume int `json:"resume,omitempty"`
+	// Until is, for task_snoozed, when the task becomes visible to workers
+	// again (server clock, UTC); zero for the other types.
+	Until time.Time `json:"until,omitzero"`
 	// Time is when the transition happened (server clock, UTC).
 	Time time.Time `json:"ts"`
 }
@@ -111,6 +117,9 @@ func (e Event) String() string {
 	}
 	if e.Type == TaskFailed && e.WillRetry {
 		s += " (will retry)"
+	}
+	if e.Type == TaskSnoozed && !e.Until.IsZero() {
+		s += " until " + e.Until.UTC().Format(time.RFC3339)
 	}
 	return s
 }

@@ -10,7 +10,7 @@ import (
 // retry), Warn for a failed attempt that will be retried, for
 // workflow_cancelled and for the step_skipped of an optional step that
 // failed, Debug for task_started and step_started, Info for the rest
-// (workflow_resumed and other step_skipped among them).
+// (workflow_resumed, task_snoozed and other step_skipped among them).
 func (e Event) Level() slog.Level {
 	switch e.Type {
 	case WorkflowFailed, StepFailed:
@@ -63,6 +63,9 @@ func (e Event) Attrs() []slog.Attr {
 	}
 	if e.Resume > 0 {
 		a = append(a, slog.Int("resume", e.Resume))
+	}
+	if !e.Until.IsZero() {
+		a = append(a, slog.Time("until", e.Until))
 	}
 	if !e.Time.IsZero() {
 		a = append(a, slog.Time("ts", e.Time))
