@@ -202,6 +202,17 @@
 // run in process; it gives back a concurrency limit's place while the task
 // waits; and in a sequential run the run waits with it.
 //
+// # Subflows
+//
+// Subflow(flow, opts) is a Handler that runs another flow as a child run
+// of the step's run and completes the step with the child's output (its
+// run output). It starts and links the child in one transaction, then
+// snoozes between looks at it, so waiting holds no slot and no attempt;
+// a failed child fails the attempt, so the step's retries and optional
+// rule apply. Run.ParentRunID, Run.ParentStep and Run.Children show the
+// tree, and subflow_started links the runs in the events. Cancelling,
+// failing or timing out a run cancels its started children, recursively.
+//
 // # Observability
 //
 // Every transition is logged with log/slog. ClientOptions.TracerProvider

@@ -35,7 +35,15 @@ type Run struct {
 	// serves its flow version: none has heartbeated within
 	// DefaultWorkerStaleAfter with the version's queue, so nothing will run
 	// its tasks until one starts.
-	Unserved bool        `json:"unserved,omitempty"`
+	Unserved bool `json:"unserved,omitempty"`
+	// ParentRunID is, for a child run started by a subflow step (see
+	// Subflow), the run that started it, and ParentStep that step; zero
+	// for a run started otherwise.
+	ParentRunID *uuid.UUID `json:"parent_run_id,omitempty"`
+	ParentStep  string     `json:"parent_step,omitempty"`
+	// Children are the runs the run's subflow steps started, oldest
+	// first (a step retried has one per attempt).
+	Children []ChildRun  `json:"children,omitempty"`
 	Steps    []StepState `json:"steps,omitempty"`
 }
 
@@ -88,6 +96,9 @@ func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
 		return nil, fmt.Errorf("qflow: get run %s: %w", id, err)
 	}
 	r.Error, r.FailedStep, r.Key = deref(errText), deref(failed), deref(key)
+	if err := c.runTree(ctx, r); err != nil {
+		return nil, err
+	}
 	if r.Status == StatusStarted {
 		if _, _, r.Unserved, err = c.unserved(ctx, id); err != nil {
 			return nil, err

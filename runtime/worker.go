@@ -137,6 +137,7 @@ type flowStep struct {
 	// waiting for a slot (see reserve).
 	paced bool
 	met   stepMetrics // set when the worker records metrics
+	def   *StepDef    // the step's definition (for Subflow)
 }
 
 // stepTune is what the optimiser set for a step's handlers; zero fields
@@ -436,7 +437,9 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	defer rows.Close()
 	when := map[string]Condition{}
 	optional := map[string]bool{}
-	for _, s := range f.def.Steps {
+	defs := map[string]*StepDef{}
+	for i, s := range f.def.Steps {
+		defs[s.Slug] = &f.def.Steps[i]
 		when[s.Slug] = s.When
 		optional[s.Slug] = s.Optional
 	}
@@ -457,6 +460,7 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		deps, dependents = append(deps, dep), append(dependents, dependent)
 		s.timeout = time.Duration(ms) * time.Millisecond
 		s.when = when[s.slug]
+		s.def = defs[s.slug]
 		if w.met != nil {
 			s.met = newStepMetrics(f.def.Slug, s.slug)
 		}

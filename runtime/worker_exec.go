@@ -322,10 +322,12 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 	}
 	w.log.Debug("qflow task started", "type", "task_started", "worker_id", w.id, "queue", h.flow.queue, "seq", h.seq, "run_id", t.RunID, "flow", t.Flow, "step", t.Step, "task_index", t.Index, "attempt", t.Attempt, "inline", h.inline)
 	began := time.Now()
-	hctx := ctx // the handler's context: ctx, with the task's span when tracing
+	// The handler's context: ctx with the worker (for Subflow), and the
+	// task's span when tracing.
+	hctx := withWorker(ctx, w, step.def)
 	var span trace.Span
 	if w.tracer != nil {
-		hctx, span = w.tracer.Start(remoteParent(ctx, h.trace), "qflow.task "+t.Flow+"/"+t.Step,
+		hctx, span = w.tracer.Start(remoteParent(hctx, h.trace), "qflow.task "+t.Flow+"/"+t.Step,
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attrFlow.String(t.Flow), attrStep.String(t.Step), attrTaskIndex.Int(t.Index),
 				attrAttempt.Int(t.Attempt), attrRunID.String(t.RunID.String())))

@@ -20,6 +20,9 @@
 //	task_failed         an attempt failed; will_retry says whether it is queued again
 //	task_snoozed        the handler snoozed (runtime.Snooze): the task is queued again, visible
 //	                    from until, and its next task_started has the same attempt
+//	subflow_started     a subflow step (runtime.Subflow) started a child run: run_id, step,
+//	                    task_index and attempt are the parent task's; child_run_id and
+//	                    child_flow name the child, whose own events follow under its id
 //	step_completed      every task of a step completed (an empty map completes at once)
 //	step_failed         a task ran out of attempts (or failed permanently)
 //	step_skipped        a step was skipped: its condition was false (after its task_started;
@@ -69,6 +72,8 @@
 //	error_truncated  boolean  present (true) when error was cut
 //	resume           integer  workflow_resumed only: the run's resume count, 1 for the first
 //	until            string   task_snoozed only: when the task becomes visible again (as ts)
+//	child_run_id     string   subflow_started only: the child run's UUID
+//	child_flow       string   subflow_started only: the child run's flow slug
 //	ts               string   when the transition happened: RFC 3339, UTC, microseconds
 //
 // A payload never exceeds NOTIFY's limit (MaxPayloadBytes), and one event

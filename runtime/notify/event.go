@@ -38,6 +38,10 @@ const (
 	TaskCompleted     EventType = "task_completed"
 	TaskFailed        EventType = "task_failed"
 	TaskSnoozed       EventType = "task_snoozed"
+	// SubflowStarted: a subflow step (runtime.Subflow) started a child run.
+	// RunID, Flow, Step, TaskIndex and Attempt are the parent's task;
+	// ChildRunID and ChildFlow name the child.
+	SubflowStarted EventType = "subflow_started"
 )
 
 // Terminal reports whether t ends a run: workflow_completed,
@@ -90,6 +94,12 @@ type Event struct {
 	// Until is, for task_snoozed, when the task becomes visible to workers
 	// again (server clock, UTC); zero for the other types.
 	Until time.Time `json:"until,omitzero"`
+	// ChildRunID and ChildFlow are, for subflow_started, the child run the
+	// parent's task started and its flow; zero for the other types. A
+	// child's own events carry its own RunID; GetRun of either side shows
+	// the link (runtime.Run.ParentRunID, Children).
+	ChildRunID uuid.UUID `json:"child_run_id,omitzero"`
+	ChildFlow  string    `json:"child_flow,omitempty"`
 	// Time is when the transition happened (server clock, UTC).
 	Time time.Time `json:"ts"`
 }
@@ -117,6 +127,9 @@ func (e Event) String() string {
 	}
 	if e.Type == TaskFailed && e.WillRetry {
 		s += " (will retry)"
+	}
+	if e.Type == SubflowStarted {
+		s += " child " + e.ChildFlow + " " + e.ChildRunID.String()
 	}
 	if e.Type == TaskSnoozed && !e.Until.IsZero() {
 		s += " until " + e.Until.UTC().Format(time.RFC3339)
