@@ -34,6 +34,8 @@ const (
 	StepCompleted     EventType = "step_completed"
 	StepFailed        EventType = "step_failed"
 	StepSkipped       EventType = "step_skipped"
+	StepWaiting       EventType = "step_waiting"
+	StepResumed       EventType = "step_resumed"
 	TaskStarted       EventType = "task_started"
 	TaskCompleted     EventType = "task_completed"
 	TaskFailed        EventType = "task_failed"
@@ -88,7 +90,8 @@ type Event struct {
 	// the other types.
 	Resume int `json:"resume,omitempty"`
 	// Until is, for task_snoozed, when the task becomes visible to workers
-	// again (server clock, UTC); zero for the other types.
+	// again, and for step_waiting, when the wait times out (server clock,
+	// UTC); zero for the other types and a wait without timeout.
 	Until time.Time `json:"until,omitzero"`
 	// Time is when the transition happened (server clock, UTC).
 	Time time.Time `json:"ts"`
@@ -118,7 +121,7 @@ func (e Event) String() string {
 	if e.Type == TaskFailed && e.WillRetry {
 		s += " (will retry)"
 	}
-	if e.Type == TaskSnoozed && !e.Until.IsZero() {
+	if (e.Type == TaskSnoozed || e.Type == StepWaiting) && !e.Until.IsZero() {
 		s += " until " + e.Until.UTC().Format(time.RFC3339)
 	}
 	return s
