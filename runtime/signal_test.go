@@ -221,6 +221,16 @@ func TestSignalWaitTimeout(t *testing.T) {
 	if err := e.client.Signal(ctx, run.ID, "approval", 1); !errors.Is(err, qflow.ErrRunFinished) {
 		t.Errorf("signal after the timeout: %v; want ErrRunFinished", err)
 	}
+	// Resumed, the run waits again, and a signal now completes it.
+	if err := e.client.ResumeRun(ctx, run.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Signal(ctx, run.ID, "approval", "late"); err != nil {
+		t.Fatalf("signal to the resumed run: %v", err)
+	}
+	if out, err := run.Wait(ctx); err != nil || !strings.Contains(string(out), `"signal": "late"`) {
+		t.Fatalf("resumed run: %s, %v; want it completed with the signal", out, err)
+	}
 
 	opt, oh := approvalFlow("signal_timeout_opt", 300*time.Millisecond, true)
 	e.startWorker(opt, oh, nil)
