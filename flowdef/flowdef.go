@@ -117,7 +117,24 @@ type StepDef struct {
 	// with it. Generated code lists the dependencies a step takes as a
 	// pointer.
 	AcceptsSkipped []string `json:"accepts_skipped,omitempty"`
+
+	// Wait makes the step wait for the signal of this name (the same
+	// rules as a slug; "" for none): once its dependencies are done, the
+	// step starts only when its run has received the signal
+	// (runtime.Client.Signal), and its task input carries the signal's
+	// payload under SignalKey. A signal sent before the run reaches the
+	// step is kept. A map step cannot wait, and a waiting step cannot
+	// depend on a step named SignalKey.
+	Wait string `json:"wait,omitempty"`
+	// WaitTimeout bounds the wait (0: none): when the signal has not come
+	// that long after the step began to wait, the step is skipped if it is
+	// Optional and fails its run otherwise. Only with Wait.
+	WaitTimeout time.Duration `json:"wait_timeout,omitempty"`
 }
+
+// SignalKey is the key of a waiting step's task input that holds the
+// signal's payload (StepDef.Wait).
+const SignalKey = "signal"
 
 // Condition decides whether a conditional step runs (StepDef.When). input
 // is the task's JSON input, as a handler receives it: an object with the

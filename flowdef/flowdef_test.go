@@ -49,6 +49,12 @@ func TestValidate(t *testing.T) {
 			[]string{`map step "m" accepts a skipped dependency`}},
 		{"accepts skipped", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "a"}, {Slug: "x"}, {Slug: "b", DependsOn: []string{"a"}, AcceptsSkipped: []string{"a", "x", "a"}}}},
 			[]string{`step "b" accepts the skip of "x", which is not one of its dependencies`, `step "b" lists "a" twice in AcceptsSkipped`}},
+		{"wait", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{{Slug: "signal"}, {Slug: "a", Wait: "Bad Name"},
+			{Slug: "m", Map: true, Wait: "go"}, {Slug: "b", DependsOn: []string{"signal"}, Wait: "go", WaitTimeout: -1},
+			{Slug: "c", WaitTimeout: time.Second}}},
+			[]string{`step "a" waits for signal "Bad Name"; a signal name must match`, `map step "m" waits for a signal`,
+				`step "b" waits for a signal and depends on step "signal"`, `step "b": wait timeout must not be negative`,
+				`step "c" has a wait timeout but waits for no signal`}},
 		{"cycle", flowdef.FlowDef{Slug: "f", Steps: []flowdef.StepDef{
 			{Slug: "a", DependsOn: []string{"c"}}, {Slug: "b", DependsOn: []string{"a"}}, {Slug: "c", DependsOn: []string{"b"}}, {Slug: "d"},
 		}}, []string{"dependency cycle: a -> c -> b -> a"}},
@@ -190,6 +196,10 @@ func TestShapeHash(t *testing.T) {
 		"when":     func(d *flowdef.FlowDef) { d.Steps[0].When = yes },
 		"optional": func(d *flowdef.FlowDef) { d.Steps[0].Optional = true },
 		"accepts":  func(d *flowdef.FlowDef) { d.Steps[1].AcceptsSkipped = []string{"a"} },
+		"wait":     func(d *flowdef.FlowDef) { d.Steps[1].Wait = "go" },
+		"wait timeout": func(d *flowdef.FlowDef) {
+			d.Steps[1].Wait, d.Steps[1].WaitTimeout = "go", time.Hour
+		},
 	} {
 		d := base
 		d.Steps = slices.Clone(base.Steps)

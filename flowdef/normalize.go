@@ -34,6 +34,11 @@ type NormalizedStep struct {
 	When           bool     `json:"when,omitempty"`
 	Optional       bool     `json:"optional,omitempty"`
 	AcceptsSkipped []string `json:"accepts_skipped,omitempty"`
+	// Wait and WaitTimeoutMS are the step's StepDef.Wait and WaitTimeout
+	// (in whole milliseconds, rounded up); left out of the JSON when unset,
+	// like When.
+	Wait          string `json:"wait,omitempty"`
+	WaitTimeoutMS int64  `json:"wait_timeout_ms,omitempty"`
 	// Priority is the step's StepOptions.Priority (not inherited). It is
 	// left out of the shape hash; define_flow applies it (see
 	// StepOptions.Priority).
@@ -82,6 +87,8 @@ func (f FlowDef) normal() Normalized {
 			When:           s.When != nil,
 			Optional:       s.Optional,
 			AcceptsSkipped: s.AcceptsSkipped,
+			Wait:           s.Wait,
+			WaitTimeoutMS:  ceilMS(s.WaitTimeout),
 		}
 		if r := s.Options.Rate; !r.IsZero() {
 			n.Steps[i].RateN, n.Steps[i].RatePerMS, n.Steps[i].Burst = r.N, ceilMS(r.Per), r.Bursts()

@@ -14,7 +14,8 @@ var ErrInvalid = errors.New("invalid flow definition")
 // steps, unknown, repeated and self-dependencies, cycles, map steps with
 // more than one dependency (or with the flow input and a dependency),
 // conditions and AcceptsSkipped (a subset of DependsOn, neither on a map
-// step), and options out of range (a priority must fit in 32 bits; see also
+// step), signal waits (a valid name, not on a map step, a wait timeout only
+// with a wait), and options out of range (a priority must fit in 32 bits; see also
 // the limits' rules on StepOptions.Concurrency, Rate and Key). All problems
 // are reported together, each wrapping ErrInvalid.
 func (f FlowDef) Validate() error {
@@ -81,6 +82,23 @@ func (f FlowDef) Validate() error {
 		}
 		if s.Map && len(s.AcceptsSkipped) > 0 {
 			bad("map step %q accepts a skipped dependency; a map step runs once per element of its dependency's output, so it is skipped with it", s.Slug)
+		}
+		if s.Wait != "" {
+			if !ValidSlug(s.Wait) {
+				bad("step %q waits for signal %q; a signal name must match %s", s.Slug, s.Wait, SlugPattern)
+			}
+			if s.Map {
+				bad("map step %q waits for a signal; a map step's tasks each get one element (put the wait on the step whose output it maps over)", s.Slug)
+			}
+			if seen[SignalKey] {
+				bad("step %q waits for a signal and depends on step %q, whose output would take the key of the signal's payload", s.Slug, SignalKey)
+			}
+		}
+		if s.WaitTimeout < 0 {
+			bad("step %q: wait timeout must not be negative", s.Slug)
+		}
+		if s.WaitTimeout != 0 && s.Wait == "" {
+			bad("step %q has a wait timeout but waits for no signal", s.Slug)
 		}
 		taken := map[string]bool{}
 		for _, d := range s.AcceptsSkipped {

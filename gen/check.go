@@ -49,6 +49,7 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 	for _, s := range m.Steps {
 		c.signature(s)
 	}
+	c.signals(m)
 	c.conditions(m)
 	for _, f := range m.Flows {
 		skippability(f)
@@ -176,4 +177,27 @@ func resultString(res *types.Tuple, pkg *types.Package) string {
 		parts = append(parts, typeString(res.At(i).Type(), pkg))
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+// signals checks that the steps of a flow that wait for the same signal
+// take the same payload type (one Signal<Flow><Name> sends it to all).
+func (c *checker) signals(m *pkgModel) {
+	for _, f := range m.Flows {
+		first := map[string]*stepModel{}
+		for _, s := range f.Steps {
+			if s.Signal == nil {
+				continue
+			}
+			p, ok := first[s.Wait]
+			if !ok {
+				first[s.Wait] = s
+				continue
+			}
+			if !types.Identical(p.Signal, s.Signal) {
+				d := c.errorf(s.Params[len(s.Params)-1].TypePos, "step %s takes signal %q as %s, but step %s takes it as %s: one signal has one payload type",
+					s.goName(), s.Wait, typeString(s.Signal, c.pkg.Types), p.goName(), typeString(p.Signal, c.pkg.Types))
+				c.note(d, p.Params[len(p.Params)-1].TypePos, "%s takes it here", p.goName())
+			}
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/quantumflow/qflow/gen"
 	"github.com/quantumflow/qflow/gen/internal/e2ecron"
 	"github.com/quantumflow/qflow/gen/internal/e2eflow"
+	"github.com/quantumflow/qflow/gen/internal/e2esignal"
 	"github.com/quantumflow/qflow/internal/pgtest"
 	"github.com/quantumflow/qflow/runtime"
 )
@@ -247,5 +248,68 @@ func TestE2ECron(t *testing.T) {
 	}
 	if v.Output == nil || v.Output.Stamp != "zero" || v.Input != (e2ecron.Input{}) {
 		t.Errorf("the first tick's run: input %+v, output %+v; want the zero input and stamp \"zero\"", v.Input, v.Output)
+	}
+}
+
+// TestE2ESignal runs a generated flow whose step waits for a signal: the
+// run waits until the generated SignalE2eApproveApproval delivers the typed
+// payload, and a second signal is refused.
+func TestE2ESignal(t *testing.T) {
+	results, diags := gen.Generate(context.Background(), ".", nil, []string{"./internal/e2esignal"}, gen.Options{})
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	for _, r := range results {
+		if stale, err := r.Stale(); err != nil || len(stale) > 0 {
+			t.Fatalf("internal/e2esignal is stale (%v): run go generate ./gen/...", err)
+		}
+	}
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
+	defer c.Close()
+	w := runtime.NewWorker(db.Pool, &runtime.WorkerOptions{PollInterval: 100 * time.Millisecond, Logger: quiet})
+	if err := e2esignal.RegisterE2eApprove(w); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+	run, err := e2esignal.StartE2eApprove(ctx, c, e2esignal.Input{Doc: "memo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := c.GetRun(ctx, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Steps[1].Status == runtime.StatusWaiting {
+			break
+		}
+		if r.Status != runtime.StatusStarted {
+			t.Fatalf("run %s before the signal", r.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := e2esignal.SignalE2eApproveApproval(ctx, c, run.ID, e2esignal.Approval{By: "ann", OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2esignal.SignalE2eApproveApproval(ctx, c, run.ID, e2esignal.Approval{By: "bob"}); !errors.Is(err, runtime.ErrSignalSent) && !errors.Is(err, runtime.ErrRunFinished) {
+		t.Errorf("second signal: %v; want ErrSignalSent (or ErrRunFinished)", err)
+	}
+	out, err := run.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "published draft of memo, approved by ann"; out.Publish != want {
+		t.Fatalf("output %+v; want Publish %q", out, want)
 	}
 }

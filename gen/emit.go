@@ -203,6 +203,12 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 		if s.Optional {
 			fields = append(fields, jen.Id("Optional").Op(":").True())
 		}
+		if s.Wait != "" {
+			fields = append(fields, jen.Id("Wait").Op(":").Lit(s.Wait))
+		}
+		if s.WaitTimeout != 0 {
+			fields = append(fields, jen.Id("WaitTimeout").Op(":").Add(durationCode(s.WaitTimeout)))
+		}
 		if len(s.AcceptsSkipped) > 0 {
 			var ds []jen.Code
 			for _, d := range s.AcceptsSkipped {
@@ -367,6 +373,15 @@ func (e *emitter) flow(f *flowModel, diagram string) {
 		jen.Return(jen.Qual(runtimePath, "DecodeRunOutput").Types(jen.Id(g+"Output")).Call(slug.Clone(), jen.Id("raw"), jen.Err())),
 	)
 	e.f.Line()
+
+	for _, s := range f.signalSteps() {
+		name := signalFuncName(f, s.Wait)
+		e.doc("%s delivers signal %q to run runID of flow %q: the steps waiting for it start with payload (see runtime.Client.Signal, whose errors it returns).", name, s.Wait, f.Name)
+		e.f.Func().Id(name).Params(ctx, client, jen.Id("runID").Qual(uuidPath, "UUID"), jen.Id("payload").Add(e.typ(s.Signal))).Error().Block(
+			jen.Return(jen.Id("c").Dot("Signal").Call(jen.Id("ctx"), jen.Id("runID"), jen.Lit(s.Wait), jen.Id("payload"))),
+		)
+		e.f.Line()
+	}
 
 	e.view(f)
 }

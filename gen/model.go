@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/token"
 	"go/types"
+	"time"
 
 	"github.com/quantumflow/qflow/flowdef"
 )
@@ -76,6 +77,14 @@ type stepModel struct {
 	When        *types.Func // the condition, once resolved (nil when unknown or absent)
 	Optional    bool
 	OptionalPos token.Pos
+
+	// Signals: wait= (the signal's name, "" for none, its value at
+	// WaitPos), wait_timeout=, and the payload's type, the step's last
+	// parameter (set by signature).
+	Wait        string
+	WaitPos     token.Pos
+	WaitTimeout time.Duration
+	Signal      types.Type
 	// Skippable: the step may be skipped (its condition, optional, or a
 	// dependency it does not take the skip of may be), and why (set by
 	// skippability).
@@ -172,7 +181,8 @@ func (s *stepModel) goName() string { return s.Func.Name() }
 func (f *flowModel) def() flowdef.FlowDef {
 	d := flowdef.FlowDef{Slug: f.Name, Options: f.Options}
 	for _, s := range f.Steps {
-		sd := flowdef.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options, Optional: s.Optional}
+		sd := flowdef.StepDef{Slug: s.Slug, Map: s.Map, TakesInput: s.TakesInput, Options: s.Options, Optional: s.Optional,
+			Wait: s.Wait, WaitTimeout: s.WaitTimeout}
 		if s.WhenName != "" {
 			sd.When = placeholderCondition
 		}
@@ -189,6 +199,20 @@ func (f *flowModel) def() flowdef.FlowDef {
 		d.Steps = append(d.Steps, sd)
 	}
 	return d
+}
+
+// signalSteps returns, for each signal a step of f waits for, the first
+// such step (its Signal is the payload type), in source order.
+func (f *flowModel) signalSteps() []*stepModel {
+	seen := map[string]bool{}
+	var out []*stepModel
+	for _, s := range f.Steps {
+		if s.Wait != "" && s.Signal != nil && !seen[s.Wait] {
+			seen[s.Wait] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // leaves returns the steps of f no other step depends on, in source order.
@@ -243,6 +267,9 @@ func (m *pkgModel) layout() {
 			if d.Param >= 0 {
 				s.InputFields = append(s.InputFields, field{Name: used.name(d.Step.Slug), Key: d.Step.Slug, Type: d.paramType()})
 			}
+		}
+		if s.Signal != nil {
+			s.InputFields = append(s.InputFields, field{Name: used.name(flowdef.SignalKey), Key: flowdef.SignalKey, Type: s.Signal})
 		}
 	}
 }

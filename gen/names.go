@@ -31,6 +31,10 @@ func inputStructName(s *stepModel) string { return "qflow" + exportName(s.goName
 
 // whenFuncName is the function that evaluates a conditional step's when=
 // function on its task input.
+// signalFuncName names the generated function that sends signal name to a
+// run of f: Signal<Flow><Name>.
+func signalFuncName(f *flowModel, name string) string { return "Signal" + f.GoName + exportName(name) }
+
 func whenFuncName(s *stepModel) string { return "qflow" + exportName(s.goName()) + "When" }
 
 // names reports declarations that clash with names qflowgen generates.

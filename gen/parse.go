@@ -72,6 +72,11 @@ type directive struct {
 	WhenOff     int  // offset of "when=", -1 when absent
 	Optional    bool
 	OptionalOff int
+	// wait= (the signal's name, Text empty when absent) and
+	// wait_timeout= (0 when absent, at WaitTimeoutOff, -1 then).
+	Wait           word
+	WaitTimeout    time.Duration
+	WaitTimeoutOff int
 
 	Options optionSpec
 }
@@ -93,7 +98,7 @@ func parseDirective(text string) (*directive, []parseError) {
 	bad := func(off int, format string, a ...any) {
 		errs = append(errs, parseError{Off: off, Msg: fmt.Sprintf(format, a...)})
 	}
-	d := &directive{DependsOff: -1, MapOff: -1, WhenOff: -1, OptionalOff: -1, Options: optionSpec{RetriesOff: -1}}
+	d := &directive{DependsOff: -1, MapOff: -1, WhenOff: -1, OptionalOff: -1, WaitTimeoutOff: -1, Options: optionSpec{RetriesOff: -1}}
 	if !isDirective(text) {
 		bad(0, "not a //qflow: directive")
 		return nil, errs
@@ -217,6 +222,19 @@ func parseDirective(text string) (*directive, []parseError) {
 				continue
 			}
 			d.Missed = word{val, valOff}
+		case "wait":
+			if !flowdef.ValidSlug(val) {
+				bad(valOff, "wait=%s: want a signal name: a lowercase letter, then lowercase letters, digits or underscores (at most 40)", val)
+				continue
+			}
+			d.Wait = word{val, valOff}
+		case "wait_timeout":
+			dur, err := time.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				bad(valOff, "wait_timeout=%s: want a positive duration such as 30m or 72h", val)
+				continue
+			}
+			d.WaitTimeout, d.WaitTimeoutOff = dur, w.Off
 		case "when":
 			if !isIdent(val) {
 				bad(valOff, "when=%s: want the name of a function of this package (func(<the step's parameters after ctx>) bool)", val)
@@ -313,6 +331,9 @@ func parseDirective(text string) (*directive, []parseError) {
 	if o.Key.Text != "" && o.Concurrency == 0 && o.Rate.N == 0 && !seen["concurrency"] && !seen["rate"] {
 		bad(o.Key.Off-len("key="), "key=%s limits nothing: give concurrency=N or rate=N/s too, which then hold per key", o.Key.Text)
 	}
+	if d.WaitTimeoutOff >= 0 && !seen["wait"] {
+		bad(d.WaitTimeoutOff, "wait_timeout= needs wait=: it bounds the wait for the step's signal")
+	}
 	if !seen["cron"] {
 		for _, o := range []struct {
 			key string
@@ -401,7 +422,7 @@ func knownOption(kind, key string) bool {
 	switch key {
 	case "retries", "attempts", "backoff", "timeout", "idempotent", "concurrency":
 		return true
-	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional", "rate", "burst", "key":
+	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional", "rate", "burst", "key", "wait", "wait_timeout":
 		return kind == "step"
 	case "cron", "tz", "missed":
 		return kind == "flow"
@@ -413,7 +434,7 @@ func optionList(kind string) string {
 	if kind == "flow" {
 		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent, concurrency=N, cron=\"SPEC\", tz=ZONE, missed=latest|all"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent, concurrency=N, rate=N/s, burst=N, key=FIELD"
+	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent, concurrency=N, rate=N/s, burst=N, key=FIELD, wait=SIGNAL, wait_timeout=DUR"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

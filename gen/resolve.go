@@ -130,6 +130,9 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 		if a.d.Optional {
 			s.Optional, s.OptionalPos = true, a.at(a.d.OptionalOff)
 		}
+		if a.d.Wait.Text != "" {
+			s.Wait, s.WaitPos, s.WaitTimeout = a.d.Wait.Text, a.at(a.d.Wait.Off), a.d.WaitTimeout
+		}
 		s.DepsPos = a.at(a.d.Kind.Off)
 		if a.d.DependsOff >= 0 {
 			s.DepsPos = a.at(a.d.DependsOff)

@@ -5,6 +5,8 @@ import (
 	"go/token"
 	"go/types"
 	"strings"
+
+	"github.com/quantumflow/qflow/flowdef"
 )
 
 // This file checks each step function's signature against its flow and
@@ -71,8 +73,30 @@ func (c *checker) signature(s *stepModel) {
 		}
 	}
 	if s.Map {
+		if s.Wait != "" {
+			c.errorf(s.WaitPos, "map step %s waits for signal %q; a map step's tasks each get one element (put wait= on the step whose output it maps over)", name, s.Wait)
+			return
+		}
 		c.mapSignature(s)
 		return
+	}
+	if s.Wait != "" {
+		if len(s.Params) < 2 {
+			c.errorf(fn.Name.Pos(), "step %s waits for signal %q but takes no payload; its last parameter is the signal's payload, of any JSON type", name, s.Wait)
+			return
+		}
+		last := s.Params[len(s.Params)-1]
+		s.Signal = last.Type
+		c.jsonCheck(last.TypePos, fmt.Sprintf("payload type %s of signal %q of step %s", typeString(last.Type, c.pkg.Types), s.Wait, name), last.Type)
+		for _, d := range s.Deps {
+			if d.Step.Slug == flowdef.SignalKey {
+				c.errorf(d.Pos, "step %s waits for a signal and depends on step %q, whose output would take the signal payload's key: rename the dependency (name=)", name, flowdef.SignalKey)
+			}
+		}
+	}
+	params := s.Params
+	if s.Signal != nil {
+		params = params[:len(params)-1]
 	}
 
 	// ctx [, in Input], one parameter per dependency that has an output.
@@ -83,12 +107,12 @@ func (c *checker) signature(s *stepModel) {
 		}
 	}
 	input := s.Flow.Input.Type()
-	got := len(s.Params) - 1
+	got := len(params) - 1
 	switch got - len(want) {
 	case 0:
 	case 1:
 		s.TakesInput = true
-		p := s.Params[1]
+		p := params[1]
 		if !types.Identical(p.Type, input) {
 			d := c.errorf(p.TypePos, "parameter %s of step %s has type %s, but the input of flow %s is %s", paramName(p, 1), name, typeString(p.Type, c.pkg.Types), s.Flow.Name, typeString(input, c.pkg.Types))
 			c.note(d, s.Flow.Input.Pos(), "flow %s input type %s declared here", s.Flow.Name, s.Flow.Input.Name())
@@ -98,8 +122,12 @@ func (c *checker) signature(s *stepModel) {
 		if len(want) > 0 {
 			deps = strings.Join(want, ", ")
 		}
-		c.errorf(fn.Name.Pos(), "step %s has %d parameters; want %d or %d: ctx context.Context, optionally the flow input %s, then %s",
-			name, len(s.Params), 1+len(want), 2+len(want), typeString(input, c.pkg.Types), deps)
+		extra, payload := 0, ""
+		if s.Signal != nil {
+			extra, payload = 1, fmt.Sprintf(", then the payload of signal %q", s.Wait)
+		}
+		c.errorf(fn.Name.Pos(), "step %s has %d parameters; want %d or %d: ctx context.Context, optionally the flow input %s, then %s%s",
+			name, len(s.Params), 1+len(want)+extra, 2+len(want)+extra, typeString(input, c.pkg.Types), deps, payload)
 		return
 	}
 	i := 1
@@ -112,7 +140,7 @@ func (c *checker) signature(s *stepModel) {
 			continue
 		}
 		dep.Param = i
-		p := s.Params[i]
+		p := params[i]
 		// A pointer takes the dependency's skip: *T for an output T, or T
 		// itself when it is a pointer (nil when skipped).
 		dep.AbsentOK = types.Identical(p.Type, absentType(t))

@@ -637,6 +637,8 @@ BEGIN
     FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS e(v, o)
     WHERE st.flow_id = v_id AND st.idx = e.o - 1
       AND (e.v ? 'when' OR e.v ? 'optional' OR e.v ? 'accepts_skipped');
+    -- Steps that wait for a signal (0006_signals.sql).
+    PERFORM qflow.define_waits(v_id, p_steps);
     RETURN v_id;
 END $$;
 
@@ -708,6 +710,9 @@ BEGIN
                    coalesce('step "' || r.dep_slug || '"', 'the flow input'), coalesce(jsonb_typeof(r.src), 'null')));
         SELECT array_agg(q) INTO v_ready FROM unnest(v_ready) q WHERE q.run_id <> r.run_id;
     END LOOP;
+    -- Steps that wait for a signal not received yet are held
+    -- (0006_signals.sql).
+    v_ready := qflow.hold_waits(v_ready, v_now);
     IF v_ready IS NULL THEN
         RETURN;
     END IF;
@@ -1661,6 +1666,7 @@ BEGIN
     -- of this file).
     PERFORM qflow.refresh_stats();
     o_runs_expired := qflow.expire_runs();
+    PERFORM qflow.expire_waits(); -- 0006_signals.sql
     o_tasks_failed := CASE WHEN p_leases THEN qflow.expire_leases() ELSE 0 END;
     PERFORM qflow.fold_step_stats(false);
 END $$;

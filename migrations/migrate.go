@@ -41,7 +41,9 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // steps (and read durations as nanoseconds), or the claim_runs and settle
 // of an earlier build of this one (the newest settle takes results of
 // tasks run inline and snoozes), or a finish_tasks that records no step statistics
-// (or their migration 0004 applied without the table it appends to).
+// (or their migration 0004 applied without the table it appends to), or a
+// start_steps that does not hold the steps waiting for a signal (migration
+// 0006).
 func Stale(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (bool, error) {
@@ -59,6 +61,8 @@ func Stale(ctx context.Context, db interface {
 		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint)') IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		              WHERE n.nspname = 'qflow' AND p.proname = 'finish_tasks' AND p.prosrc LIKE '%qflow.record_completions(%')
+		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		              WHERE n.nspname = 'qflow' AND p.proname = 'start_steps' AND p.prosrc LIKE '%qflow.hold_waits(%')
 		  AND (to_regclass('qflow.step_stats') IS NULL OR to_regclass('qflow.step_stats_pending') IS NOT NULL)`).Scan(&applied, &current)
 	if err != nil {
 		return false, err

@@ -33,7 +33,8 @@ type Task struct {
 	// Input is the task's JSON input. For a map step it is the element; for
 	// other steps an object with the flow input under "run"
 	// (flowdef.InputKey, when the step takes it) and each dependency's
-	// output under the dependency's slug.
+	// output under the dependency's slug, and for a step that waits for a
+	// signal (StepDef.Wait) the signal's payload under SignalKey.
 	Input json.RawMessage
 }
 
@@ -116,6 +117,9 @@ const (
 	// (StepDef.Optional; its Error says why). A skipped step has no output;
 	// a run whose steps completed or were skipped completes.
 	StatusSkipped = "skipped"
+	// StatusWaiting is a step's, in GetRun: the step waits for a signal
+	// (StepDef.Wait) its run has not received; it has no task yet.
+	StatusWaiting = "waiting"
 )
 
 // StartOptions tune one run. A nil *StartOptions means all defaults.

@@ -106,7 +106,8 @@ func (c *Client) GetRun(ctx context.Context, id uuid.UUID) (*Run, error) {
 	}
 	rows, err := c.pool.Query(ctx, `
 		SELECT st.idx, st.slug,
-		       coalesce(ss.status, CASE WHEN r.status IN ('failed', 'cancelled') THEN 'cancelled' ELSE 'created' END),
+		       CASE WHEN ss.status = 'created' THEN 'waiting' ELSE coalesce(ss.status,
+		            CASE WHEN r.status IN ('failed', 'cancelled') THEN 'cancelled' ELSE 'created' END) END,
 		       ss.task_count, ss.output, ss.error, ss.started_at, ss.finished_at
 		FROM qflow.runs r
 		JOIN qflow.steps st ON st.flow_id = r.flow_id

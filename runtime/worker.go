@@ -441,7 +441,9 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 	for i, s := range f.def.Steps {
 		defs[s.Slug] = &f.def.Steps[i]
 		when[s.Slug] = s.When
-		optional[s.Slug] = s.Optional
+		// A step that waits for a signal never runs inline: its task
+		// exists only once the signal is there.
+		optional[s.Slug] = s.Optional || s.Wait != ""
 	}
 	f.steps = f.steps[:0]
 	var single, delayed []bool
@@ -472,7 +474,8 @@ func (w *Worker) defineFlow(ctx context.Context, f *workerFlow) error {
 		return fmt.Errorf("qflow: load flow %q: %w", f.def.Slug, err)
 	}
 	// A step's next in a chain: its first dependent that is a single step
-	// with no start delay, no condition, not optional, under no limit and
+	// with no start delay, no condition, not optional, waiting for no
+	// signal, under no limit and
 	// with no other dependency, when no dependent is a map step (whose start can fail the
 	// run: then no dependent may have run).
 	for i := range f.steps {

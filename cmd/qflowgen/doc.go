@@ -92,7 +92,7 @@
 //
 // Once regenerated, retries=N may be written again with its new meaning.
 //
-// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N] [idempotent] [concurrency=N] [rate=N/UNIT [burst=N]] [key=FIELD]
+// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N] [idempotent] [concurrency=N] [rate=N/UNIT [burst=N]] [key=FIELD] [wait=SIGNAL [wait_timeout=DUR]]
 //
 // On a package-level function (not a method, not generic; it may be
 // unexported, as the generated code lives in the same package): makes it a
@@ -134,6 +134,17 @@
 //	             N + d×rate tasks start
 //	key=FIELD    with concurrency= or rate=: the limits hold per value of FIELD
 //	             of the step's input (StepOptions.Key): see below
+//	wait=SIGNAL  the step starts only once its run has received signal SIGNAL
+//	             (StepDef.Wait; runtime.Client.Signal), a name with the rules
+//	             of a slug; its last parameter is the signal's payload, of
+//	             any JSON type, and the generated Signal<Flow><Signal>(ctx, c,
+//	             runID, payload) sends it. Not on a map step. Steps of a flow
+//	             that wait for the same signal take the same payload type
+//	wait_timeout=DUR
+//	             with wait=: when the signal has not come DUR after the step
+//	             began to wait, the run fails, or with optional the step is
+//	             skipped (StepDef.WaitTimeout). timeout= stays the
+//	             handler's own timeout, counted from when its task starts
 //
 // The slug "run" is reserved (the flow input travels under that key).
 //
@@ -180,7 +191,8 @@
 //     exactly the type that dependency returns, or []T when the dependency
 //     is a map step returning T (its outputs in element order); or a
 //     pointer to that type (the type itself when it is a pointer) to take
-//     the dependency's skip (see below).
+//     the dependency's skip (see below);
+//   - with wait=, last, the signal's payload.
 //
 // A map step takes exactly ctx and one element: T, where the slice it maps
 // over is []T. Results are (T, error), or error alone for a step without

@@ -30,6 +30,11 @@
 //	                    was skipped (it never started), or it is an optional step that failed
 //	                    (after its last task_failed; error holds the failure). Its dependents'
 //	                    step_skipped follow in the same transaction
+//	step_waiting        a step that waits for a signal (StepDef.Wait) is ready but its run has
+//	                    not received the signal: no task is queued; until is when the wait
+//	                    times out (absent: never)
+//	step_resumed        the signal a waiting step waited for arrived (Client.Signal); the
+//	                    step's step_started follows in the same transaction
 //	workflow_completed  every step completed or was skipped
 //	workflow_failed     a step failed; follows its step_failed
 //	workflow_cancelled  the run was cancelled (CancelRun or its timeout)
@@ -59,7 +64,8 @@
 //	flow             string   the flow's slug (always)
 //	step             string   the step's slug: step_* and task_*; the failed step on workflow_failed
 //	task_index       integer  the task's index, 0 unless the step is a map: task_*
-//	status           string   the status after the transition: "started" (also workflow_resumed),
+//	status           string   the status after the transition: "started" (also workflow_resumed
+//	                          and step_resumed), "waiting" (step_waiting),
 //	                          "completed", "failed", "cancelled", "skipped" (step_skipped), or
 //	                          "queued" for a task_failed that will retry and for task_snoozed
 //	attempt          integer  the attempt, 1 for the first try: task_*
@@ -71,7 +77,8 @@
 //	                          workflow_cancelled
 //	error_truncated  boolean  present (true) when error was cut
 //	resume           integer  workflow_resumed only: the run's resume count, 1 for the first
-//	until            string   task_snoozed only: when the task becomes visible again (as ts)
+//	until            string   task_snoozed: when the task becomes visible again (as ts);
+//	                          step_waiting: when the wait times out
 //	child_run_id     string   subflow_started only: the child run's UUID
 //	child_flow       string   subflow_started only: the child run's flow slug
 //	ts               string   when the transition happened: RFC 3339, UTC, microseconds

@@ -34,6 +34,8 @@ const (
 	StepCompleted     EventType = "step_completed"
 	StepFailed        EventType = "step_failed"
 	StepSkipped       EventType = "step_skipped"
+	StepWaiting       EventType = "step_waiting"
+	StepResumed       EventType = "step_resumed"
 	TaskStarted       EventType = "task_started"
 	TaskCompleted     EventType = "task_completed"
 	TaskFailed        EventType = "task_failed"
@@ -92,7 +94,8 @@ type Event struct {
 	// the other types.
 	Resume int `json:"resume,omitempty"`
 	// Until is, for task_snoozed, when the task becomes visible to workers
-	// again (server clock, UTC); zero for the other types.
+	// again, and for step_waiting, when the wait times out (server clock,
+	// UTC); zero for the other types and a wait without timeout.
 	Until time.Time `json:"until,omitzero"`
 	// ChildRunID and ChildFlow are, for subflow_started, the child run the
 	// parent's task started and its flow; zero for the other types. A
@@ -131,7 +134,7 @@ func (e Event) String() string {
 	if e.Type == SubflowStarted {
 		s += " child " + e.ChildFlow + " " + e.ChildRunID.String()
 	}
-	if e.Type == TaskSnoozed && !e.Until.IsZero() {
+	if (e.Type == TaskSnoozed || e.Type == StepWaiting) && !e.Until.IsZero() {
 		s += " until " + e.Until.UTC().Format(time.RFC3339)
 	}
 	return s
