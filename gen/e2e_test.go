@@ -190,33 +190,7 @@ func TestE2EMigration(t *testing.T) {
 // the generated RegisterE2eTick creates the schedule when the worker
 // starts, and its ticks start runs with the zero input.
 func TestE2ECron(t *testing.T) {
-	results, diags := gen.Generate(context.Background(), ".", nil, []string{"./internal/e2ecron"}, gen.Options{})
-	if len(diags) > 0 {
-		t.Fatal(diags)
-	}
-	for _, r := range results {
-		if stale, err := r.Stale(); err != nil || len(stale) > 0 {
-			t.Fatalf("internal/e2ecron is stale (%v): run go generate ./gen/...", err)
-		}
-	}
-	db := pgtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
-	defer c.Close()
-	w := runtime.NewWorker(db.Pool, &runtime.WorkerOptions{PollInterval: 100 * time.Millisecond, Logger: quiet})
-	if err := e2ecron.RegisterE2eTick(w); err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	}()
+	ctx, c := runGenerated(t, "e2ecron", e2ecron.RegisterE2eTick)
 	for {
 		runs, err := c.ListRuns(ctx, runtime.ListRunsParams{Flow: "e2e_tick", Status: runtime.StatusCompleted})
 		if err != nil {
@@ -255,33 +229,7 @@ func TestE2ECron(t *testing.T) {
 // run waits until the generated SignalE2eApproveApproval delivers the typed
 // payload, and a second signal is refused.
 func TestE2ESignal(t *testing.T) {
-	results, diags := gen.Generate(context.Background(), ".", nil, []string{"./internal/e2esignal"}, gen.Options{})
-	if len(diags) > 0 {
-		t.Fatal(diags)
-	}
-	for _, r := range results {
-		if stale, err := r.Stale(); err != nil || len(stale) > 0 {
-			t.Fatalf("internal/e2esignal is stale (%v): run go generate ./gen/...", err)
-		}
-	}
-	db := pgtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
-	defer c.Close()
-	w := runtime.NewWorker(db.Pool, &runtime.WorkerOptions{PollInterval: 100 * time.Millisecond, Logger: quiet})
-	if err := e2esignal.RegisterE2eApprove(w); err != nil {
-		t.Fatal(err)
-	}
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	}()
+	ctx, c := runGenerated(t, "e2esignal", e2esignal.RegisterE2eApprove)
 	run, err := e2esignal.StartE2eApprove(ctx, c, e2esignal.Input{Doc: "memo"})
 	if err != nil {
 		t.Fatal(err)
@@ -312,4 +260,39 @@ func TestE2ESignal(t *testing.T) {
 	if want := "published draft of memo, approved by ann"; out.Publish != want {
 		t.Fatalf("output %+v; want Publish %q", out, want)
 	}
+}
+
+// runGenerated checks that the generated code of ./internal/pkg is what
+// qflowgen generates today, then runs a client and a worker with its flow
+// registered (by register) on a fresh database until the test ends.
+func runGenerated(t *testing.T, pkg string, register func(*runtime.Worker) error) (context.Context, *runtime.Client) {
+	t.Helper()
+	results, diags := gen.Generate(context.Background(), ".", nil, []string{"./internal/" + pkg}, gen.Options{})
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	for _, r := range results {
+		if stale, err := r.Stale(); err != nil || len(stale) > 0 {
+			t.Fatalf("internal/%s is stale (%v): run go generate ./gen/...", pkg, err)
+		}
+	}
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	c := runtime.NewClient(db.Pool, &runtime.ClientOptions{Logger: quiet})
+	t.Cleanup(c.Close)
+	w := runtime.NewWorker(db.Pool, &runtime.WorkerOptions{PollInterval: 100 * time.Millisecond, Logger: quiet})
+	if err := register(w); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	return ctx, c
 }
