@@ -73,6 +73,10 @@ func limitsScenarios() map[string]limitsScenario {
 		"rate": {build(qflow.NewFlow("lim_rate").
 			Step("root", qflow.StepDef{TakesInput: true}).
 			MapStep("call", "root", qflow.StepOptions{Rate: qflow.Rate{N: 20, Per: time.Second, Burst: 5}})), time.Millisecond},
+		// One step, run by a per-second schedule the workers declare
+		// (TestScheduleThreeProcessesTwentyTicks).
+		"cron": {build(qflow.NewFlow("lim_cron").
+			Step("tick", qflow.StepDef{TakesInput: true})), 0},
 	}
 }
 
@@ -131,6 +135,9 @@ func TestLimitsWorkerChild(t *testing.T) {
 	w := qflow.NewWorker(pool, &qflow.WorkerOptions{Concurrency: slots, PollInterval: 200 * time.Millisecond, Logger: quiet()})
 	if err := w.Register(sc.def, limitsHandlers(sc, pool)); err != nil {
 		t.Fatal(err)
+	}
+	if name == "cron" {
+		declareCronChild(t, w)
 	}
 	fmt.Println("ready")
 	if err := w.Run(ctx); err != nil && ctx.Err() == nil {

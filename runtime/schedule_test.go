@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,6 +133,120 @@ func TestScheduleThreeWorkersTwentyTicks(t *testing.T) {
 	if n := count(t, e.db.Pool, `SELECT count(*) FROM qflow.runs WHERE input <> '{"n": 1}'::jsonb`); n != 0 {
 		t.Errorf("%d runs without the schedule's input", n)
 	}
+}
+
+const (
+	cronProcSchedule = "proc_every_second"
+	cronProcTicks    = 20
+)
+
+// declareCronChild makes a worker process of
+// TestScheduleThreeProcessesTwentyTicks declare the per-second schedule
+// (Worker.Schedule, created or updated when Run starts), pause it in the
+// transaction that fires its cronProcTicks-th tick (pauseAt: a condition
+// in SQL, so it holds across processes), and record each tick it fires,
+// with its pid, in limits_log in that same transaction.
+func declareCronChild(t *testing.T, w *qflow.Worker) {
+	t.Helper()
+	if err := w.Schedule(cronProcSchedule, qflow.ScheduleParams{Flow: "lim_cron", Cron: "* * * * * *", Input: map[string]int{"n": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	pause := pauseAt(cronProcTicks, new(atomic.Int64))
+	pid := os.Getpid()
+	w.OnFire(func(ctx context.Context, tx pgx.Tx, name string, tick time.Time) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO limits_log (step, key, run_id, pid, began)
+			SELECT 'fired', $2::text, run_id, $3::integer, $1::timestamptz FROM qflow.schedule_ticks WHERE schedule = $2::text AND tick = $1::timestamptz`,
+			tick, name, pid); err != nil {
+			return err
+		}
+		return pause(ctx, tx, name, tick)
+	})
+}
+
+// TestScheduleThreeProcessesTwentyTicks is issue #16's "3 worker processes
+// racing on the same cron tick for 20 ticks: exactly 20 runs", with real
+// processes: the test binary runs itself three times as
+// TestLimitsWorkerChild (scenario "cron"); each child registers flow
+// lim_cron, declares the per-second schedule with Worker.Schedule and
+// runs until SIGTERM. The transaction that fires the 20th tick pauses the
+// schedule (a SQL condition on the count of tick rows, so it holds whichever
+// process fires it). The test waits (no deadline but the test's) until the
+// schedule is paused and the runs finished, then asserts: exactly 20 tick
+// rows, 20 committed firings, one per tick (no tick fired twice), every
+// tick has a run and no run belongs to two ticks, the flow has exactly 20
+// runs, all completed with the schedule's input, each run's task ran once.
+// Nothing is timed: which process fires which tick is only logged.
+// About 20 s.
+func TestScheduleThreeProcessesTwentyTicks(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 90*time.Second)
+	began := time.Now()
+	startLimitWorkers(t, e, "cron", 3, 4)
+	waitUntil(t, ctx, "the schedule to pause itself", func() bool {
+		s, err := e.client.GetSchedule(ctx, cronProcSchedule)
+		return err == nil && s.Paused
+	})
+	waitUntil(t, ctx, "the runs to complete", func() bool {
+		return count(t, e.db.Pool, `SELECT count(*) FROM qflow.runs WHERE status = 'started'`) == 0
+	})
+	took := time.Since(began)
+	const n = cronProcTicks
+	if c := count(t, e.db.Pool, `SELECT count(*) FROM qflow.schedule_ticks WHERE schedule = $1`, cronProcSchedule); c != n {
+		t.Errorf("%d ticks recorded, want %d", c, n)
+	}
+	if c := count(t, e.db.Pool, `SELECT count(*) FROM qflow.schedule_ticks WHERE schedule = $1 AND run_id IS NULL`, cronProcSchedule); c != 0 {
+		t.Errorf("%d ticks without a run", c)
+	}
+	// Each committed firing recorded itself: one per tick, none twice.
+	if c := count(t, e.db.Pool, `SELECT count(*) FROM limits_log WHERE step = 'fired'`); c != n {
+		t.Errorf("%d firings committed, want %d", c, n)
+	}
+	if c := count(t, e.db.Pool, `SELECT count(*) FROM (SELECT began FROM limits_log WHERE step = 'fired' GROUP BY began HAVING count(*) > 1) d`); c != 0 {
+		t.Errorf("%d ticks fired more than once", c)
+	}
+	if c := count(t, e.db.Pool, `SELECT count(*) FROM qflow.schedule_ticks k JOIN limits_log f ON f.step = 'fired' AND f.began = k.tick AND f.run_id = k.run_id
+		WHERE k.schedule = $1`, cronProcSchedule); c != n {
+		t.Errorf("%d ticks match the firing that recorded them, want %d", c, n)
+	}
+	// Exactly one run per tick, and every run of the flow came from a tick.
+	if c := count(t, e.db.Pool, `SELECT count(DISTINCT k.run_id) FROM qflow.schedule_ticks k JOIN qflow.runs r ON r.id = k.run_id WHERE k.schedule = $1`, cronProcSchedule); c != n {
+		t.Errorf("%d distinct runs of ticks, want %d", c, n)
+	}
+	if c := count(t, e.db.Pool, `SELECT count(*) FROM qflow.runs`); c != n {
+		t.Errorf("%d runs in all, want %d (one per tick)", c, n)
+	}
+	if c := count(t, e.db.Pool, `SELECT count(*) FROM qflow.runs WHERE flow_slug = 'lim_cron' AND status = 'completed' AND input = '{"n": 1}'::jsonb`); c != n {
+		t.Errorf("%d completed runs with the schedule's input, want %d", c, n)
+	}
+	checkOneAttempt(t, e, "lim_cron")
+	if c := count(t, e.db.Pool, `SELECT count(DISTINCT run_id) FROM limits_log WHERE step = 'tick'`); c != n {
+		t.Errorf("the handler ran for %d runs, want %d", c, n)
+	}
+	list, err := e.client.ScheduleTicks(ctx, cronProcSchedule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range list {
+		if tk.Tick.Nanosecond() != 0 {
+			t.Errorf("tick %s is not on a second", tk.Tick)
+		}
+		if i > 0 && !tk.Tick.Before(list[i-1].Tick) {
+			t.Errorf("ticks not strictly decreasing: %s then %s", list[i-1].Tick, tk.Tick)
+		}
+	}
+	rows, err := e.db.Pool.Query(ctx, `SELECT pid, count(*) FROM limits_log WHERE step = 'fired' GROUP BY pid ORDER BY pid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPid, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var pid, c int
+		err := r.Scan(&pid, &c)
+		return fmt.Sprintf("pid %d: %d", pid, c), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d ticks, %d runs in %s; firings by process: %v", len(list), n, took, byPid)
 }
 
 // Ticks missed while no worker ran: by default the latest one runs once;
