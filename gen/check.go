@@ -55,11 +55,13 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 		skippability(f)
 	}
 	c.absence(m)
+	c.subflowSignatures(m)
 	for _, s := range m.Steps {
 		c.limitKey(s)
 	}
 	c.typeErrors(m)
 	m.layout()
+	c.subflowOutputs(m)
 	c.names(m)
 	if len(c.diags) == 0 {
 		for _, f := range m.Flows {
@@ -80,7 +82,7 @@ func (c *checker) typeErrors(m *pkgModel) {
 		bad = bad || hasInvalid(f.Input.Type(), nil)
 	}
 	for _, s := range m.Steps {
-		bad = bad || hasInvalid(s.Func.Type(), nil)
+		bad = bad || hasInvalid(s.sig(), nil)
 	}
 	if !bad {
 		return

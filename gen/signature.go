@@ -2,6 +2,7 @@ package gen
 
 import (
 	"fmt"
+	"go/ast"
 	"go/token"
 	"go/types"
 	"strings"
@@ -34,6 +35,13 @@ func (c *checker) results(s *stepModel) {
 	}
 	switch {
 	case res.Len() == 1 && isError(res.At(0).Type()):
+	case res.Len() == 2 && isError(res.At(1).Type()) && c.childOutput(s, res.At(0).Type()):
+		s.OutGen = true
+		if s.Child != nil {
+			s.Out = s.Child.outputStandIn(c.pkg.Types)
+		} else { // subflow= is reported: only keep the result's name from adding noise
+			s.Out = types.NewNamed(types.NewTypeName(s.outPos(), c.pkg.Types, s.Decl.Type.Results.List[0].Type.(*ast.Ident).Name, nil), types.NewStruct(nil, nil), nil)
+		}
 	case res.Len() == 2 && isError(res.At(1).Type()) && !isError(res.At(0).Type()):
 		s.Out = res.At(0).Type()
 		c.jsonCheck(s.outPos(), fmt.Sprintf("output type %s of step %s", typeString(s.Out, c.pkg.Types), s.goName()), s.Out)
@@ -41,6 +49,43 @@ func (c *checker) results(s *stepModel) {
 		s.BadResults = true
 		c.errorf(resPos, "step %s must return (T, error) or error, not %s", s.goName(), resultString(res, c.pkg.Types))
 	}
+}
+
+// childOutput reports whether t, a subflow step's first result, is its
+// child's generated <Child>Output, unresolved here: the loader reads the
+// generated file package clause only.
+//
+// When subflow= names no usable flow (reported), any unresolved
+// <Name>Output is taken, so that it adds no type error to the report.
+func (c *checker) childOutput(s *stepModel, t types.Type) bool {
+	if s.Subflow == "" || !isInvalid(t) {
+		return false
+	}
+	id, ok := s.Decl.Type.Results.List[0].Type.(*ast.Ident)
+	if !ok {
+		return false
+	}
+	if s.Child == nil {
+		return strings.HasSuffix(id.Name, "Output")
+	}
+	return id.Name == s.Child.GoName+"Output"
+}
+
+// isInvalid reports whether t is the invalid type (an unresolved name).
+func isInvalid(t types.Type) bool {
+	b, ok := t.(*types.Basic)
+	return ok && b.Kind() == types.Invalid
+}
+
+// outputStandIn is a named type of pkg that stands for f's generated
+// <Flow>Output in the model: it renders as its name, which the generated
+// file declares. One per flow, so that its uses are identical types.
+func (f *flowModel) outputStandIn(pkg *types.Package) types.Type {
+	if f.standIn == nil {
+		tn := types.NewTypeName(f.NamePos, pkg, f.GoName+"Output", nil)
+		f.standIn = types.NewNamed(tn, types.NewStruct(nil, nil), nil)
+	}
+	return f.standIn
 }
 
 // outPos is the position of the output type in s's results.
