@@ -17,6 +17,9 @@ type checker struct {
 	fset  *token.FileSet
 	diags []Diagnostic
 	lost  map[*types.Var]bool // unexported fields reported by lostFields
+	// outputs maps <Flow>Output, the generated output type's name, to its
+	// flow (see standIns).
+	outputs map[string]*flowModel
 }
 
 func (c *checker) errorf(pos token.Pos, format string, a ...any) *Diagnostic {
@@ -38,6 +41,10 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 	m := &pkgModel{Path: p.PkgPath, Name: p.Name, Dir: pkgDir(p), Types: p.Types, Fset: p.Fset}
 	c.retriesMeaning(anns, m.Dir)
 	c.flows(m, anns)
+	c.outputs = map[string]*flowModel{}
+	for _, f := range m.Flows {
+		c.outputs[f.GoName+"Output"] = f
+	}
 	c.steps(m, anns)
 	c.deps(m)
 	for _, f := range m.Flows {

@@ -91,13 +91,13 @@ type stepModel struct {
 
 	// Subflows: subflow= (the child flow's name, "" for none, its value
 	// at SubflowPos) and the child, once resolved (nil when unknown).
-	// OutGen: the step's result is the child's generated <Child>Output,
-	// which the loader does not see (the generated file is read package
-	// clause only): Out then stands for it (see results).
 	Subflow    string
 	SubflowPos token.Pos
 	Child      *flowModel
-	OutGen     bool
+	// StandIns: the step's signature names a generated <Flow>Output,
+	// which the loader does not see (the generated file is read package
+	// clause only); Params and Out hold its stand-in (see checker.standIns).
+	StandIns bool
 	// Skippable: the step may be skipped (its condition, optional, or a
 	// dependency it does not take the skip of may be), and why (set by
 	// skippability).
@@ -187,15 +187,22 @@ func (s *stepModel) outputSeen() types.Type {
 	return s.Out
 }
 
-// sig is the step function's signature as the generated code sees it: a
-// subflow step's unresolved <Child>Output result is its stand-in (OutGen).
+// sig is the step function's signature as the generated code sees it, with
+// stand-ins for the generated <Flow>Output types it names (StandIns).
 func (s *stepModel) sig() *types.Signature {
 	sig := s.Func.Type().(*types.Signature)
-	if !s.OutGen {
+	if !s.StandIns {
 		return sig
 	}
-	res := types.NewTuple(types.NewVar(sig.Results().At(0).Pos(), nil, "", s.Out), sig.Results().At(1))
-	return types.NewSignatureType(nil, nil, nil, sig.Params(), res, sig.Variadic())
+	var params []*types.Var
+	for i, p := range s.Params {
+		params = append(params, types.NewVar(sig.Params().At(i).Pos(), nil, "", p.Type))
+	}
+	res := sig.Results()
+	if s.Out != nil {
+		res = types.NewTuple(types.NewVar(res.At(0).Pos(), nil, "", s.Out), res.At(1))
+	}
+	return types.NewSignatureType(nil, nil, nil, types.NewTuple(params...), res, sig.Variadic())
 }
 
 // goName returns the function name.

@@ -19,8 +19,45 @@ func (c *checker) subflowSignatures(m *pkgModel) {
 		if s.Child == nil || s.Flow == nil {
 			continue
 		}
+		if path := subflowPath(s.Child, s.Flow); path != nil {
+			names := []string{s.Flow.Name}
+			for _, f := range path {
+				names = append(names, f.Name)
+			}
+			c.errorf(s.SubflowPos, "step %s of flow %s runs flow %s, which runs flow %s again (%s): every run would start another without end",
+				s.goName(), s.Flow.Name, s.Child.Name, s.Flow.Name, strings.Join(names, " -> "))
+			continue
+		}
 		c.subflowSignature(s)
 	}
+}
+
+// subflowPath returns the flows from "from" to "to" by subflow steps,
+// both included, or nil when to cannot be reached.
+func subflowPath(from, to *flowModel) []*flowModel {
+	prev := map[*flowModel]*flowModel{from: nil}
+	queue := []*flowModel{from}
+	for len(queue) > 0 {
+		f := queue[0]
+		queue = queue[1:]
+		if f == to {
+			var path []*flowModel
+			for ; f != nil; f = prev[f] {
+				path = append([]*flowModel{f}, path...)
+			}
+			return path
+		}
+		for _, s := range f.Steps {
+			if s.Child == nil {
+				continue
+			}
+			if _, seen := prev[s.Child]; !seen {
+				prev[s.Child] = f
+				queue = append(queue, s.Child)
+			}
+		}
+	}
+	return nil
 }
 
 func (c *checker) subflowSignature(s *stepModel) {
@@ -78,7 +115,7 @@ func (c *checker) subflowSignature(s *stepModel) {
 // fields. It runs after layout, which sets the child's OutputFields.
 func (c *checker) subflowOutputs(m *pkgModel) {
 	for _, s := range m.Steps {
-		if s.Child == nil || s.Flow == nil || s.Out == nil || s.OutGen || s.Wait != "" {
+		if s.Child == nil || s.Flow == nil || s.Out == nil || s.Out == s.Child.standIn || s.Wait != "" {
 			continue
 		}
 		child := s.Child

@@ -155,7 +155,10 @@
 //	             a map step, the element. It returns (<Flow>Output, error),
 //	             FLOW's generated output type (the name may be undefined
 //	             until the first generation), or a struct with the same JSON
-//	             fields. Not with wait=; not naming the step's own flow.
+//	             fields. Steps that take its output may name <Flow>Output
+//	             too (also as *<Flow>Output or []<Flow>Output). Not with
+//	             wait=; not naming the step's own flow, nor a flow that
+//	             runs it in turn (a cycle of subflows).
 //	             Register FLOW on some worker too (Register<Flow>): the
 //	             parent's Register does not, nor does Run<Flow>Local
 //

@@ -39,3 +39,11 @@ func ChargeEach(ctx context.Context, p Payment) (ChargeOutput, error) { return C
 
 //qflow:step flow=checkout depends=Order
 func Split(ctx context.Context, p Payment) ([]Payment, error) { return []Payment{p}, nil }
+
+// Total takes the output of a subflow step, typed by the child's generated
+// output type.
+//
+//qflow:step flow=checkout depends=Charge,ChargeEach
+func Total(ctx context.Context, one ChargeOutput, each []ChargeOutput) (string, error) {
+	return one.Pay, nil
+}

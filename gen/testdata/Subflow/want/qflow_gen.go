@@ -20,6 +20,7 @@ type (
 	_qflowRerunGoGenerate_ChargeAgain func(context.Context, Payment) (Receipt, error)
 	_qflowRerunGoGenerate_ChargeEach  func(context.Context, Payment) (ChargeOutput, error)
 	_qflowRerunGoGenerate_Split       func(context.Context, Payment) ([]Payment, error)
+	_qflowRerunGoGenerate_Total       func(context.Context, ChargeOutput, []ChargeOutput) (string, error)
 )
 
 var (
@@ -29,6 +30,7 @@ var (
 	_ _qflowRerunGoGenerate_ChargeAgain = ChargeAgain
 	_ _qflowRerunGoGenerate_ChargeEach  = ChargeEach
 	_ _qflowRerunGoGenerate_Split       = Split
+	_ _qflowRerunGoGenerate_Total       = Total
 )
 
 // ChargeFlow defines flow "charge" for the runtime, as declared by the
@@ -248,11 +250,14 @@ func GetChargeRun(ctx context.Context, c *runtime.Client, id uuid.UUID) (*Charge
 //	    s_charge_again["charge_again"]
 //	    s_charge_each[["charge_each (map)"]]
 //	    s_split["split"]
+//	    s_total["total"]
 //	    input -.-> s_order
 //	    s_order --> s_charge
 //	    s_order --> s_charge_again
 //	    s_split -- each --> s_charge_each
 //	    s_order --> s_split
+//	    s_charge --> s_total
+//	    s_charge_each --> s_total
 var CheckoutFlow = runtime.FlowDef{
 	Slug: "checkout",
 	Steps: []runtime.StepDef{
@@ -261,18 +266,18 @@ var CheckoutFlow = runtime.FlowDef{
 		{Slug: "charge_again", DependsOn: []string{"order"}},
 		{Slug: "charge_each", DependsOn: []string{"split"}, Map: true},
 		{Slug: "split", DependsOn: []string{"order"}},
+		{Slug: "total", DependsOn: []string{"charge", "charge_each"}},
 	},
 }
 
 // CheckoutShapeHash is CheckoutFlow.ShapeHash(), computed when qflowgen ran.
-const CheckoutShapeHash = "dd16f3a402f5dcc79a262ef519bce429"
+const CheckoutShapeHash = "715e73baca992d07084ecc6a5c08496c"
 
 // CheckoutOutput is the output of a run of flow "checkout": the outputs of its
 // leaf steps.
 type CheckoutOutput struct {
-	Charge      ChargeOutput   `json:"charge"`
-	ChargeAgain Receipt        `json:"charge_again"`
-	ChargeEach  []ChargeOutput `json:"charge_each"`
+	ChargeAgain Receipt `json:"charge_again"`
+	Total       string  `json:"total"`
 }
 
 // qflowOrderInput is the JSON input of a task of step "order".
@@ -293,6 +298,12 @@ type qflowChargeAgainInput struct {
 // qflowSplitInput is the JSON input of a task of step "split".
 type qflowSplitInput struct {
 	Order Payment `json:"order"`
+}
+
+// qflowTotalInput is the JSON input of a task of step "total".
+type qflowTotalInput struct {
+	Charge     ChargeOutput   `json:"charge"`
+	ChargeEach []ChargeOutput `json:"charge_each"`
 }
 
 // qflowCheckoutHandlers adapts the steps of flow "checkout" to runtime.Handler.
@@ -318,6 +329,17 @@ func qflowCheckoutHandlers() map[string]runtime.Handler {
 				return nil, err
 			}
 			out, err := Split(ctx, in.Order)
+			if err != nil {
+				return nil, err
+			}
+			return runtime.EncodeTaskOutput(t, out)
+		},
+		"total": func(ctx context.Context, t *runtime.Task) (json.RawMessage, error) {
+			var in qflowTotalInput
+			if err := runtime.DecodeTaskInput(t, &in); err != nil {
+				return nil, err
+			}
+			out, err := Total(ctx, in.Charge, in.ChargeEach)
 			if err != nil {
 				return nil, err
 			}
@@ -473,6 +495,8 @@ type CheckoutRunSteps struct {
 	ChargeEach runtime.StepView[[]ChargeOutput]
 	// Split is step "split"; Output is what Split returned.
 	Split runtime.StepView[[]Payment]
+	// Total is step "total"; Output is what Total returned.
+	Total runtime.StepView[string]
 }
 
 // GetCheckoutRun reads run id of flow "checkout" (runtime.Client.GetRun) and
@@ -494,6 +518,7 @@ func GetCheckoutRun(ctx context.Context, c *runtime.Client, id uuid.UUID) (*Chec
 		runtime.ViewStep(r, "charge_again", &v.Steps.ChargeAgain),
 		runtime.ViewStep(r, "charge_each", &v.Steps.ChargeEach),
 		runtime.ViewStep(r, "split", &v.Steps.Split),
+		runtime.ViewStep(r, "total", &v.Steps.Total),
 	); err != nil {
 		return nil, err
 	}
