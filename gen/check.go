@@ -17,6 +17,9 @@ type checker struct {
 	fset  *token.FileSet
 	diags []Diagnostic
 	lost  map[*types.Var]bool // unexported fields reported by lostFields
+	// outputs maps <Flow>Output, the generated output type's name, to its
+	// flow (see standIns).
+	outputs map[string]*flowModel
 }
 
 func (c *checker) errorf(pos token.Pos, format string, a ...any) *Diagnostic {
@@ -38,6 +41,10 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 	m := &pkgModel{Path: p.PkgPath, Name: p.Name, Dir: pkgDir(p), Types: p.Types, Fset: p.Fset}
 	c.retriesMeaning(anns, m.Dir)
 	c.flows(m, anns)
+	c.outputs = map[string]*flowModel{}
+	for _, f := range m.Flows {
+		c.outputs[f.GoName+"Output"] = f
+	}
 	c.steps(m, anns)
 	c.deps(m)
 	for _, f := range m.Flows {
@@ -55,11 +62,13 @@ func analyze(p *packages.Package) (*pkgModel, []Diagnostic) {
 		skippability(f)
 	}
 	c.absence(m)
+	c.subflowSignatures(m)
 	for _, s := range m.Steps {
 		c.limitKey(s)
 	}
 	c.typeErrors(m)
 	m.layout()
+	c.subflowOutputs(m)
 	c.names(m)
 	if len(c.diags) == 0 {
 		for _, f := range m.Flows {
@@ -80,7 +89,7 @@ func (c *checker) typeErrors(m *pkgModel) {
 		bad = bad || hasInvalid(f.Input.Type(), nil)
 	}
 	for _, s := range m.Steps {
-		bad = bad || hasInvalid(s.Func.Type(), nil)
+		bad = bad || hasInvalid(s.sig(), nil)
 	}
 	if !bad {
 		return

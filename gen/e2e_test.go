@@ -15,6 +15,7 @@ import (
 	"github.com/quantumflow/qflow/gen/internal/e2ecron"
 	"github.com/quantumflow/qflow/gen/internal/e2eflow"
 	"github.com/quantumflow/qflow/gen/internal/e2esignal"
+	"github.com/quantumflow/qflow/gen/internal/e2esubflow"
 	"github.com/quantumflow/qflow/internal/pgtest"
 	"github.com/quantumflow/qflow/runtime"
 )
@@ -259,6 +260,51 @@ func TestE2ESignal(t *testing.T) {
 	}
 	if want := "published draft of memo, approved by ann"; out.Publish != want {
 		t.Fatalf("output %+v; want Publish %q", out, want)
+	}
+}
+
+// TestE2ESubflow runs a generated flow whose steps, declared with
+// subflow=, run another generated flow as child runs (one of them a map
+// step, one child per element), and a step that takes their typed outputs.
+func TestE2ESubflow(t *testing.T) {
+	ctx, c := runGenerated(t, "e2esubflow", func(w *runtime.Worker) error {
+		if err := e2esubflow.RegisterE2eCharge(w); err != nil {
+			return err
+		}
+		return e2esubflow.RegisterE2eCheckout(w)
+	})
+	run, err := e2esubflow.StartE2eCheckout(ctx, c, e2esubflow.Cart{Items: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "paid 2 for order-1; paid 1 for a; paid 1 for b"; out.Receipt != want {
+		t.Fatalf("output %+v; want Receipt %q", out, want)
+	}
+	v, err := run.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Steps.Charge.Output.Pay; got != "paid 2 for order-1" {
+		t.Errorf("step charge output %q", got)
+	}
+	if len(v.Steps.ChargeEach.Output) != 2 {
+		t.Errorf("step charge_each output %+v; want 2 children's outputs", v.Steps.ChargeEach.Output)
+	}
+	r, err := c.GetRun(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Children) != 3 {
+		t.Fatalf("%d children; want 3 (charge, and charge_each per element)", len(r.Children))
+	}
+	for _, ch := range r.Children {
+		if ch.Flow != e2esubflow.E2eChargeFlow.Slug {
+			t.Errorf("child of flow %q", ch.Flow)
+		}
 	}
 }
 

@@ -150,7 +150,7 @@ func (e *emitter) guards() {
 		if s.Flow == nil {
 			continue
 		}
-		sig := s.Func.Type().(*types.Signature)
+		sig := s.sig()
 		e.typ(sig)
 		typesGroup = append(typesGroup, jen.Id(guardName(s)).Func().Add(signatureCode(sig, e.m.Types)))
 		vars = append(vars, jen.Id("_").Id(guardName(s)).Op("=").Id(s.goName()))
@@ -461,6 +461,10 @@ func (e *emitter) condition(s *stepModel) {
 
 // handler renders the runtime.Handler of one step.
 func (e *emitter) handler(s *stepModel) jen.Code {
+	if s.Child != nil {
+		// The function is a typed declaration; the child run does the work.
+		return jen.Qual(runtimePath, "Subflow").Call(jen.Lit(s.Child.Name), jen.Nil())
+	}
 	var body []jen.Code
 	args := []jen.Code{jen.Id("ctx")}
 	decode := func(v jen.Code) {

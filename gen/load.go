@@ -61,10 +61,27 @@ func load(ctx context.Context, wd string, env []string, patterns []string, tags 
 			if e.Kind == packages.ListError && strings.Contains(e.Msg, GeneratedFile) {
 				continue // the compiler's view of a stale generated file
 			}
+			if e.Kind == packages.ListError && strings.HasPrefix(e.Msg, "# "+p.PkgPath+"\n") && hasTypeErrors(p) {
+				// The compiler's view of the package's own type errors, such
+				// as uses of what qflow_gen.go declares before its first
+				// generation (a subflow step's <Child>Output): the same
+				// errors come as type errors, judged later.
+				continue
+			}
 			diags = append(diags, packageError(e))
 		}
 	}
 	return pkgs, diags
+}
+
+// hasTypeErrors reports whether p has a type error.
+func hasTypeErrors(p *packages.Package) bool {
+	for _, e := range p.Errors {
+		if e.Kind == packages.TypeError {
+			return true
+		}
+	}
+	return false
 }
 
 // packageError turns a go/packages error into a diagnostic.

@@ -44,6 +44,9 @@ type flowModel struct {
 	// StepFields are the fields of <Flow>RunSteps: one per step, in source
 	// order, named after its slug (set by layout).
 	StepFields []stepField
+	// standIn stands for <Flow>Output in the signatures of subflow steps
+	// that run this flow (see outputStandIn).
+	standIn types.Type
 }
 
 // stepField is one field of <Flow>RunSteps.
@@ -85,6 +88,16 @@ type stepModel struct {
 	WaitPos     token.Pos
 	WaitTimeout time.Duration
 	Signal      types.Type
+
+	// Subflows: subflow= (the child flow's name, "" for none, its value
+	// at SubflowPos) and the child, once resolved (nil when unknown).
+	Subflow    string
+	SubflowPos token.Pos
+	Child      *flowModel
+	// StandIns: the step's signature names a generated <Flow>Output,
+	// which the loader does not see (the generated file is read package
+	// clause only); Params and Out hold its stand-in (see checker.standIns).
+	StandIns bool
 	// Skippable: the step may be skipped (its condition, optional, or a
 	// dependency it does not take the skip of may be), and why (set by
 	// skippability).
@@ -172,6 +185,24 @@ func (s *stepModel) outputSeen() types.Type {
 		return types.NewSlice(s.Out)
 	}
 	return s.Out
+}
+
+// sig is the step function's signature as the generated code sees it, with
+// stand-ins for the generated <Flow>Output types it names (StandIns).
+func (s *stepModel) sig() *types.Signature {
+	sig := s.Func.Type().(*types.Signature)
+	if !s.StandIns {
+		return sig
+	}
+	var params []*types.Var
+	for i, p := range s.Params {
+		params = append(params, types.NewVar(sig.Params().At(i).Pos(), nil, "", p.Type))
+	}
+	res := sig.Results()
+	if s.Out != nil {
+		res = types.NewTuple(types.NewVar(res.At(0).Pos(), nil, "", s.Out), res.At(1))
+	}
+	return types.NewSignatureType(nil, nil, nil, types.NewTuple(params...), res, sig.Variadic())
 }
 
 // goName returns the function name.

@@ -77,6 +77,8 @@ type directive struct {
 	Wait           word
 	WaitTimeout    time.Duration
 	WaitTimeoutOff int
+	// subflow= (the child flow's name, Text empty when absent).
+	Subflow word
 
 	Options optionSpec
 }
@@ -228,6 +230,12 @@ func parseDirective(text string) (*directive, []parseError) {
 				continue
 			}
 			d.Wait = word{val, valOff}
+		case "subflow":
+			if !flowdef.ValidSlug(val) {
+				bad(valOff, "subflow=%s: want the name of a flow of this package (//qflow:flow NAME): a lowercase letter, then lowercase letters, digits or underscores (at most 40)", val)
+				continue
+			}
+			d.Subflow = word{val, valOff}
 		case "wait_timeout":
 			dur, err := time.ParseDuration(val)
 			if err != nil || dur <= 0 {
@@ -422,7 +430,7 @@ func knownOption(kind, key string) bool {
 	switch key {
 	case "retries", "attempts", "backoff", "timeout", "idempotent", "concurrency":
 		return true
-	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional", "rate", "burst", "key", "wait", "wait_timeout":
+	case "depends", "map", "name", "flow", "delay", "priority", "when", "optional", "rate", "burst", "key", "wait", "wait_timeout", "subflow":
 		return kind == "step"
 	case "cron", "tz", "missed":
 		return kind == "flow"
@@ -434,7 +442,7 @@ func optionList(kind string) string {
 	if kind == "flow" {
 		return "retries=N, attempts=N, backoff=DUR, timeout=DUR, idempotent, concurrency=N, cron=\"SPEC\", tz=ZONE, missed=latest|all"
 	}
-	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent, concurrency=N, rate=N/s, burst=N, key=FIELD, wait=SIGNAL, wait_timeout=DUR"
+	return "depends=A,B, map, name=slug, flow=NAME, when=Func, optional, retries=N, attempts=N, backoff=DUR, timeout=DUR, delay=DUR, priority=N, idempotent, concurrency=N, rate=N/s, burst=N, key=FIELD, wait=SIGNAL, wait_timeout=DUR, subflow=FLOW"
 }
 
 // isIdent reports whether s is an ASCII Go identifier.

@@ -133,6 +133,9 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 		if a.d.Wait.Text != "" {
 			s.Wait, s.WaitPos, s.WaitTimeout = a.d.Wait.Text, a.at(a.d.Wait.Off), a.d.WaitTimeout
 		}
+		if a.d.Subflow.Text != "" {
+			s.Subflow, s.SubflowPos = a.d.Subflow.Text, a.at(a.d.Subflow.Off)
+		}
 		s.DepsPos = a.at(a.d.Kind.Off)
 		if a.d.DependsOff >= 0 {
 			s.DepsPos = a.at(a.d.DependsOff)
@@ -173,6 +176,9 @@ func (c *checker) steps(m *pkgModel, anns []*annotation) {
 		m.Steps = append(m.Steps, s)
 		if s.Flow != nil {
 			s.Flow.Steps = append(s.Flow.Steps, s)
+		}
+		if s.Subflow != "" {
+			c.resolveSubflow(s, byName, flowNames)
 		}
 	}
 	for _, f := range m.Flows {
@@ -311,5 +317,25 @@ func (c *checker) reportCycle(steps []*stepModel) {
 	for i := range n {
 		s, e := steps[(start+i)%n], edge((start+i)%n)
 		c.note(d, e.Pos, "%s depends on %s", s.goName(), e.Name)
+	}
+}
+
+// resolveSubflow resolves the child flow of a step declared with
+// subflow=: a flow of this package other than the step's own.
+func (c *checker) resolveSubflow(s *stepModel, byName map[string]*flowModel, flowNames []string) {
+	child := byName[s.Subflow]
+	switch {
+	case child == nil:
+		msg := fmt.Sprintf("step %s runs unknown flow %q as a subflow: subflow= names a //qflow:flow of this package", s.goName(), s.Subflow)
+		if alt := suggest(s.Subflow, flowNames); alt != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", alt)
+		} else if len(flowNames) > 0 {
+			msg += fmt.Sprintf(" (flows: %s)", strings.Join(flowNames, ", "))
+		}
+		c.errorf(s.SubflowPos, "%s", msg)
+	case child == s.Flow:
+		c.errorf(s.SubflowPos, "step %s of flow %s runs its own flow as a subflow: every run would start another without end", s.goName(), child.Name)
+	default:
+		s.Child = child
 	}
 }

@@ -2,6 +2,7 @@ package gen
 
 import (
 	"fmt"
+	"go/ast"
 	"go/token"
 	"go/types"
 	"strings"
@@ -18,14 +19,17 @@ import (
 func (c *checker) results(s *stepModel) {
 	sig := s.Func.Type().(*types.Signature)
 	fn := s.Decl
+	var exprs []ast.Expr
 	for _, field := range fn.Type.Params.List {
 		for range max(len(field.Names), 1) {
 			s.Params = append(s.Params, paramInfo{TypePos: field.Type.Pos()})
+			exprs = append(exprs, field.Type)
 		}
 	}
 	for i := range s.Params {
-		s.Params[i].Type = sig.Params().At(i).Type()
+		s.Params[i].Type = c.standIns(exprs[i], sig.Params().At(i).Type())
 		s.Params[i].Name = sig.Params().At(i).Name()
+		s.StandIns = s.StandIns || s.Params[i].Type != sig.Params().At(i).Type()
 	}
 	res := sig.Results()
 	resPos := fn.Name.Pos()
@@ -34,13 +38,75 @@ func (c *checker) results(s *stepModel) {
 	}
 	switch {
 	case res.Len() == 1 && isError(res.At(0).Type()):
+	case res.Len() == 2 && isError(res.At(1).Type()) && c.badSubflowOutput(s, res.At(0).Type()):
+		// subflow= is reported: only keep the result's name from adding noise.
+		s.StandIns = true
+		s.Out = types.NewNamed(types.NewTypeName(s.outPos(), c.pkg.Types, s.Decl.Type.Results.List[0].Type.(*ast.Ident).Name, nil), types.NewStruct(nil, nil), nil)
 	case res.Len() == 2 && isError(res.At(1).Type()) && !isError(res.At(0).Type()):
-		s.Out = res.At(0).Type()
+		s.Out = c.standIns(s.Decl.Type.Results.List[0].Type, res.At(0).Type())
+		s.StandIns = s.StandIns || s.Out != res.At(0).Type()
 		c.jsonCheck(s.outPos(), fmt.Sprintf("output type %s of step %s", typeString(s.Out, c.pkg.Types), s.goName()), s.Out)
 	default:
 		s.BadResults = true
 		c.errorf(resPos, "step %s must return (T, error) or error, not %s", s.goName(), resultString(res, c.pkg.Types))
 	}
+}
+
+// badSubflowOutput reports whether t, the first result of a step whose
+// subflow= names no usable flow (reported), is an unresolved <Name>Output,
+// taken as is so that it adds no type error to the report.
+func (c *checker) badSubflowOutput(s *stepModel, t types.Type) bool {
+	if s.Subflow == "" || s.Child != nil || !isInvalid(t) {
+		return false
+	}
+	id, ok := s.Decl.Type.Results.List[0].Type.(*ast.Ident)
+	return ok && strings.HasSuffix(id.Name, "Output")
+}
+
+// standIns returns t, the type of expr in a step's signature, with each
+// unresolved <Flow>Output of a flow of this package (the loader reads the
+// generated file package clause only, so a step that runs a subflow, or
+// takes a subflow step's output, names it undefined) replaced by the flow's
+// stand-in, written bare, behind * or in []: t itself when nothing changes.
+func (c *checker) standIns(expr ast.Expr, t types.Type) types.Type {
+	switch x := expr.(type) {
+	case *ast.ParenExpr:
+		return c.standIns(x.X, t)
+	case *ast.Ident:
+		if f := c.outputs[x.Name]; f != nil && isInvalid(t) {
+			return f.outputStandIn(c.pkg.Types)
+		}
+	case *ast.StarExpr:
+		if p, ok := t.(*types.Pointer); ok {
+			if e := c.standIns(x.X, p.Elem()); e != p.Elem() {
+				return types.NewPointer(e)
+			}
+		}
+	case *ast.ArrayType:
+		if sl, ok := t.(*types.Slice); ok && x.Len == nil {
+			if e := c.standIns(x.Elt, sl.Elem()); e != sl.Elem() {
+				return types.NewSlice(e)
+			}
+		}
+	}
+	return t
+}
+
+// isInvalid reports whether t is the invalid type (an unresolved name).
+func isInvalid(t types.Type) bool {
+	b, ok := t.(*types.Basic)
+	return ok && b.Kind() == types.Invalid
+}
+
+// outputStandIn is a named type of pkg that stands for f's generated
+// <Flow>Output in the model: it renders as its name, which the generated
+// file declares. One per flow, so that its uses are identical types.
+func (f *flowModel) outputStandIn(pkg *types.Package) types.Type {
+	if f.standIn == nil {
+		tn := types.NewTypeName(f.NamePos, pkg, f.GoName+"Output", nil)
+		f.standIn = types.NewNamed(tn, types.NewStruct(nil, nil), nil)
+	}
+	return f.standIn
 }
 
 // outPos is the position of the output type in s's results.

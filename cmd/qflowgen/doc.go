@@ -92,7 +92,7 @@
 //
 // Once regenerated, retries=N may be written again with its new meaning.
 //
-// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N] [idempotent] [concurrency=N] [rate=N/UNIT [burst=N]] [key=FIELD] [wait=SIGNAL [wait_timeout=DUR]]
+// # //qflow:step [depends=A,B] [map] [name=SLUG] [flow=NAME] [when=FUNC] [optional] [retries=N | attempts=N] [backoff=DUR] [timeout=DUR] [delay=DUR] [priority=N] [idempotent] [concurrency=N] [rate=N/UNIT [burst=N]] [key=FIELD] [wait=SIGNAL [wait_timeout=DUR]] [subflow=FLOW]
 //
 // On a package-level function (not a method, not generic; it may be
 // unexported, as the generated code lives in the same package): makes it a
@@ -145,6 +145,22 @@
 //	             began to wait, the run fails, or with optional the step is
 //	             skipped (StepDef.WaitTimeout). timeout= stays the
 //	             handler's own timeout, counted from when its task starts
+//	subflow=FLOW the step runs flow FLOW, another //qflow:flow of this
+//	             package, as a child run and returns its output: the
+//	             generated handler is runtime.Subflow("FLOW", nil), and the
+//	             function is a typed declaration whose body is never called
+//	             (it may be panic("subflow") or return zero values). It takes
+//	             ctx and one parameter, of exactly FLOW's input type: the flow
+//	             input (no dependency), its one dependency's output, or, for
+//	             a map step, the element. It returns (<Flow>Output, error),
+//	             FLOW's generated output type (the name may be undefined
+//	             until the first generation), or a struct with the same JSON
+//	             fields. Steps that take its output may name <Flow>Output
+//	             too (also as *<Flow>Output or []<Flow>Output). Not with
+//	             wait=; not naming the step's own flow, nor a flow that
+//	             runs it in turn (a cycle of subflows).
+//	             Register FLOW on some worker too (Register<Flow>): the
+//	             parent's Register does not, nor does Run<Flow>Local
 //
 // The slug "run" is reserved (the flow input travels under that key).
 //
