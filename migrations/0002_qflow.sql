@@ -2271,6 +2271,9 @@ DECLARE
     v_left    integer[]; -- inline results not placed yet (their ordinals)
     v_pass    integer[]; -- inline results this pass placed
     v_promoted qflow.claimed_task[] := '{}'; -- inline tasks still running, now claimed
+    -- one pass's completions (v_c…) and failures (v_x…), as finish_tasks takes them
+    v_cr uuid[]; v_cs smallint[]; v_ct integer[]; v_co jsonb[];
+    v_xr uuid[]; v_xs smallint[]; v_xt integer[]; v_xe text[]; v_xp boolean[]; v_xz bigint[];
     v_frun    uuid[] := p_frun;
     v_fstep   smallint[] := p_fstep;
     v_ftask   integer[] := p_ftask;
@@ -2345,25 +2348,28 @@ BEGIN
                                           WHERE p_itook[v_pass[i]] < 0 ORDER BY i);
         SELECT array_agg(o) INTO v_left FROM unnest(v_left) AS o WHERE o <> ALL (v_pass);
         SELECT array_agg(o) INTO v_pass FROM unnest(v_pass) AS o WHERE p_itook[o] >= 0;
-        v_fin_r := qflow.finish_tasks(p_worker,
-            ARRAY(SELECT p_irun[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
-            ARRAY(SELECT p_istep[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
-            ARRAY(SELECT 0 FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
-            ARRAY(SELECT p_ioutputs[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NULL ORDER BY o),
-            ARRAY(SELECT p_irun[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
-            ARRAY(SELECT p_istep[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
-            ARRAY(SELECT 0 FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
-            ARRAY(SELECT p_ierrors[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
-            ARRAY(SELECT coalesce(p_iperm[o], false) FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o),
-            ARRAY(SELECT p_isnooze[o] FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL ORDER BY o));
+        -- This pass's results, split into completions and failures.
+        SELECT array_agg(p_irun[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NULL),
+               array_agg(p_istep[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NULL),
+               array_agg(0 ORDER BY o) FILTER (WHERE p_ierrors[o] IS NULL),
+               array_agg(p_ioutputs[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NULL),
+               array_agg(p_irun[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL),
+               array_agg(p_istep[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL),
+               array_agg(0 ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL),
+               array_agg(p_ierrors[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL),
+               array_agg(coalesce(p_iperm[o], false) ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL),
+               array_agg(p_isnooze[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL)
+        INTO v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz
+        FROM unnest(v_pass) AS o;
+        v_fin_r := qflow.finish_tasks(p_worker, v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz);
         v_tasks := v_tasks + v_fin_r.o_tasks;
         v_queues := v_queues || v_fin_r.o_queues;
         v_fin := v_fin || v_fin_r.o_fin;
         v_out := v_out || v_fin_r.o_out;
         v_freed := v_freed || v_fin_r.o_freed;
-        SELECT v_frun || array_agg(p_irun[o]), v_fstep || array_agg(p_istep[o]), v_ftask || array_agg(0)
-        INTO v_frun, v_fstep, v_ftask
-        FROM unnest(v_pass) AS o WHERE p_ierrors[o] IS NOT NULL;
+        v_frun := v_frun || v_xr;
+        v_fstep := v_fstep || v_xs;
+        v_ftask := v_ftask || v_xt;
     END LOOP;
 
     RETURN QUERY SELECT * FROM unnest(v_promoted);
