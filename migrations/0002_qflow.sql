@@ -2225,13 +2225,129 @@ BEGIN
     o_freed := v_freed;
 END $$;
 
+-- record_inline records, without a task ever queued, the results of tasks
+-- a worker ran inline (see settle) that succeeded, when each one's step
+-- follows, as a chain, a step this settle completes: its sole dependency is
+-- a single step whose task 0 is in p_runs (completed, not skipped, and
+-- still started: locked here, so that finish_tasks completes it next) or
+-- another inline result recorded here. The step must be one the chain may
+-- run (single, no start delay, no limit, no signal to wait for, no map
+-- step among its dependency's dependents, whose start could fail the run)
+-- in a run still going, within its deadline, not sequential, where it has
+-- not started. For each, in one statement, the step's state and its task
+-- are written completed (attempts 1, started when the handler started),
+-- with the input the task would have had, and the events a claim and a
+-- completion publish (step_started, task_started, task_completed,
+-- step_completed) are returned for the caller to publish after the
+-- completions of p_runs, in that order, with the tasks (for the
+-- statistics and advance) and the ordinals of the inline results placed.
+-- It writes the same rows and events as the general path (start_steps, a
+-- claim by key and finish_tasks), without their statements per step.
+CREATE FUNCTION qflow.record_inline(p_worker uuid,
+                                    p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
+                                    p_irun uuid[], p_istep smallint[], p_itook integer[], p_ioutputs jsonb[],
+                                    p_ierrors text[],
+                                    OUT o_done qflow.done_task[], OUT o_placed integer[], OUT o_events text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now    timestamptz := clock_timestamp();
+    v_events boolean := qflow.events_on();
+    v_br     uuid[];
+    v_bs     smallint[];
+    v_bo     jsonb[];
+    v_o      integer[];
+    v_d      jsonb[];
+BEGIN
+    -- The completions inline results may follow, locked.
+    SELECT array_agg(b.run_id), array_agg(b.step_idx), array_agg(b.output) INTO v_br, v_bs, v_bo FROM (
+        SELECT t.run_id, t.step_idx, c.output
+        FROM unnest(p_runs, p_steps, p_tasks, p_outputs) AS c(run_id, step_idx, task_index, output)
+        JOIN qflow.step_tasks t ON t.run_id = c.run_id AND t.step_idx = c.step_idx AND t.task_index = 0
+        WHERE c.task_index = 0 AND c.output IS NOT NULL AND c.run_id = ANY (p_irun) AND t.status = 'started'
+        FOR UPDATE OF t) b;
+    IF v_br IS NULL THEN
+        RETURN;
+    END IF;
+    -- The inline results that may be recorded, each after its dependency.
+    WITH RECURSIVE e AS (
+        SELECT i AS o, p_irun[i] AS run_id, p_istep[i] AS step_idx, st.deps[1] AS dep
+        FROM generate_subscripts(p_irun, 1) AS i
+        JOIN qflow.runs ru ON ru.id = p_irun[i]
+        JOIN qflow.flows f ON f.id = ru.flow_id
+        JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = p_istep[i]
+        JOIN qflow.steps ds ON ds.flow_id = ru.flow_id AND ds.idx = st.deps[1]
+        WHERE p_itook[i] >= 0 AND p_ierrors[i] IS NULL AND p_ioutputs[i] IS NOT NULL
+          AND ru.status = 'started' AND NOT ru.sequential AND (ru.deadline IS NULL OR ru.deadline > v_now)
+          AND f.concurrency IS NULL
+          AND st.kind = 'single' AND st.dep_count = 1 AND st.start_delay_ms = 0 AND NOT st.gated
+          AND st.wait_signal IS NULL AND ds.kind = 'single'
+          AND NOT EXISTS (SELECT 1 FROM qflow.steps m
+                          WHERE m.flow_id = ru.flow_id AND m.idx = ANY (ds.dependents) AND m.kind = 'map')
+          AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = p_irun[i] AND s.step_idx = p_istep[i])
+    ), ok AS (
+        SELECT e.o, e.run_id, e.step_idx, b.output AS dep_out
+        FROM e JOIN unnest(v_br, v_bs, v_bo) AS b(run_id, step_idx, output)
+               ON b.run_id = e.run_id AND b.step_idx = e.dep
+        UNION ALL
+        SELECT e.o, e.run_id, e.step_idx, p_ioutputs[ok.o]
+        FROM ok JOIN e ON e.run_id = ok.run_id AND e.dep = ok.step_idx
+    )
+    SELECT array_agg(ok.o), array_agg(ok.dep_out) INTO v_o, v_d FROM ok;
+    IF v_o IS NULL THEN
+        RETURN;
+    END IF;
+
+    WITH x AS (
+        SELECT k.o, ru.id AS run_id, st.idx AS step_idx, ru.flow_id, ru.flow_slug, st.slug, p_ioutputs[k.o] AS output,
+               v_now - make_interval(secs => p_itook[k.o] / 1000.0) AS started_at,
+               (CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END)
+                   || jsonb_build_object(st.dep_slugs[1], k.dep_out) AS input,
+               ru.events AND v_events AS events,
+               CASE WHEN ru.priority = 0 AND NOT f.prioritized THEN 0
+                    ELSE greatest(-2147483648, least(2147483647,
+                         ru.priority::bigint + CASE WHEN f.prioritized THEN st.priority ELSE 0 END))::integer END AS priority,
+               coalesce(ru.max_attempts, st.max_attempts) AS max_attempts, ru.deadline, ru.trace_context
+        FROM unnest(v_o, v_d) AS k(o, dep_out)
+        JOIN qflow.runs ru ON ru.id = p_irun[k.o]
+        JOIN qflow.flows f ON f.id = ru.flow_id
+        JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = p_istep[k.o]
+    ), s AS (
+        INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, task_count, remaining_tasks, output,
+                                       started_at, finished_at)
+        SELECT x.run_id, x.step_idx, x.flow_id, 'completed', 1, 0, x.output, x.started_at, v_now FROM x
+    ), t AS (
+        INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
+                                      events, sequential, input, trace_context, lane, status, attempts, output,
+                                      worker_id, started_at, finished_at)
+        SELECT x.run_id, x.step_idx, 0, x.flow_id, x.priority, x.max_attempts, v_now, x.deadline, x.events, false,
+               x.input, x.trace_context, 0, 'completed', 1, x.output, p_worker, x.started_at, v_now
+        FROM x ORDER BY x.run_id, x.step_idx
+    )
+    SELECT array_agg(ROW(x.run_id, x.step_idx, 0, x.flow_id, 1, x.started_at, x.output, x.events, false)::qflow.done_task
+                     ORDER BY x.run_id, x.step_idx),
+           array_agg(x.o ORDER BY x.o),
+           (SELECT array_agg(v.e ORDER BY v.run_id, v.step_idx, v.k) FROM x y
+            CROSS JOIN LATERAL (VALUES
+                (y.run_id, y.step_idx, 1, qflow.ev('step_started', y.run_id, y.flow_slug, y.slug, NULL, 'started', NULL, NULL, NULL, NULL)),
+                (y.run_id, y.step_idx, 2, qflow.ev('task_started', y.run_id, y.flow_slug, y.slug, 0, 'started', 1, NULL, NULL, NULL)),
+                (y.run_id, y.step_idx, 3, qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', 1,
+                                                   (extract(epoch FROM v_now - y.started_at) * 1000)::bigint, NULL, NULL)),
+                (y.run_id, y.step_idx, 4, qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
+                                                   (extract(epoch FROM v_now - y.started_at) * 1000)::bigint, NULL, NULL))
+            ) AS v(run_id, step_idx, k, e)
+            WHERE y.events)
+    INTO o_done, o_placed, o_events FROM x;
+END $$;
+
 -- settle records a worker's finished tasks and claims new ones in the same
 -- transaction (one round trip). It locks the runs, in id order, and
 -- records the results through finish_tasks. Then the results of tasks the
 -- worker ran inline (p_i…: the next single step of a chain, run in the
 -- worker's process before the step's task existed; p_ioutputs NULL and
 -- p_ierrors set for a failure, and p_isnooze too for a snooze; p_itook the
--- handler's milliseconds): each
+-- handler's milliseconds): the successes that follow, as a chain, a
+-- completion of this call are written completed at once (record_inline);
+-- for the others (failures, snoozes, tasks still running), each
 -- pass claims, by key, the inline tasks the previous pass (or the
 -- completions) created in this transaction (task 0
 -- of the step, queued and visible, its run still going and within its
@@ -2281,6 +2397,10 @@ DECLARE
     v_freed   integer[];  -- versions of finished tasks that held a limit's place
     v_limited boolean;
     v_busy    boolean := false;
+    v_ddone   qflow.done_task[]; -- record_inline's: the tasks it recorded,
+    v_dplaced integer[];         -- the ordinals of their inline results
+    v_devs    text[];            -- and their events
+    v_adv     record;
 BEGIN
     IF coalesce(cardinality(p_runs), 0) <> coalesce(cardinality(p_outputs), 0)
        OR coalesce(cardinality(p_irun), 0) <> coalesce(cardinality(p_ioutputs), 0) THEN
@@ -2296,6 +2416,14 @@ BEGIN
         PERFORM 1 FROM (SELECT DISTINCT y FROM unnest(coalesce(p_runs, '{}') || coalesce(p_frun, '{}') || coalesce(p_irun, '{}')) AS y
                         ORDER BY 1) y
         CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
+        -- Inline successes that follow these completions: written
+        -- completed before finish_tasks, so that its advance does not
+        -- start their steps, and propagated after it.
+        IF cardinality(p_irun) > 0 AND cardinality(p_runs) > 0 THEN
+            SELECT * INTO v_ddone, v_dplaced, v_devs
+            FROM qflow.record_inline(p_worker, p_runs, p_steps, p_tasks, p_outputs,
+                                     p_irun, p_istep, p_itook, p_ioutputs, p_ierrors);
+        END IF;
         v_fin_r := qflow.finish_tasks(p_worker, p_runs, p_steps, p_tasks, p_outputs,
                                       p_frun, p_fstep, p_ftask, p_errors, p_permanent, p_fsnooze);
         v_tasks := v_fin_r.o_tasks;
@@ -2303,10 +2431,22 @@ BEGIN
         v_fin := v_fin_r.o_fin;
         v_out := v_fin_r.o_out;
         v_freed := v_fin_r.o_freed;
+        IF v_ddone IS NOT NULL THEN
+            PERFORM qflow.record_completions(v_ddone, clock_timestamp());
+            PERFORM qflow.publish(v_devs);
+            v_adv := qflow.advance(ARRAY(SELECT d.run_id FROM unnest(v_ddone) d),
+                                   ARRAY(SELECT d.step_idx FROM unnest(v_ddone) d),
+                                   ARRAY(SELECT d.flow_id FROM unnest(v_ddone) d));
+            v_tasks := v_tasks + v_adv.o_tasks;
+            v_queues := v_queues || v_adv.o_queues;
+            v_fin := v_fin || v_adv.o_finished;
+            v_out := v_out || v_adv.o_outputs;
+        END IF;
     END IF;
 
-    -- Inline results, pass by pass.
-    SELECT array_agg(o) INTO v_left FROM generate_series(1, coalesce(cardinality(p_irun), 0)) AS o;
+    -- Other inline results, pass by pass.
+    SELECT array_agg(o) INTO v_left FROM generate_series(1, coalesce(cardinality(p_irun), 0)) AS o
+    WHERE v_dplaced IS NULL OR o <> ALL (v_dplaced);
     WHILE v_left IS NOT NULL AND v_tasks > v_inline LOOP
         v_now := clock_timestamp();
         -- Each task by primary key (a LATERAL probe, then the row by TID;
@@ -2381,7 +2521,11 @@ BEGIN
             RETURN QUERY SELECT * FROM unnest(v_got);
             SELECT count(*) FILTER (WHERE c.seq IS NOT NULL), coalesce(bool_or(c.seq IS NULL AND c.priority = 1), false)
             INTO v_claimed, v_busy FROM unnest(v_got) c;
-        ELSE
+        -- The claim is planned on every call, which costs more than finding
+        -- nothing: first a look through the ready index (a generic plan).
+        ELSIF EXISTS (SELECT 1 FROM qflow.step_tasks q
+                      WHERE q.flow_id = p_flow_id AND q.lane = 0 AND q.finished_at IS NULL
+                        AND q.vt <= clock_timestamp() AND (q.status = 'queued' OR q.attempts < q.max_attempts)) THEN
             RETURN QUERY SELECT * FROM qflow.claim(p_flow_id, p_worker, p_qty, p_lease_ms);
             GET DIAGNOSTICS v_claimed = ROW_COUNT;
         END IF;

@@ -40,7 +40,8 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // qflow.define_flow that still takes the definition without its normalised
 // steps (and read durations as nanoseconds), or the claim_runs and settle
 // of an earlier build of this one (the newest settle takes results of
-// tasks run inline and snoozes), or a finish_tasks that records no step statistics
+// tasks run inline and snoozes, and records inline successes directly
+// through record_inline), or a finish_tasks that records no step statistics
 // (or their migration 0004 applied without the table it appends to), or a
 // start_steps that does not hold the steps waiting for a signal (migration
 // 0006).
@@ -59,6 +60,7 @@ func Stale(ctx context.Context, db interface {
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL
 		  AND to_regprocedure('qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)') IS NOT NULL
 		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint)') IS NOT NULL
+		  AND to_regprocedure('qflow.record_inline(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], jsonb[], text[])') IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		              WHERE n.nspname = 'qflow' AND p.proname = 'finish_tasks' AND p.prosrc LIKE '%qflow.record_completions(%')
 		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -23,6 +23,7 @@ import (
 // off and compares every run's events and the tasks' records.
 func TestChainRecordsWhatClaimsRecord(t *testing.T) {
 	var chained []string // the events of a run with chains on
+	var chainedRows string
 	for _, window := range []time.Duration{0, -1} {
 		e := newEnv(t)
 		l := listenEvents(t, e)
@@ -62,7 +63,54 @@ func TestChainRecordsWhatClaimsRecord(t *testing.T) {
 		assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE status = 'completed' AND attempts = 1
 			AND started_at <= finished_at AND worker_id IS NOT NULL`, 15)
 		assertCount(t, e, `SELECT count(*) FROM qflow.step_states WHERE status = 'completed'`, 15)
+		// Every column that does not hold a time, an id or an order.
+		var rows string
+		if err := e.db.Pool.QueryRow(ctx, `SELECT string_agg(format('run %s step %s: task %s %s in=%s out=%s prio=%s max=%s deadline=%s ev=%s seq=%s lane=%s key=%s trace=%s err=%s; state %s %s/%s out=%s err=%s',
+				r.input->>'v', t.step_idx, t.status, t.attempts, t.input, t.output, t.priority, t.max_attempts,
+				t.deadline IS NOT NULL, t.events, t.sequential, t.lane, t.limit_key, t.trace_context, t.error,
+				s.status, s.remaining_tasks, s.task_count, s.output, s.error), E'\n' ORDER BY (r.input->>'v')::int, t.step_idx)
+			FROM qflow.step_tasks t JOIN qflow.runs r ON r.id = t.run_id
+			JOIN qflow.step_states s ON s.run_id = t.run_id AND s.step_idx = t.step_idx`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if window == 0 {
+			chainedRows = rows
+		} else if diff := cmp.Diff(chainedRows, rows); diff != "" {
+			t.Fatalf("rows with chains differ from rows without (-chains +claims):\n%s", diff)
+		}
 	}
+}
+
+// TestChainInlineFailureAfterRecordedSuccess: in one chain, b succeeds
+// inline (written completed at once) and c fails inline (a failed attempt
+// of a task the same settle creates); c is retried and the run completes.
+func TestChainInlineFailureAfterRecordedSuccess(t *testing.T) {
+	e := newEnv(t)
+	def, h := chain3(t, "inlinefailc")
+	def.Steps[2].Options.BaseDelay = time.Millisecond
+	var cRuns atomic.Int32
+	c := h["c"]
+	h["c"] = func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		if cRuns.Add(1) == 1 {
+			return nil, errors.New("first try fails")
+		}
+		return c(ctx, task)
+	}
+	w := e.startWorker(def, h, &qflow.WorkerOptions{ChainWindow: time.Minute})
+	ctx := ctxT(t, 30*time.Second)
+	run, err := e.client.StartFlow(ctx, def, map[string]int{"v": 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run.Wait(ctx)
+	if err != nil || string(out) != `{"c": {"v": 3}}` {
+		t.Fatalf("%s, %v", out, err)
+	}
+	if cRuns.Load() != 2 || w.Inlined() < 2 {
+		t.Fatalf("c ran %d times, %d tasks inline; want 2 and at least 2", cRuns.Load(), w.Inlined())
+	}
+	assertCount(t, e, `SELECT attempts FROM qflow.step_tasks WHERE step_idx = 1 AND status = 'completed'`, 1)
+	assertCount(t, e, `SELECT attempts FROM qflow.step_tasks WHERE step_idx = 2 AND status = 'completed'`, 2)
 }
 
 // TestChainSlowStepIsPromoted: an inline step still running when the
