@@ -2097,12 +2097,17 @@ END $$;
 -- index order), the completion propagates to dependents and runs. A NULL
 -- output records a skip: the step's condition was false (skip_tasks).
 -- Failures go through fail_tasks (an optional step's last failure skips
--- it). Returns the tasks created and their
+-- it). p_direct are tasks of single steps recorded completed already
+-- (record_inline) that follow these completions, with their events
+-- (p_direct_events): they are counted in the statistics, their events
+-- published after the completions' own, and their steps propagated with
+-- the completed ones. Returns the tasks created and their
 -- queues, and the runs completed with their outputs (see advance).
 CREATE FUNCTION qflow.finish_tasks(p_worker uuid,
                                    p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                                    p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[],
                                    p_permanent boolean[], p_snooze bigint[],
+                                   p_direct qflow.done_task[], p_direct_events text[],
                                    OUT o_tasks integer, OUT o_queues text[], OUT o_fin uuid[], OUT o_out jsonb[],
                                    OUT o_freed integer[])
 LANGUAGE plpgsql AS $$
@@ -2147,9 +2152,9 @@ BEGIN
         INTO v_done, v_freed FROM u;
     END IF;
 
-    IF v_done IS NOT NULL THEN
+    IF v_done IS NOT NULL OR p_direct IS NOT NULL THEN
         -- Step statistics (migrations/0004_stats.sql): one append, no shared row.
-        PERFORM qflow.record_completions(v_done, v_now);
+        PERFORM qflow.record_completions(coalesce(v_done, '{}') || coalesce(p_direct, '{}'), v_now);
         -- Count down each step's tasks; steps with none left complete.
         WITH c AS (
             SELECT d.run_id, d.step_idx, d.flow_id, count(*)::integer AS n, (array_agg(d.output))[1] AS out
@@ -2195,7 +2200,12 @@ BEGIN
                (SELECT array_agg(s.flow_id ORDER BY s.run_id, s.step_idx) FROM done_steps s),
                (SELECT evs.e FROM evs)
         INTO v_cr, v_cs, v_cf, v_evs;
-        PERFORM qflow.publish(v_evs);
+        PERFORM qflow.publish(v_evs || p_direct_events);
+        IF p_direct IS NOT NULL THEN
+            v_cr := v_cr || ARRAY(SELECT d.run_id FROM unnest(p_direct) d);
+            v_cs := v_cs || ARRAY(SELECT d.step_idx FROM unnest(p_direct) d);
+            v_cf := v_cf || ARRAY(SELECT d.flow_id FROM unnest(p_direct) d);
+        END IF;
 
         IF v_cr IS NOT NULL THEN
             SELECT * INTO v_adv FROM qflow.advance(v_cr, v_cs, v_cf);
@@ -2252,27 +2262,20 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_now    timestamptz := clock_timestamp();
     v_events boolean := qflow.events_on();
-    v_br     uuid[];
-    v_bs     smallint[];
-    v_bo     jsonb[];
-    v_o      integer[];
-    v_d      jsonb[];
 BEGIN
-    -- The completions inline results may follow, locked.
-    SELECT array_agg(b.run_id), array_agg(b.step_idx), array_agg(b.output) INTO v_br, v_bs, v_bo FROM (
+    -- One statement: the completions inline results may follow (locked),
+    -- the inline results that may be recorded (each after its
+    -- dependency), their rows, and what the caller needs of them.
+    WITH RECURSIVE b AS (
         SELECT t.run_id, t.step_idx, c.output
         FROM unnest(p_runs, p_steps, p_tasks, p_outputs) AS c(run_id, step_idx, task_index, output)
         JOIN qflow.step_tasks t ON t.run_id = c.run_id AND t.step_idx = c.step_idx AND t.task_index = 0
         WHERE c.task_index = 0 AND c.output IS NOT NULL AND c.run_id = ANY (p_irun) AND t.status = 'started'
-        FOR UPDATE OF t) b;
-    IF v_br IS NULL THEN
-        RETURN;
-    END IF;
-    -- The inline results that may be recorded, each after its dependency.
-    WITH RECURSIVE e AS (
+        FOR UPDATE OF t
+    ), e AS (
         SELECT i AS o, p_irun[i] AS run_id, p_istep[i] AS step_idx, st.deps[1] AS dep
         FROM generate_subscripts(p_irun, 1) AS i
-        JOIN qflow.runs ru ON ru.id = p_irun[i]
+        CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = p_irun[i] LIMIT 1) ru
         JOIN qflow.flows f ON f.id = ru.flow_id
         JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = p_istep[i]
         JOIN qflow.steps ds ON ds.flow_id = ru.flow_id AND ds.idx = st.deps[1]
@@ -2286,36 +2289,29 @@ BEGIN
           AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = p_irun[i] AND s.step_idx = p_istep[i])
     ), ok AS (
         SELECT e.o, e.run_id, e.step_idx, b.output AS dep_out
-        FROM e JOIN unnest(v_br, v_bs, v_bo) AS b(run_id, step_idx, output)
-               ON b.run_id = e.run_id AND b.step_idx = e.dep
+        FROM e JOIN b ON b.run_id = e.run_id AND b.step_idx = e.dep
         UNION ALL
         SELECT e.o, e.run_id, e.step_idx, p_ioutputs[ok.o]
         FROM ok JOIN e ON e.run_id = ok.run_id AND e.dep = ok.step_idx
-    )
-    SELECT array_agg(ok.o), array_agg(ok.dep_out) INTO v_o, v_d FROM ok;
-    IF v_o IS NULL THEN
-        RETURN;
-    END IF;
-
-    WITH x AS (
-        SELECT k.o, ru.id AS run_id, st.idx AS step_idx, ru.flow_id, ru.flow_slug, st.slug, p_ioutputs[k.o] AS output,
-               v_now - make_interval(secs => p_itook[k.o] / 1000.0) AS started_at,
+    ), x AS (
+        SELECT ok.o, ru.id AS run_id, st.idx AS step_idx, ru.flow_id, ru.flow_slug, st.slug, p_ioutputs[ok.o] AS output,
+               v_now - make_interval(secs => p_itook[ok.o] / 1000.0) AS started_at,
                (CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END)
-                   || jsonb_build_object(st.dep_slugs[1], k.dep_out) AS input,
+                   || jsonb_build_object(st.dep_slugs[1], ok.dep_out) AS input,
                ru.events AND v_events AS events,
                CASE WHEN ru.priority = 0 AND NOT f.prioritized THEN 0
                     ELSE greatest(-2147483648, least(2147483647,
                          ru.priority::bigint + CASE WHEN f.prioritized THEN st.priority ELSE 0 END))::integer END AS priority,
                coalesce(ru.max_attempts, st.max_attempts) AS max_attempts, ru.deadline, ru.trace_context
-        FROM unnest(v_o, v_d) AS k(o, dep_out)
-        JOIN qflow.runs ru ON ru.id = p_irun[k.o]
+        FROM ok
+        CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = ok.run_id LIMIT 1) ru
         JOIN qflow.flows f ON f.id = ru.flow_id
-        JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = p_istep[k.o]
-    ), s AS (
+        JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = ok.step_idx
+    ), new_states AS ( -- (not named t: FOR UPDATE OF t above would name it)
         INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, task_count, remaining_tasks, output,
                                        started_at, finished_at)
         SELECT x.run_id, x.step_idx, x.flow_id, 'completed', 1, 0, x.output, x.started_at, v_now FROM x
-    ), t AS (
+    ), new_tasks AS (
         INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
                                       events, sequential, input, trace_context, lane, status, attempts, output,
                                       worker_id, started_at, finished_at)
@@ -2400,7 +2396,6 @@ DECLARE
     v_ddone   qflow.done_task[]; -- record_inline's: the tasks it recorded,
     v_dplaced integer[];         -- the ordinals of their inline results
     v_devs    text[];            -- and their events
-    v_adv     record;
 BEGIN
     IF coalesce(cardinality(p_runs), 0) <> coalesce(cardinality(p_outputs), 0)
        OR coalesce(cardinality(p_irun), 0) <> coalesce(cardinality(p_ioutputs), 0) THEN
@@ -2417,31 +2412,20 @@ BEGIN
                         ORDER BY 1) y
         CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
         -- Inline successes that follow these completions: written
-        -- completed before finish_tasks, so that its advance does not
-        -- start their steps, and propagated after it.
+        -- completed before finish_tasks, so that it does not start their
+        -- steps, and propagated by it with the completed steps.
         IF cardinality(p_irun) > 0 AND cardinality(p_runs) > 0 THEN
             SELECT * INTO v_ddone, v_dplaced, v_devs
             FROM qflow.record_inline(p_worker, p_runs, p_steps, p_tasks, p_outputs,
                                      p_irun, p_istep, p_itook, p_ioutputs, p_ierrors);
         END IF;
         v_fin_r := qflow.finish_tasks(p_worker, p_runs, p_steps, p_tasks, p_outputs,
-                                      p_frun, p_fstep, p_ftask, p_errors, p_permanent, p_fsnooze);
+                                      p_frun, p_fstep, p_ftask, p_errors, p_permanent, p_fsnooze, v_ddone, v_devs);
         v_tasks := v_fin_r.o_tasks;
         v_queues := v_fin_r.o_queues;
         v_fin := v_fin_r.o_fin;
         v_out := v_fin_r.o_out;
         v_freed := v_fin_r.o_freed;
-        IF v_ddone IS NOT NULL THEN
-            PERFORM qflow.record_completions(v_ddone, clock_timestamp());
-            PERFORM qflow.publish(v_devs);
-            v_adv := qflow.advance(ARRAY(SELECT d.run_id FROM unnest(v_ddone) d),
-                                   ARRAY(SELECT d.step_idx FROM unnest(v_ddone) d),
-                                   ARRAY(SELECT d.flow_id FROM unnest(v_ddone) d));
-            v_tasks := v_tasks + v_adv.o_tasks;
-            v_queues := v_queues || v_adv.o_queues;
-            v_fin := v_fin || v_adv.o_finished;
-            v_out := v_out || v_adv.o_outputs;
-        END IF;
     END IF;
 
     -- Other inline results, pass by pass.
@@ -2501,7 +2485,7 @@ BEGIN
                array_agg(p_isnooze[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL)
         INTO v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz
         FROM unnest(v_pass) AS o;
-        v_fin_r := qflow.finish_tasks(p_worker, v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz);
+        v_fin_r := qflow.finish_tasks(p_worker, v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz, NULL, NULL);
         v_tasks := v_tasks + v_fin_r.o_tasks;
         v_queues := v_queues || v_fin_r.o_queues;
         v_fin := v_fin || v_fin_r.o_fin;
@@ -2635,7 +2619,7 @@ ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb) SET plan_cache_mod
 ALTER FUNCTION qflow.start_runs_claim(integer, jsonb[], jsonb, uuid, integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], qflow.done_task[], text[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 -- The claim is the exception: it is planned on every call (about 0.1 ms),

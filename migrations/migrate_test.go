@@ -173,8 +173,8 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	}
 	noHook := pgtest.New(t)
 	if _, err := noHook.Pool.Exec(ctx, `DO $$BEGIN
-		EXECUTE replace(pg_get_functiondef('qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[])'::regprocedure),
-		                'PERFORM qflow.record_completions(v_done, v_now);', '');
+		EXECUTE replace(pg_get_functiondef('qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], qflow.done_task[], text[])'::regprocedure),
+		                'qflow.record_completions(', 'qflow.no_completions(');
 	END$$`); err != nil {
 		t.Fatal(err)
 	}
