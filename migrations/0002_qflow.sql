@@ -1583,10 +1583,16 @@ BEGIN
 END $$;
 
 -- refresh_stats analyses the engine's busy tables that changed a lot since
--- they were last analysed (more than 1,000 rows and as many as the table
+-- they were last analysed (more than 10,000 rows and as many as the table
 -- had then, so a growing table is analysed each time it doubles: an
 -- analyse costs tens of milliseconds, and the plans need sizes right to a
--- factor, not a percent), and returns how many it analysed. The
+-- factor, not a percent), and returns how many it analysed. Below 10,000
+-- changes an analyse is not worth what follows it: every session plans
+-- its cached statements again (several milliseconds each in a settle),
+-- while a table never analysed is estimated from its current size and
+-- the hot path's lookups are primary-key probes whatever the estimates
+-- (a fan-out of 1,000 tasks or more is analysed at once by
+-- analyze_after_fanout). The
 -- engine's plans depend on knowing how big the queue is: planned for an
 -- empty table, a claim sorts the whole backlog instead of reading the ready
 -- index in order. Where autovacuum is off or behind, workers keep the
@@ -1606,7 +1612,7 @@ DECLARE
 BEGIN
     FOR r IN SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
              WHERE s.schemaname = 'qflow' AND s.relname IN ('step_tasks', 'step_states', 'runs')
-               AND s.n_mod_since_analyze > greatest(1000, c.reltuples) LOOP
+               AND s.n_mod_since_analyze > greatest(10000, c.reltuples) LOOP
         PERFORM set_config('lock_timeout', '1ms', true);
         BEGIN
             EXECUTE format('ANALYZE qflow.%I', r.relname);
