@@ -654,9 +654,17 @@ END $$;
 -- non-array fails its run (even an optional one: no task of it failed). o_tasks counts the tasks created; o_queues names the queues
 -- that got them. A task's claim priority is its step's priority (0 unless
 -- the flow version is prioritized) plus its run's, clamped to 32 bits.
+-- With p_worker (start_runs_claim: a worker in the starting process), up
+-- to p_qty of the tasks a claim could take at once (visible now, under no
+-- limit, not of a sequential run), in claim order, are created claimed by
+-- that worker (leased for p_lease_ms, task_started published when
+-- p_started_events) and returned in o_claimed: the same rows and events as
+-- creating them queued and claiming them, in one statement.
 CREATE FUNCTION qflow.start_steps(p_runs uuid[], p_steps smallint[],
+                                  p_worker uuid DEFAULT NULL, p_qty integer DEFAULT 0,
+                                  p_lease_ms bigint DEFAULT 0, p_started_events boolean DEFAULT false,
                                   OUT o_runs uuid[], OUT o_steps smallint[], OUT o_flows integer[],
-                                  OUT o_tasks integer, OUT o_queues text[])
+                                  OUT o_tasks integer, OUT o_queues text[], OUT o_claimed qflow.claimed_task[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now    timestamptz := clock_timestamp();
@@ -723,22 +731,45 @@ BEGIN
            CASE WHEN q.n = 0 THEN '[]'::jsonb END, v_now, CASE WHEN q.n = 0 THEN v_now END
     FROM unnest(v_ready) q;
 
-    INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
-                                  events, sequential, input, trace_context, lane, limit_key)
-    SELECT q.run_id, q.step_idx, e.i, q.flow_id, q.priority, q.max_attempts,
-           CASE WHEN q.sequential THEN 'infinity'::timestamptz ELSE q.vt END, q.deadline, q.events, q.sequential, e.v,
-           q.trace_context,
-           CASE WHEN q.gated THEN qflow.lane(q.step_slug, qflow.limit_key(e.v, q.key_path)) ELSE 0 END,
-           CASE WHEN q.gated THEN qflow.limit_key(e.v, q.key_path) WHEN q.flow_limited THEN '' END
-    FROM unnest(v_ready) q
-    CROSS JOIN LATERAL (
-        SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
-        WHERE q.kind = 'map' AND q.n > 0
-        UNION ALL
-        SELECT 0, q.src WHERE q.kind = 'single'
-    ) e
-    ORDER BY q.run_id, q.step_idx, e.i;
-    GET DIAGNOSTICS o_tasks = ROW_COUNT;
+    WITH ins AS (
+        INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
+                                      events, sequential, input, trace_context, lane, limit_key,
+                                      status, attempts, worker_id, started_at)
+        SELECT y.run_id, y.step_idx, y.i, y.flow_id, y.priority, y.max_attempts,
+               CASE WHEN y.take THEN v_now + make_interval(secs => p_lease_ms / 1000.0)
+                    WHEN y.sequential THEN 'infinity'::timestamptz ELSE y.vt END,
+               y.deadline, y.events, y.sequential, y.v, y.trace_context, y.lane, y.limit_key,
+               CASE WHEN y.take THEN 'started' ELSE 'queued' END, CASE WHEN y.take THEN 1 ELSE 0 END,
+               CASE WHEN y.take THEN p_worker END, CASE WHEN y.take THEN v_now END
+        FROM (
+            SELECT z.*, coalesce(z.can AND row_number() OVER (ORDER BY NOT z.can, z.priority DESC, z.run_id, z.step_idx, z.i)
+                                               <= p_qty, false) AS take
+            FROM (
+                SELECT q.run_id, q.step_idx, e.i, q.flow_id, q.priority, q.max_attempts, q.vt, q.sequential, q.deadline,
+                       q.events, e.v, q.trace_context,
+                       CASE WHEN q.gated THEN qflow.lane(q.step_slug, qflow.limit_key(e.v, q.key_path)) ELSE 0 END AS lane,
+                       CASE WHEN q.gated THEN qflow.limit_key(e.v, q.key_path) WHEN q.flow_limited THEN '' END AS limit_key,
+                       -- what a claim could take at once
+                       p_worker IS NOT NULL AND p_qty > 0 AND NOT q.sequential AND q.vt <= v_now AND NOT q.gated
+                           AND NOT q.flow_limited AND (q.deadline IS NULL OR q.deadline > v_now) AS can
+                FROM unnest(v_ready) q
+                CROSS JOIN LATERAL (
+                    SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
+                    WHERE q.kind = 'map' AND q.n > 0
+                    UNION ALL
+                    SELECT 0, q.src WHERE q.kind = 'single'
+                ) e
+            ) z
+        ) y
+        ORDER BY y.run_id, y.step_idx, y.i
+        RETURNING seq, run_id, step_idx, task_index, attempts, input, priority, flow_id, events, trace_context,
+                  deadline, sequential, status
+    )
+    SELECT count(*)::integer,
+           array_agg(ROW(i.seq, i.run_id, i.step_idx, i.task_index, i.attempts, i.input, i.priority, i.flow_id,
+                         i.events, i.trace_context, i.deadline, i.sequential)::qflow.claimed_task
+                     ORDER BY i.priority DESC, i.seq) FILTER (WHERE i.status = 'started')
+    INTO o_tasks, o_claimed FROM ins i;
     IF o_tasks >= 1000 THEN
         PERFORM qflow.analyze_after_fanout(o_tasks);
     END IF;
@@ -751,12 +782,20 @@ BEGIN
         FROM unnest(v_ready) q WHERE q.sequential AND q.n > 0 HAVING count(*) > 0;
     END IF;
 
-    PERFORM qflow.publish(array_agg(
-        CASE WHEN q.n = 0
-             THEN qflow.ev('step_completed', q.run_id, q.flow_slug, q.step_slug, NULL, 'completed', NULL, 0, NULL, NULL)
-             ELSE qflow.ev('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL)
-        END ORDER BY q.run_id, q.step_idx))
-    FROM unnest(v_ready) q WHERE q.events HAVING count(*) > 0;
+    -- Per run: its steps' events, then its claimed tasks' (as a claim
+    -- after this would publish them).
+    PERFORM qflow.publish(array_agg(x.e ORDER BY x.run_id, x.k, x.step_idx, x.i)) FROM (
+        SELECT CASE WHEN q.n = 0
+                    THEN qflow.ev('step_completed', q.run_id, q.flow_slug, q.step_slug, NULL, 'completed', NULL, 0, NULL, NULL)
+                    ELSE qflow.ev('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL)
+               END AS e, q.run_id, 0 AS k, q.step_idx, 0 AS i
+        FROM unnest(v_ready) q WHERE q.events
+        UNION ALL
+        SELECT qflow.ev('task_started', c.run_id, q.flow_slug, q.step_slug, c.task_index, 'started', c.attempt,
+                        NULL, NULL, NULL), c.run_id, 1, c.step_idx, c.task_index
+        FROM unnest(o_claimed) c JOIN unnest(v_ready) q ON q.run_id = c.run_id AND q.step_idx = c.step_idx
+        WHERE c.events AND p_started_events
+    ) x HAVING count(*) > 0;
 
     SELECT array_agg(q.run_id), array_agg(q.step_idx), array_agg(q.flow_id) INTO o_runs, o_steps, o_flows
     FROM unnest(v_ready) q WHERE q.n = 0;
@@ -1086,8 +1125,10 @@ END $$;
 -- o_existing then says which (NULL for a start without keys), and only the
 -- runs it created start (o_tasks, o_queues).
 CREATE FUNCTION qflow.start_runs_core(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
+                                      p_worker uuid DEFAULT NULL, p_qty integer DEFAULT 0,
+                                      p_lease_ms bigint DEFAULT 0, p_started_events boolean DEFAULT false,
                                       OUT o_ids uuid[], OUT o_tasks integer, OUT o_queues text[],
-                                      OUT o_existing boolean[])
+                                      OUT o_existing boolean[], OUT o_claimed qflow.claimed_task[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_flow   qflow.flows;
@@ -1144,9 +1185,11 @@ BEGIN
 
     SELECT * INTO v_st FROM qflow.start_steps(
         ARRAY(SELECT r FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY 1, s),
-        ARRAY(SELECT s FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY r, 1));
+        ARRAY(SELECT s FROM unnest(v_ids) AS r, unnest(v_roots) AS s ORDER BY r, 1),
+        p_worker, p_qty, p_lease_ms, p_started_events);
     o_tasks := v_st.o_tasks;
     o_queues := v_st.o_queues;
+    o_claimed := v_st.o_claimed;
     IF v_st.o_runs IS NOT NULL THEN
         SELECT * INTO v_adv FROM qflow.advance(v_st.o_runs, v_st.o_steps, v_st.o_flows);
         o_tasks := o_tasks + v_adv.o_tasks;
@@ -1177,8 +1220,9 @@ END $$;
 
 -- start_runs_claim is start_runs for a client with a worker of flow version
 -- p_worker_flow in its own process: in the same transaction it claims up
--- to p_qty of the new runs' visible tasks for worker p_worker (as claim
--- does, publishing task_started when p_events), and wakes other workers
+-- to p_qty of the new runs' visible tasks for worker p_worker (creating
+-- them claimed, with the rows and events a claim would leave, publishing
+-- task_started when p_events), and wakes other workers
 -- only for tasks left unclaimed. So a run's first step costs no round trip
 -- of its own, and no notification. Returns the ids in input order and the
 -- claimed tasks as parallel arrays, and o_existing from start_runs_core (a
@@ -1193,7 +1237,7 @@ END $$;
 -- check is one probe of step_tasks_ready that finds nothing.
 --
 -- Limits stay honoured too: tasks a step's limit holds are left to the
--- workers' claims (claim_runs skips them), and a version with a limit on
+-- workers' claims (start_steps creates them queued), and a version with a limit on
 -- the whole flow claims nothing here.
 CREATE FUNCTION qflow.start_runs_claim(p_flow_id integer, p_inputs jsonb[], p_opts jsonb,
                                        p_worker uuid, p_worker_flow integer, p_qty integer,
@@ -1209,10 +1253,7 @@ DECLARE
     v_got   qflow.claimed_task[];
     v_floor integer;
 BEGIN
-    v_st := qflow.start_runs_core(p_flow_id, p_inputs, p_opts);
-    o_ids := v_st.o_ids;
-    o_existing := v_st.o_existing;
-    IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
+    IF p_qty > 0 AND p_flow_id = p_worker_flow THEN
         SELECT greatest(-2147483648, least(2147483647, coalesce((p_opts->>'priority')::integer, 0)::bigint
                + CASE WHEN f.prioritized THEN (SELECT min(st.priority) FROM qflow.steps st WHERE st.flow_id = f.id)
                       ELSE 0 END))::integer,
@@ -1220,19 +1261,18 @@ BEGIN
         INTO v_floor, p_qty FROM qflow.flows f WHERE f.id = p_flow_id;
         IF EXISTS (SELECT 1 FROM qflow.step_tasks q
                    WHERE q.flow_id = p_flow_id AND q.lane = 0 AND q.finished_at IS NULL AND q.priority > v_floor
-                     AND q.status = 'queued' AND q.vt <= clock_timestamp() AND q.run_id <> ALL (o_ids)) THEN
+                     AND q.status = 'queued' AND q.vt <= clock_timestamp()) THEN
             p_qty := 0;
         END IF;
+    ELSE
+        p_qty := 0;
     END IF;
-    IF v_st.o_tasks > 0 AND p_qty > 0 AND p_flow_id = p_worker_flow THEN
-        -- Only the runs this call created: an existing run's tasks are not ours.
-        SELECT array_agg(c ORDER BY c.priority DESC, c.seq) INTO v_got
-        -- The first p_qty new runs have tasks enough to fill p_qty (each
-        -- has a root step), unless their steps wait for a start delay.
-        FROM qflow.claim_runs(ARRAY(SELECT r.id FROM unnest(o_ids) WITH ORDINALITY AS r(id, o)
-                                    WHERE NOT coalesce(o_existing[r.o], false) ORDER BY r.o LIMIT p_qty),
-                              p_worker_flow, p_worker, p_qty, p_lease_ms, p_events) c;
-    END IF;
+    -- The new runs' first tasks are created claimed (start_steps).
+    v_st := qflow.start_runs_core(p_flow_id, p_inputs, p_opts,
+                                  CASE WHEN p_qty > 0 THEN p_worker END, p_qty, p_lease_ms, p_events);
+    o_ids := v_st.o_ids;
+    o_existing := v_st.o_existing;
+    v_got := v_st.o_claimed;
     IF v_got IS NOT NULL THEN
         SELECT array_agg(g.seq), array_agg(g.run_id), array_agg(g.step_idx), array_agg(g.task_index),
                array_agg(g.attempt), array_agg(g.input), array_agg(g.priority), array_agg(g.trace_context),
@@ -1780,55 +1820,6 @@ BEGIN
     WHERE c.events HAVING count(*) > 0;
 END $$;
 
--- claim_runs claims for worker p_worker up to p_qty visible queued tasks of
--- these runs of flow version p_flow_id, by primary key (start_runs_claim:
--- the first tasks of runs just started go to the worker of the starting
--- process). Its plan does not depend on how many tasks are queued, so it
--- keeps a generic plan. Tasks another session holds are skipped, and so
--- are tasks a limit holds (lane <> 0): only claim_limited claims those. In
--- a prioritized version each run's ready tasks are all candidates (its
--- first p_qty by step order may not be its highest-priority ones).
-CREATE FUNCTION qflow.claim_runs(p_runs uuid[], p_flow_id integer, p_worker uuid, p_qty integer, p_lease_ms bigint,
-                                 p_events boolean)
-RETURNS SETOF qflow.claimed_task LANGUAGE plpgsql AS $$
-DECLARE
-    v_now  timestamptz := clock_timestamp();
-    v_got  qflow.claimed_task[];
-    v_each integer := CASE WHEN (SELECT f.prioritized FROM qflow.flows f WHERE f.id = p_flow_id) THEN NULL ELSE p_qty END;
-BEGIN
-    WITH c AS (
-        UPDATE qflow.step_tasks t
-        SET status = 'started', attempts = t.attempts + 1, worker_id = p_worker, started_at = v_now,
-            vt = v_now + make_interval(secs => p_lease_ms / 1000.0)
-        -- Candidates are read without locks; only the ones chosen are
-        -- locked (skipping any another session holds), so a start of
-        -- thousands of runs locks no more tasks than it claims.
-        WHERE t.ctid = ANY (ARRAY(
-            SELECT l.ctid FROM qflow.step_tasks l
-            WHERE l.ctid = ANY (ARRAY(
-                SELECT q.ctid FROM (SELECT DISTINCT y FROM unnest(p_runs) AS y) r(id)
-                CROSS JOIN LATERAL (
-                    SELECT q.ctid, q.priority, q.seq FROM qflow.step_tasks q
-                    WHERE q.run_id = r.id AND q.finished_at IS NULL AND q.status = 'queued' AND q.vt <= v_now
-                      AND q.flow_id = p_flow_id AND q.lane = 0 AND (q.deadline IS NULL OR q.deadline > v_now)
-                    ORDER BY q.step_idx, q.task_index LIMIT v_each) q
-                ORDER BY q.priority DESC, q.seq
-                LIMIT p_qty))
-              AND l.status = 'queued' AND l.finished_at IS NULL
-            FOR UPDATE SKIP LOCKED))
-        RETURNING t.seq, t.run_id, t.step_idx, t.task_index, t.attempts, t.input, t.priority, t.flow_id, t.events,
-                  t.trace_context, t.deadline, t.sequential
-    )
-    SELECT array_agg(c::qflow.claimed_task ORDER BY c.priority DESC, c.seq) INTO v_got FROM c;
-    IF v_got IS NULL THEN
-        RETURN;
-    END IF;
-    IF p_events AND qflow.events_on() THEN
-        PERFORM qflow.publish_started(v_got);
-    END IF;
-    RETURN QUERY SELECT * FROM unnest(v_got);
-END $$;
-
 -- lane_take is claim_limited's look at the gate of one lane's head task h
 -- (its step and key): read without a lock, then, with room, locked and
 -- read again. It returns how many of the head's step and key's tasks may
@@ -2107,18 +2098,18 @@ END $$;
 -- (record_inline) that follow these completions, with their events
 -- (p_direct_events): they are counted in the statistics, their events
 -- published after the completions' own, and their steps propagated with
--- the completed ones. Returns the tasks created and their
+-- the completed ones. p_now: the time to record (NULL: now). Returns the tasks created and their
 -- queues, and the runs completed with their outputs (see advance).
 CREATE FUNCTION qflow.finish_tasks(p_worker uuid,
                                    p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
                                    p_frun uuid[], p_fstep smallint[], p_ftask integer[], p_errors text[],
                                    p_permanent boolean[], p_snooze bigint[],
-                                   p_direct qflow.done_task[], p_direct_events text[],
+                                   p_direct qflow.done_task[], p_direct_events text[], p_now timestamptz,
                                    OUT o_tasks integer, OUT o_queues text[], OUT o_fin uuid[], OUT o_out jsonb[],
                                    OUT o_freed integer[])
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_now     timestamptz := clock_timestamp();
+    v_now     timestamptz := coalesce(p_now, clock_timestamp());
     v_events  boolean := qflow.events_on();
     v_done    qflow.done_task[];
     v_evs     text[];
@@ -2242,66 +2233,83 @@ BEGIN
 END $$;
 
 -- record_inline records, without a task ever queued, the results of tasks
--- a worker ran inline (see settle) that succeeded, when each one's step
--- follows, as a chain, a step this settle completes: its sole dependency is
--- a single step whose task 0 is in p_runs (completed, not skipped, and
--- still started: locked here, so that finish_tasks completes it next) or
--- another inline result recorded here. The step must be one the chain may
--- run (single, no start delay, no limit, no signal to wait for, no map
--- step among its dependency's dependents, whose start could fail the run)
--- in a run still going, within its deadline, not sequential, where it has
--- not started. For each, in one statement, the step's state and its task
--- are written completed (attempts 1, started when the handler started),
--- with the input the task would have had, and the events a claim and a
--- completion publish (step_started, task_started, task_completed,
--- step_completed) are returned for the caller to publish after the
--- completions of p_runs, in that order, with the tasks (for the
--- statistics and advance) and the ordinals of the inline results placed.
--- It writes the same rows and events as the general path (start_steps, a
--- claim by key and finish_tasks), without their statements per step.
-CREATE FUNCTION qflow.record_inline(p_worker uuid,
+-- a worker ran inline (see settle) that succeeded, when they form one chain
+-- after the one completion of their run in this settle: the first inline
+-- step's sole dependency is a single step whose task 0 is that completion
+-- (not a skip; still started: locked here, so that finish_tasks completes
+-- it next), each next one's is the previous inline step, and every step of
+-- the chain but the last has no other dependent. Runs with more than one
+-- completion, or a failure, in this settle, and results given twice for a
+-- step, are left to the general path, as is any step a chain may not run
+-- (a map step, a start delay, a limit, a signal to wait for) and any run
+-- not going, past its deadline or sequential. So the events come in the
+-- order the general path gives them. For each, in one statement, the
+-- step's state and its task are written completed (attempts 1, started
+-- when the handler started, finished at p_now plus a microsecond per link,
+-- after the dependency finish_tasks records at p_now), with the input the
+-- task would have had, and the events a claim and a completion publish
+-- (step_started, task_started, task_completed, step_completed) are
+-- returned for finish_tasks to publish after the completions' own, with
+-- the tasks (for the statistics and advance) and the ordinals of the
+-- inline results placed. It writes the same rows and events as the
+-- general path (start_steps, a claim by key and finish_tasks), without
+-- their statements per step.
+CREATE FUNCTION qflow.record_inline(p_worker uuid, p_now timestamptz,
                                     p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
+                                    p_frun uuid[],
                                     p_irun uuid[], p_istep smallint[], p_itook integer[], p_ioutputs jsonb[],
                                     p_ierrors text[],
                                     OUT o_done qflow.done_task[], OUT o_placed integer[], OUT o_events text[])
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_now    timestamptz := clock_timestamp();
     v_events boolean := qflow.events_on();
 BEGIN
     -- One statement: the completions inline results may follow (locked),
     -- the inline results that may be recorded (each after its
     -- dependency), their rows, and what the caller needs of them.
-    WITH RECURSIVE b AS (
-        SELECT t.run_id, t.step_idx, c.output
+    -- (Every table is reached by key from the small sets of keys: LATERAL
+    -- probes; see the top of this file.)
+    WITH RECURSIVE one AS ( -- runs with one completion in this settle, and no failure
+        SELECT c.run_id, (array_agg(c.step_idx))[1] AS step_idx, (array_agg(c.task_index))[1] AS task_index,
+               (array_agg(c.output))[1] AS output
         FROM unnest(p_runs, p_steps, p_tasks, p_outputs) AS c(run_id, step_idx, task_index, output)
-        JOIN qflow.step_tasks t ON t.run_id = c.run_id AND t.step_idx = c.step_idx AND t.task_index = 0
-        WHERE c.task_index = 0 AND c.output IS NOT NULL AND c.run_id = ANY (p_irun) AND t.status = 'started'
+        GROUP BY c.run_id HAVING count(*) = 1
+    ), b AS (
+        SELECT t.run_id, t.step_idx, c.output
+        FROM qflow.step_tasks t, one c
+        WHERE t.ctid = (SELECT q.ctid FROM qflow.step_tasks q
+                        WHERE q.run_id = c.run_id AND q.step_idx = c.step_idx AND q.task_index = 0 LIMIT 1)
+          AND c.task_index = 0 AND c.output IS NOT NULL AND c.run_id = ANY (p_irun) AND t.status = 'started'
+          AND NOT c.run_id = ANY (coalesce(p_frun, '{}'))
         FOR UPDATE OF t
-    ), e AS (
-        SELECT i AS o, p_irun[i] AS run_id, p_istep[i] AS step_idx, st.deps[1] AS dep
+    ), k AS ( -- inline successes, each given once
+        SELECT min(i) AS o, p_irun[i] AS run_id, p_istep[i] AS step_idx
         FROM generate_subscripts(p_irun, 1) AS i
-        CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = p_irun[i] LIMIT 1) ru
-        JOIN qflow.flows f ON f.id = ru.flow_id
-        JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = p_istep[i]
-        JOIN qflow.steps ds ON ds.flow_id = ru.flow_id AND ds.idx = st.deps[1]
-        WHERE p_itook[i] >= 0 AND p_ierrors[i] IS NULL AND p_ioutputs[i] IS NOT NULL
-          AND ru.status = 'started' AND NOT ru.sequential AND (ru.deadline IS NULL OR ru.deadline > v_now)
+        GROUP BY 2, 3
+        HAVING count(*) = 1 AND bool_and(p_itook[i] >= 0 AND p_ierrors[i] IS NULL AND p_ioutputs[i] IS NOT NULL)
+    ), e AS (
+        SELECT k.o, k.run_id, k.step_idx, st.deps[1] AS dep
+        FROM k
+        CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = k.run_id LIMIT 1) ru
+        CROSS JOIN LATERAL (SELECT f1.* FROM qflow.flows f1 WHERE f1.id = ru.flow_id LIMIT 1) f
+        CROSS JOIN LATERAL (SELECT s1.* FROM qflow.steps s1 WHERE s1.flow_id = ru.flow_id AND s1.idx = k.step_idx LIMIT 1) st
+        CROSS JOIN LATERAL (SELECT s2.* FROM qflow.steps s2 WHERE s2.flow_id = ru.flow_id AND s2.idx = st.deps[1] LIMIT 1) ds
+        WHERE ru.status = 'started' AND NOT ru.sequential AND (ru.deadline IS NULL OR ru.deadline > p_now)
           AND f.concurrency IS NULL
           AND st.kind = 'single' AND st.dep_count = 1 AND st.start_delay_ms = 0 AND NOT st.gated
-          AND st.wait_signal IS NULL AND ds.kind = 'single'
-          AND NOT EXISTS (SELECT 1 FROM qflow.steps m
-                          WHERE m.flow_id = ru.flow_id AND m.idx = ANY (ds.dependents) AND m.kind = 'map')
-          AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = p_irun[i] AND s.step_idx = p_istep[i])
+          AND st.wait_signal IS NULL AND ds.kind = 'single' AND cardinality(ds.dependents) = 1
+          AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = k.run_id AND s.step_idx = k.step_idx)
     ), ok AS (
-        SELECT e.o, e.run_id, e.step_idx, b.output AS dep_out
+        SELECT e.o, e.run_id, e.step_idx, b.output AS dep_out, 1 AS depth
         FROM e JOIN b ON b.run_id = e.run_id AND b.step_idx = e.dep
         UNION ALL
-        SELECT e.o, e.run_id, e.step_idx, p_ioutputs[ok.o]
+        SELECT e.o, e.run_id, e.step_idx, p_ioutputs[ok.o], ok.depth + 1
         FROM ok JOIN e ON e.run_id = ok.run_id AND e.dep = ok.step_idx
     ), x AS (
-        SELECT ok.o, ru.id AS run_id, st.idx AS step_idx, ru.flow_id, ru.flow_slug, st.slug, p_ioutputs[ok.o] AS output,
-               v_now - make_interval(secs => p_itook[ok.o] / 1000.0) AS started_at,
+        SELECT ok.o, ok.depth, ru.id AS run_id, st.idx AS step_idx, ru.flow_id, ru.flow_slug, st.slug,
+               p_ioutputs[ok.o] AS output,
+               p_now + make_interval(secs => ok.depth / 1000000.0) AS finished_at,
+               p_now + make_interval(secs => ok.depth / 1000000.0 - p_itook[ok.o] / 1000.0) AS started_at,
                (CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END)
                    || jsonb_build_object(st.dep_slugs[1], ok.dep_out) AS input,
                ru.events AND v_events AS events,
@@ -2311,32 +2319,32 @@ BEGIN
                coalesce(ru.max_attempts, st.max_attempts) AS max_attempts, ru.deadline, ru.trace_context
         FROM ok
         CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = ok.run_id LIMIT 1) ru
-        JOIN qflow.flows f ON f.id = ru.flow_id
-        JOIN qflow.steps st ON st.flow_id = ru.flow_id AND st.idx = ok.step_idx
+        CROSS JOIN LATERAL (SELECT f1.* FROM qflow.flows f1 WHERE f1.id = ru.flow_id LIMIT 1) f
+        CROSS JOIN LATERAL (SELECT s1.* FROM qflow.steps s1 WHERE s1.flow_id = ru.flow_id AND s1.idx = ok.step_idx LIMIT 1) st
     ), new_states AS ( -- (not named t: FOR UPDATE OF t above would name it)
         INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, task_count, remaining_tasks, output,
                                        started_at, finished_at)
-        SELECT x.run_id, x.step_idx, x.flow_id, 'completed', 1, 0, x.output, x.started_at, v_now FROM x
+        SELECT x.run_id, x.step_idx, x.flow_id, 'completed', 1, 0, x.output, x.started_at, x.finished_at FROM x
     ), new_tasks AS (
         INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
                                       events, sequential, input, trace_context, lane, status, attempts, output,
                                       worker_id, started_at, finished_at)
-        SELECT x.run_id, x.step_idx, 0, x.flow_id, x.priority, x.max_attempts, v_now, x.deadline, x.events, false,
-               x.input, x.trace_context, 0, 'completed', 1, x.output, p_worker, x.started_at, v_now
-        FROM x ORDER BY x.run_id, x.step_idx
+        SELECT x.run_id, x.step_idx, 0, x.flow_id, x.priority, x.max_attempts, x.finished_at, x.deadline, x.events,
+               false, x.input, x.trace_context, 0, 'completed', 1, x.output, p_worker, x.started_at, x.finished_at
+        FROM x ORDER BY x.run_id, x.depth
     )
     SELECT array_agg(ROW(x.run_id, x.step_idx, 0, x.flow_id, 1, x.started_at, x.output, x.events, false)::qflow.done_task
-                     ORDER BY x.run_id, x.step_idx),
+                     ORDER BY x.run_id, x.depth),
            array_agg(x.o ORDER BY x.o),
-           (SELECT array_agg(v.e ORDER BY v.run_id, v.step_idx, v.k) FROM x y
+           (SELECT array_agg(v.e ORDER BY y.run_id, y.depth, v.k) FROM x y
             CROSS JOIN LATERAL (VALUES
-                (y.run_id, y.step_idx, 1, qflow.ev('step_started', y.run_id, y.flow_slug, y.slug, NULL, 'started', NULL, NULL, NULL, NULL)),
-                (y.run_id, y.step_idx, 2, qflow.ev('task_started', y.run_id, y.flow_slug, y.slug, 0, 'started', 1, NULL, NULL, NULL)),
-                (y.run_id, y.step_idx, 3, qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', 1,
-                                                   (extract(epoch FROM v_now - y.started_at) * 1000)::bigint, NULL, NULL)),
-                (y.run_id, y.step_idx, 4, qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
-                                                   (extract(epoch FROM v_now - y.started_at) * 1000)::bigint, NULL, NULL))
-            ) AS v(run_id, step_idx, k, e)
+                (1, qflow.ev('step_started', y.run_id, y.flow_slug, y.slug, NULL, 'started', NULL, NULL, NULL, NULL)),
+                (2, qflow.ev('task_started', y.run_id, y.flow_slug, y.slug, 0, 'started', 1, NULL, NULL, NULL)),
+                (3, qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', 1,
+                             (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL)),
+                (4, qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
+                             (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL))
+            ) AS v(k, e)
             WHERE y.events)
     INTO o_done, o_placed, o_events FROM x;
 END $$;
@@ -2421,12 +2429,14 @@ BEGIN
         -- completed before finish_tasks, so that it does not start their
         -- steps, and propagated by it with the completed steps.
         IF cardinality(p_irun) > 0 AND cardinality(p_runs) > 0 THEN
+            v_now := clock_timestamp();
             SELECT * INTO v_ddone, v_dplaced, v_devs
-            FROM qflow.record_inline(p_worker, p_runs, p_steps, p_tasks, p_outputs,
+            FROM qflow.record_inline(p_worker, v_now, p_runs, p_steps, p_tasks, p_outputs, p_frun,
                                      p_irun, p_istep, p_itook, p_ioutputs, p_ierrors);
         END IF;
         v_fin_r := qflow.finish_tasks(p_worker, p_runs, p_steps, p_tasks, p_outputs,
-                                      p_frun, p_fstep, p_ftask, p_errors, p_permanent, p_fsnooze, v_ddone, v_devs);
+                                      p_frun, p_fstep, p_ftask, p_errors, p_permanent, p_fsnooze, v_ddone, v_devs,
+                                      v_now);
         v_tasks := v_fin_r.o_tasks;
         v_queues := v_fin_r.o_queues;
         v_fin := v_fin_r.o_fin;
@@ -2491,7 +2501,8 @@ BEGIN
                array_agg(p_isnooze[o] ORDER BY o) FILTER (WHERE p_ierrors[o] IS NOT NULL)
         INTO v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz
         FROM unnest(v_pass) AS o;
-        v_fin_r := qflow.finish_tasks(p_worker, v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz, NULL, NULL);
+        v_fin_r := qflow.finish_tasks(p_worker, v_cr, v_cs, v_ct, v_co, v_xr, v_xs, v_xt, v_xe, v_xp, v_xz, NULL, NULL,
+                                      NULL);
         v_tasks := v_tasks + v_fin_r.o_tasks;
         v_queues := v_queues || v_fin_r.o_queues;
         v_fin := v_fin || v_fin_r.o_fin;
@@ -2621,13 +2632,12 @@ END $$;
 -- dearer than a custom plan, at a cost of up to a millisecond or two a
 -- statement). The statements are written so that their generic plans probe
 -- primary keys (see the note at the top); no planner method is switched off.
-ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.start_runs_core(integer, jsonb[], jsonb, uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.start_runs_claim(integer, jsonb[], jsonb, uuid, integer, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.start_steps(uuid[], smallint[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.start_steps(uuid[], smallint[], uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.advance(uuid[], smallint[], integer[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], qflow.done_task[], text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], qflow.done_task[], text[], timestamptz) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean) SET plan_cache_mode = force_generic_plan;
 -- The claim is the exception: it is planned on every call (about 0.1 ms),
 -- so the planner sees how many tasks are queued now. A plan made while the
 -- queue was small (a bitmap scan, then a sort of every queued task) was kept

@@ -38,7 +38,8 @@ var ErrStaleSchema = errors.New("qflow: database holds the engine schema of an e
 // handles; before them runs.priority, with which define_flow stores step
 // priorities and start_steps adds a run's priority to its tasks'), or a
 // qflow.define_flow that still takes the definition without its normalised
-// steps (and read durations as nanoseconds), or the claim_runs and settle
+// steps (and read durations as nanoseconds), or the start_steps (the newest
+// creates a starting worker's first tasks claimed) and settle
 // of an earlier build of this one (the newest settle takes results of
 // tasks run inline and snoozes, and records inline successes directly
 // through record_inline), or a finish_tasks that records no step statistics
@@ -58,9 +59,9 @@ func Stale(ctx context.Context, db interface {
 		                                   OR (table_name = 'runs' AND column_name IN ('trace_context', 'idempotency_key', 'resumes', 'priority'))
 		                                   OR (table_name = 'steps' AND column_name = 'absent_ok')))
 		  AND to_regprocedure('qflow.define_flow(text, text, jsonb, jsonb)') IS NOT NULL
-		  AND to_regprocedure('qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)') IS NOT NULL
+		  AND to_regprocedure('qflow.start_steps(uuid[], smallint[], uuid, integer, bigint, boolean)') IS NOT NULL
 		  AND to_regprocedure('qflow.settle(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], uuid[], smallint[], integer[], jsonb[], text[], boolean[], bigint[], integer, integer, bigint)') IS NOT NULL
-		  AND to_regprocedure('qflow.record_inline(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], jsonb[], text[])') IS NOT NULL
+		  AND to_regprocedure('qflow.record_inline(uuid, timestamptz, uuid[], smallint[], integer[], jsonb[], uuid[], uuid[], smallint[], integer[], jsonb[], text[])') IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		              WHERE n.nspname = 'qflow' AND p.proname = 'finish_tasks' AND p.prosrc LIKE '%qflow.record_completions(%')
 		  AND EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -153,13 +153,14 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	if stale, err := migrations.Stale(ctx, noLimits.Pool); err != nil || !stale {
 		t.Fatalf("step_tasks without lane: stale=%v, %v; want stale", stale, err)
 	}
-	// Nor one from earlier in this build's making (no claim_runs).
+	// Nor one from earlier in this build's making (a start_steps that
+	// cannot create tasks claimed).
 	oldClaim := pgtest.New(t)
-	if _, err := oldClaim.Pool.Exec(ctx, `DROP FUNCTION qflow.claim_runs(uuid[], integer, uuid, integer, bigint, boolean)`); err != nil {
+	if _, err := oldClaim.Pool.Exec(ctx, `DROP FUNCTION qflow.start_steps(uuid[], smallint[], uuid, integer, bigint, boolean)`); err != nil {
 		t.Fatal(err)
 	}
 	if stale, err := migrations.Stale(ctx, oldClaim.Pool); err != nil || !stale {
-		t.Fatalf("no claim_runs: stale=%v, %v; want stale", stale, err)
+		t.Fatalf("no start_steps with claims: stale=%v, %v; want stale", stale, err)
 	}
 	// Nor one whose finish_tasks records no step statistics (before every flow
 	// learned), or whose statistics migration predates the engine's
@@ -173,7 +174,7 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 	}
 	noHook := pgtest.New(t)
 	if _, err := noHook.Pool.Exec(ctx, `DO $$BEGIN
-		EXECUTE replace(pg_get_functiondef('qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], qflow.done_task[], text[])'::regprocedure),
+		EXECUTE replace(pg_get_functiondef('qflow.finish_tasks(uuid, uuid[], smallint[], integer[], jsonb[], uuid[], smallint[], integer[], text[], boolean[], bigint[], qflow.done_task[], text[], timestamptz)'::regprocedure),
 		                'qflow.record_completions(', 'qflow.no_completions(');
 	END$$`); err != nil {
 		t.Fatal(err)

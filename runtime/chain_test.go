@@ -20,14 +20,23 @@ import (
 // the events say, is the same as when every step is claimed.
 
 // TestChainRecordsWhatClaimsRecord runs the same chain with chains on and
-// off and compares every run's events and the tasks' records.
+// off and compares every run's events and the tasks' records, with the
+// steps defined in chain order and with c defined before b.
 func TestChainRecordsWhatClaimsRecord(t *testing.T) {
+	t.Run("in order", func(t *testing.T) { testChainRecordsWhatClaimsRecord(t, false) })
+	t.Run("c before b", func(t *testing.T) { testChainRecordsWhatClaimsRecord(t, true) })
+}
+
+func testChainRecordsWhatClaimsRecord(t *testing.T, reorder bool) {
 	var chained []string // the events of a run with chains on
 	var chainedRows string
 	for _, window := range []time.Duration{0, -1} {
 		e := newEnv(t)
 		l := listenEvents(t, e)
 		def, h := chain3(t, "chained")
+		if reorder {
+			def.Steps[1], def.Steps[2] = def.Steps[2], def.Steps[1]
+		}
 		w := e.startWorker(def, h, &qflow.WorkerOptions{ChainWindow: window})
 		ctx := ctxT(t, 30*time.Second)
 		var want []string
@@ -331,4 +340,71 @@ func TestChainInlineResultOnlyForTasksItsSettleCreated(t *testing.T) {
 	if status != qflow.StatusCompleted || attempts != 1 {
 		t.Fatalf("run 1's b: %s after %d attempts; want completed by the chain", status, attempts)
 	}
+}
+
+// TestChainInlineResultNotRecordedInARunTheSettleFails: a settle that
+// completes a, holds b's inline result and fails a parallel step x of the
+// same run for good records no result for b (as when b's task is created
+// and then cancelled with the run).
+func TestChainInlineResultNotRecordedInARunTheSettleFails(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	def, err := qflow.NewFlow("inlinefailed").
+		Step("a", qflow.StepDef{TakesInput: true}).
+		Step("x", qflow.StepDef{TakesInput: true}).
+		Step("b", qflow.StepDef{DependsOn: []string{"a"}}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.client.StartRuns(ctx, "inlinefailed", []any{map[string]int{"v": 0}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := uuid.New()
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0],
+		ARRAY['{"v": 1}'::jsonb], ARRAY[$2::uuid], ARRAY[1]::smallint[], ARRAY[0], ARRAY['boom'], ARRAY[true], ARRAY[NULL]::bigint[],
+		ARRAY[$2::uuid], ARRAY[2]::smallint[], ARRAY[0], ARRAY['{"v": 2}']::jsonb[], ARRAY[NULL]::text[], ARRAY[false],
+		ARRAY[NULL]::bigint[], 0, 0, 1000)`, w, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.runs WHERE status = 'failed'`, 1)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_states WHERE step_idx = 2 AND status = 'completed'`, 0)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE step_idx = 2 AND status = 'completed'`, 0)
+}
+
+// TestChainInlineResultGivenTwice: a settle that carries the same inline
+// result twice records it once, and fails nothing else.
+func TestChainInlineResultGivenTwice(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	def, _ := chain3(t, "inlinetwice")
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.client.StartRuns(ctx, "inlinetwice", []any{map[string]int{"v": 0}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := uuid.New()
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
+		t.Fatal(err)
+	}
+	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid, $2::uuid], ARRAY[0, 0]::smallint[], ARRAY[0, 0],
+		ARRAY['{"v": 1}', '{"v": 1}']::jsonb[], `+none+`,
+		ARRAY[$2::uuid, $2::uuid], ARRAY[1, 1]::smallint[], ARRAY[0, 0], ARRAY['{"v": 2}', '{"v": 2}']::jsonb[],
+		ARRAY[NULL, NULL]::text[], ARRAY[false, false], ARRAY[NULL, NULL]::bigint[], 0, 0, 1000)`, w, ids[0]); err != nil {
+		t.Fatalf("a settle with a result given twice: %v", err)
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE step_idx = 1 AND status = 'completed' AND attempts = 1`, 1)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE step_idx = 0 AND status = 'completed' AND attempts = 1`, 1)
 }
