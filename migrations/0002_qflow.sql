@@ -659,7 +659,10 @@ END $$;
 -- limit, not of a sequential run), in claim order, are created claimed by
 -- that worker (leased for p_lease_ms, task_started published when
 -- p_started_events) and returned in o_claimed: the same rows and events as
--- creating them queued and claiming them, in one statement.
+-- creating them queued and claiming them. None are when one of the steps
+-- is an empty map, which completes at once (advance then starts its
+-- dependents, perhaps with a higher priority); the first task of a
+-- sequential run is left to the workers' claims too.
 CREATE FUNCTION qflow.start_steps(p_runs uuid[], p_steps smallint[],
                                   p_worker uuid DEFAULT NULL, p_qty integer DEFAULT 0,
                                   p_lease_ms bigint DEFAULT 0, p_started_events boolean DEFAULT false,
@@ -671,6 +674,7 @@ DECLARE
     v_events boolean := qflow.events_on();
     v_ready  qflow.ready_step[];
     r        qflow.ready_step;
+    v_take   qflow.task_key[];
 BEGIN
     o_tasks := 0;
     SELECT array_agg(ROW(x.run_id, x.step_idx, ru.flow_id, st.kind, src.v,
@@ -731,6 +735,18 @@ BEGIN
            CASE WHEN q.n = 0 THEN '[]'::jsonb END, v_now, CASE WHEN q.n = 0 THEN v_now END
     FROM unnest(v_ready) q;
 
+    -- The tasks to create claimed: the first p_qty a claim could take at
+    -- once, in claim order; none when an empty map completes here (advance
+    -- then starts its dependents, whose tasks may come first).
+    IF p_worker IS NOT NULL AND p_qty > 0 AND NOT EXISTS (SELECT 1 FROM unnest(v_ready) q WHERE q.n = 0) THEN
+        SELECT array_agg(ROW(t.run_id, t.step_idx, t.i)::qflow.task_key) INTO v_take FROM (
+            SELECT q.run_id, q.step_idx, g.i FROM unnest(v_ready) q
+            CROSS JOIN LATERAL generate_series(0, least(q.n, p_qty) - 1) AS g(i)
+            WHERE NOT q.sequential AND q.vt <= v_now AND NOT q.gated AND NOT q.flow_limited
+              AND (q.deadline IS NULL OR q.deadline > v_now)
+            ORDER BY q.priority DESC, q.run_id, q.step_idx, g.i
+            LIMIT p_qty) t;
+    END IF;
     WITH ins AS (
         INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
                                       events, sequential, input, trace_context, lane, limit_key,
@@ -738,28 +754,21 @@ BEGIN
         SELECT y.run_id, y.step_idx, y.i, y.flow_id, y.priority, y.max_attempts,
                CASE WHEN y.take THEN v_now + make_interval(secs => p_lease_ms / 1000.0)
                     WHEN y.sequential THEN 'infinity'::timestamptz ELSE y.vt END,
-               y.deadline, y.events, y.sequential, y.v, y.trace_context, y.lane, y.limit_key,
+               y.deadline, y.events, y.sequential, y.v, y.trace_context,
+               CASE WHEN y.gated THEN qflow.lane(y.step_slug, qflow.limit_key(y.v, y.key_path)) ELSE 0 END,
+               CASE WHEN y.gated THEN qflow.limit_key(y.v, y.key_path) WHEN y.flow_limited THEN '' END,
                CASE WHEN y.take THEN 'started' ELSE 'queued' END, CASE WHEN y.take THEN 1 ELSE 0 END,
                CASE WHEN y.take THEN p_worker END, CASE WHEN y.take THEN v_now END
         FROM (
-            SELECT z.*, coalesce(z.can AND row_number() OVER (ORDER BY NOT z.can, z.priority DESC, z.run_id, z.step_idx, z.i)
-                                               <= p_qty, false) AS take
-            FROM (
-                SELECT q.run_id, q.step_idx, e.i, q.flow_id, q.priority, q.max_attempts, q.vt, q.sequential, q.deadline,
-                       q.events, e.v, q.trace_context,
-                       CASE WHEN q.gated THEN qflow.lane(q.step_slug, qflow.limit_key(e.v, q.key_path)) ELSE 0 END AS lane,
-                       CASE WHEN q.gated THEN qflow.limit_key(e.v, q.key_path) WHEN q.flow_limited THEN '' END AS limit_key,
-                       -- what a claim could take at once
-                       p_worker IS NOT NULL AND p_qty > 0 AND NOT q.sequential AND q.vt <= v_now AND NOT q.gated
-                           AND NOT q.flow_limited AND (q.deadline IS NULL OR q.deadline > v_now) AS can
-                FROM unnest(v_ready) q
-                CROSS JOIN LATERAL (
-                    SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
-                    WHERE q.kind = 'map' AND q.n > 0
-                    UNION ALL
-                    SELECT 0, q.src WHERE q.kind = 'single'
-                ) e
-            ) z
+            SELECT q.*, e.i, e.v,
+                   v_take IS NOT NULL AND ROW(q.run_id, q.step_idx, e.i)::qflow.task_key = ANY (v_take) AS take
+            FROM unnest(v_ready) q
+            CROSS JOIN LATERAL (
+                SELECT (x.o - 1)::integer AS i, x.v FROM jsonb_array_elements(q.src) WITH ORDINALITY AS x(v, o)
+                WHERE q.kind = 'map' AND q.n > 0
+                UNION ALL
+                SELECT 0, q.src WHERE q.kind = 'single'
+            ) e
         ) y
         ORDER BY y.run_id, y.step_idx, y.i
         RETURNING seq, run_id, step_idx, task_index, attempts, input, priority, flow_id, events, trace_context,
@@ -1220,9 +1229,10 @@ END $$;
 
 -- start_runs_claim is start_runs for a client with a worker of flow version
 -- p_worker_flow in its own process: in the same transaction it claims up
--- to p_qty of the new runs' visible tasks for worker p_worker (creating
--- them claimed, with the rows and events a claim would leave, publishing
--- task_started when p_events), and wakes other workers
+-- to p_qty of the new runs' first tasks for worker p_worker (start_steps
+-- creates them claimed, with the rows and events a claim would leave,
+-- publishing task_started when p_events; not a sequential run's, nor any
+-- when a root step is an empty map), and wakes other workers
 -- only for tasks left unclaimed. So a run's first step costs no round trip
 -- of its own, and no notification. Returns the ids in input order and the
 -- claimed tasks as parallel arrays, and o_existing from start_runs_core (a

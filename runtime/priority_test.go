@@ -442,3 +442,40 @@ func TestStartClaimTakesTheRunsHighestPriorityTasks(t *testing.T) {
 		t.Fatalf("claimed the tasks of steps %v; want [2] (urgent)", steps)
 	}
 }
+
+// TestStartClaimLeavesAnEmptyMapsDependentsToClaims: when a root step is
+// an empty map, which completes at once and starts its dependents in the
+// same transaction, the start claims nothing itself (a dependent may have
+// the highest priority), and the first claim takes the highest-priority
+// task.
+func TestStartClaimLeavesAnEmptyMapsDependentsToClaims(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	def, err := qflow.NewFlow("prio_emptymap").
+		Step("m", qflow.StepDef{Map: true}).
+		Step("b", qflow.StepDef{}).
+		Step("c", qflow.StepDef{DependsOn: []string{"m"}, Options: qflow.StepOptions{Priority: 10}}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int16
+	if err := e.db.Pool.QueryRow(ctx, `SELECT o_step FROM qflow.start_runs_claim($1::integer, ARRAY['[]'::jsonb], '{}'::jsonb, $2::uuid, $1::integer, 1, 30000, false)`,
+		id, uuid.New()).Scan(&steps); err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 0 {
+		t.Fatalf("the start claimed the tasks of steps %v; want none", steps)
+	}
+	var step int16
+	if err := e.db.Pool.QueryRow(ctx, `SELECT step_idx FROM qflow.claim($1, $2, 1, 30000)`, id, uuid.New()).Scan(&step); err != nil {
+		t.Fatal(err)
+	}
+	if step != 2 {
+		t.Fatalf("the first claim took step %d; want 2 (c, priority 10)", step)
+	}
+}
