@@ -320,6 +320,16 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
     FROM (SELECT coalesce(p_input #>> p_path, '') AS k) x
 $$;
 
+-- task_priority is a task's claim priority: its run's priority plus, in a
+-- prioritized flow version, its step's, clamped to 32 bits (start_steps,
+-- record_inline). A plain SQL expression, so callers inline it.
+CREATE FUNCTION qflow.task_priority(p_run integer, p_prioritized boolean, p_step integer)
+RETURNS integer LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_run = 0 AND NOT p_prioritized THEN 0
+                ELSE greatest(-2147483648, least(2147483647,
+                     p_run::bigint + CASE WHEN p_prioritized THEN p_step ELSE 0 END))::integer END
+$$;
+
 -- lane is the lane of the gate of step p_step for key p_key: its tasks'
 -- step_tasks.lane, from 1 to 2^31 - 1 (0 is the lane of ungated tasks).
 -- Lanes are hashes: two gates of a flow version may share one, which costs
@@ -683,9 +693,7 @@ BEGIN
                 ELSE -1 END,
            st.slug, ru.flow_slug, f.queue_name, ru.events AND v_events, ru.sequential,
            coalesce(ru.max_attempts, st.max_attempts),
-           CASE WHEN ru.priority = 0 AND NOT f.prioritized THEN 0
-                ELSE greatest(-2147483648, least(2147483647,
-                     ru.priority::bigint + CASE WHEN f.prioritized THEN st.priority ELSE 0 END))::integer END,
+           qflow.task_priority(ru.priority, f.prioritized, st.priority),
            v_now + make_interval(secs => st.start_delay_ms / 1000.0),
            ru.deadline, st.dep_slugs[1], ru.trace_context,
            st.gated, st.limit_key, f.concurrency IS NOT NULL)::qflow.ready_step ORDER BY x.run_id, x.step_idx)
@@ -2323,9 +2331,7 @@ BEGIN
                (CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END)
                    || jsonb_build_object(st.dep_slugs[1], ok.dep_out) AS input,
                ru.events AND v_events AS events,
-               CASE WHEN ru.priority = 0 AND NOT f.prioritized THEN 0
-                    ELSE greatest(-2147483648, least(2147483647,
-                         ru.priority::bigint + CASE WHEN f.prioritized THEN st.priority ELSE 0 END))::integer END AS priority,
+               qflow.task_priority(ru.priority, f.prioritized, st.priority) AS priority,
                coalesce(ru.max_attempts, st.max_attempts) AS max_attempts, ru.deadline, ru.trace_context
         FROM ok
         CROSS JOIN LATERAL (SELECT r1.* FROM qflow.runs r1 WHERE r1.id = ok.run_id LIMIT 1) ru
