@@ -619,3 +619,95 @@ func TestEventsPerRun(t *testing.T) {
 		t.Errorf("events of the run started with EventsOff: %v", got)
 	}
 }
+
+// qflow.publish sends a transaction's events in order, as JSON arrays under
+// 7,900 bytes, in as few notifications as the greedy cut gives: events
+// added to a notification while the next fits, a new one started when it
+// does not.
+func TestPublishCutsEventsGreedily(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	conn, err := e.db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `LISTEN qflow_events`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.Background(), `UNLISTEN *`)
+	// event builds a JSON object of exactly n bytes.
+	event := func(i, n int) string {
+		head := fmt.Sprintf(`{"i":%d,"pad":"`, i)
+		return head + strings.Repeat("x", n-len(head)-2) + `"}`
+	}
+	cases := map[string][]int{
+		"one event":           {150},
+		"fits exactly":        {3948, 3949}, // 1 + 3948 + 1 + 3949 + 1 = 7900
+		"one byte over":       {3948, 3950},
+		"many small":          sizes(500, 180, 260),
+		"large ones":          {7000, 200, 7800, 100, 100, 4000, 3890},
+		"alone over the half": {5000, 5000, 5000},
+	}
+	for name, lens := range cases {
+		t.Run(name, func(t *testing.T) {
+			var events []string
+			for i, n := range lens {
+				events = append(events, event(i, n))
+			}
+			if _, err := conn.Exec(ctx, `SELECT qflow.publish($1::text[])`, events); err != nil {
+				t.Fatal(err)
+			}
+			// The greedy cut.
+			var want [][]string
+			size := 0
+			for _, ev := range events {
+				if len(want) > 0 && size+len(ev)+2 <= 7900 {
+					want[len(want)-1] = append(want[len(want)-1], ev)
+					size += len(ev) + 1
+					continue
+				}
+				want = append(want, []string{ev})
+				size = len(ev)
+			}
+			var got [][]string
+			for range want {
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				n, err := conn.Conn().WaitForNotification(wctx)
+				cancel()
+				if err != nil {
+					t.Fatalf("after %d notifications: %v", len(got), err)
+				}
+				if len(n.Payload) > 7901 {
+					t.Errorf("a notification of %d bytes", len(n.Payload))
+				}
+				var raw []json.RawMessage
+				if err := json.Unmarshal([]byte(n.Payload), &raw); err != nil {
+					t.Fatalf("payload is not a JSON array: %v", err)
+				}
+				var part []string
+				for _, r := range raw {
+					part = append(part, string(r))
+				}
+				got = append(got, part)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("notifications (-want +got):\n%s", diff)
+			}
+			wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			if n, err := conn.Conn().WaitForNotification(wctx); err == nil {
+				t.Errorf("one more notification than the greedy cut: %d bytes", len(n.Payload))
+			}
+		})
+	}
+}
+
+// sizes returns n lengths cycling from lo to hi in steps of 7.
+func sizes(n, lo, hi int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = lo + (i*7)%(hi-lo)
+	}
+	return out
+}
