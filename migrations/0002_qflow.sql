@@ -1841,12 +1841,24 @@ END $$;
 CREATE FUNCTION qflow.publish_started(p_got qflow.claimed_task[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM qflow.publish(array_agg(qflow.ev('task_started', c.run_id, f.slug, st.slug, c.task_index,
-                                             'started', c.attempt, NULL, NULL, NULL) ORDER BY c.seq))
-    FROM unnest(p_got) c
-    JOIN qflow.flows f ON f.id = c.flow_id
-    JOIN qflow.steps st ON st.flow_id = c.flow_id AND st.idx = c.step_idx
-    WHERE c.events HAVING count(*) > 0;
+    -- The slugs of the first task's flow and step, read once, serve every
+    -- task of that step (a claim's tasks are mostly of one step); only the
+    -- others look theirs up. (Joining both tables for every task doubled
+    -- the cost of the events of a large claim.)
+    PERFORM (
+        WITH one AS MATERIALIZED (
+            SELECT f.id AS flow_id, st.idx AS step_idx, f.slug AS flow_slug, st.slug AS step_slug
+            FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
+            WHERE f.id = (p_got[1]).flow_id AND st.idx = (p_got[1]).step_idx
+        )
+        SELECT qflow.publish(array_agg(qflow.ev('task_started', c.run_id,
+                   CASE WHEN c.flow_id = one.flow_id THEN one.flow_slug
+                        ELSE (SELECT f.slug FROM qflow.flows f WHERE f.id = c.flow_id) END,
+                   CASE WHEN c.flow_id = one.flow_id AND c.step_idx = one.step_idx THEN one.step_slug
+                        ELSE (SELECT st.slug FROM qflow.steps st WHERE st.flow_id = c.flow_id AND st.idx = c.step_idx) END,
+                   c.task_index, 'started', c.attempt, NULL, NULL, NULL) ORDER BY c.seq))
+        FROM unnest(p_got) c, one
+        WHERE c.events HAVING count(*) > 0);
 END $$;
 
 -- lane_take is claim_limited's look at the gate of one lane's head task h
@@ -2202,22 +2214,34 @@ BEGIN
             RETURNING ss.run_id, ss.step_idx, ss.flow_id, ss.status, ss.started_at, st.slug
         ), done_steps AS (
             SELECT * FROM u WHERE u.status = 'completed'
+        ), one AS MATERIALIZED (
+            -- The slugs of the first task's flow and step, read once for
+            -- the events of every task of that step (see publish_started).
+            SELECT f.id AS flow_id, st.idx AS step_idx, f.slug AS flow_slug, st.slug AS step_slug
+            FROM qflow.flows f JOIN qflow.steps st ON st.flow_id = f.id
+            WHERE v_events AND f.id = (v_done[1]).flow_id AND st.idx = (v_done[1]).step_idx
         ), evs AS (
             -- Per run: its tasks' events, then its steps'.
             SELECT array_agg(x.e ORDER BY x.run_id, x.kind, x.step_idx, x.task_index) AS e FROM (
-                SELECT qflow.ev('task_completed', d.run_id, f.slug, st.slug, d.task_index, 'completed',
+                SELECT qflow.ev('task_completed', d.run_id,
+                                CASE WHEN d.flow_id = one.flow_id THEN one.flow_slug
+                                     ELSE (SELECT f.slug FROM qflow.flows f WHERE f.id = d.flow_id) END,
+                                CASE WHEN d.flow_id = one.flow_id AND d.step_idx = one.step_idx THEN one.step_slug
+                                     ELSE (SELECT st.slug FROM qflow.steps st
+                                           WHERE st.flow_id = d.flow_id AND st.idx = d.step_idx) END,
+                                d.task_index, 'completed',
                                 d.attempts, (extract(epoch FROM v_now - d.started_at) * 1000)::bigint, NULL, NULL) AS e,
                        d.run_id, 0 AS kind, d.step_idx, d.task_index
-                FROM unnest(v_done) d
-                JOIN qflow.flows f ON f.id = d.flow_id
-                JOIN qflow.steps st ON st.flow_id = d.flow_id AND st.idx = d.step_idx
+                FROM unnest(v_done) d, one
                 WHERE d.events AND v_events
                 UNION ALL
-                SELECT qflow.ev('step_completed', s.run_id, f.slug, s.slug, NULL, 'completed', NULL,
+                SELECT qflow.ev('step_completed', s.run_id,
+                                CASE WHEN s.flow_id = one.flow_id THEN one.flow_slug
+                                     ELSE (SELECT f.slug FROM qflow.flows f WHERE f.id = s.flow_id) END,
+                                s.slug, NULL, 'completed', NULL,
                                 (extract(epoch FROM v_now - s.started_at) * 1000)::bigint, NULL, NULL),
                        s.run_id, 1, s.step_idx, 0
-                FROM done_steps s
-                JOIN qflow.flows f ON f.id = s.flow_id
+                FROM done_steps s, one
                 WHERE v_events AND (SELECT d.events FROM unnest(v_done) d WHERE d.run_id = s.run_id LIMIT 1)
             ) x
         )

@@ -711,3 +711,97 @@ func sizes(n, lo, hi int) []int {
 	}
 	return out
 }
+
+// Every event names its run's flow and its own step, also when one round
+// trip settles and claims tasks of several steps and flows at once (the
+// events of a batch read the slugs of its first task's step once, and
+// look up the others).
+func TestEventsNameTheirFlowAndStep(t *testing.T) {
+	e := newEnv(t)
+	l := listenEvents(t, e)
+	ctx := ctxT(t, 60*time.Second)
+	diamond, err := qflow.NewFlow("ev_names_diamond").
+		Step("a", qflow.StepDef{}).
+		Step("b", qflow.StepDef{DependsOn: []string{"a"}}).
+		Step("c", qflow.StepDef{DependsOn: []string{"a"}}).
+		Step("d", qflow.StepDef{DependsOn: []string{"b", "c"}}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fan, err := qflow.NewFlow("ev_names_fan").
+		Step("list", qflow.StepDef{}).
+		MapStep("each", "list", qflow.StepOptions{}).
+		Step("sum", qflow.StepDef{DependsOn: []string{"each"}}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := map[string]map[string]bool{
+		diamond.Slug: {"a": true, "b": true, "c": true, "d": true},
+		fan.Slug:     {"list": true, "each": true, "sum": true},
+	}
+	w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), Concurrency: 16, PollInterval: 200 * time.Millisecond})
+	if err := w.Register(diamond, map[string]qflow.Handler{"a": echo, "b": echo, "c": echo, "d": echo}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(context.Context, *qflow.Task) (json.RawMessage, error) { return json.RawMessage(`[1,2,3,4]`), nil }
+	if err := w.Register(fan, map[string]qflow.Handler{"list": list, "each": echo, "sum": echo}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker.Run: %v", err)
+		}
+	})
+	flowOf := map[uuid.UUID]string{}
+	for _, def := range []qflow.FlowDef{diamond, fan} {
+		if _, err := e.client.DefineFlow(ctx, def); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inputs := make([]any, 40)
+	for _, def := range []qflow.FlowDef{diamond, fan} {
+		ids, err := e.client.StartRuns(ctx, def.Slug, inputs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			flowOf[id] = def.Slug
+		}
+	}
+	completed, events := 0, 0
+	for completed < len(flowOf) {
+		select {
+		case m := <-l.C():
+			if m.Gap {
+				t.Fatalf("gap in the event stream: %+v", m)
+			}
+			ev := m.Event
+			if ev == nil {
+				continue
+			}
+			flow, ok := flowOf[ev.RunID]
+			if !ok {
+				continue
+			}
+			events++
+			if ev.Flow != flow {
+				t.Errorf("%s of a run of %s names flow %q", ev.Type, flow, ev.Flow)
+			}
+			if ev.Step != "" && !steps[flow][ev.Step] {
+				t.Errorf("%s of a run of %s names step %q", ev.Type, flow, ev.Step)
+			}
+			if ev.Type == notify.WorkflowCompleted {
+				completed++
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d runs completed", completed, len(flowOf))
+		}
+	}
+	t.Logf("%d events checked", events)
+}
