@@ -231,8 +231,10 @@ const DefaultConcurrency = 32
 // WorkerOptions.ChainWindow).
 const DefaultChainWindow = 10 * time.Millisecond
 
-// DefaultBatchSize is a worker's default claim batch.
-const DefaultBatchSize = 64
+// DefaultBatchSize is a worker's default claim batch: large enough that a
+// big map is settled and claimed a few hundred tasks per round trip (a
+// 10,000-element map took 0.69 s with batches of 64, 0.53 s with 256).
+const DefaultBatchSize = 256
 
 // WorkerOptions configure a Worker. A nil *WorkerOptions means all defaults.
 type WorkerOptions struct {
