@@ -2352,9 +2352,17 @@ BEGIN
           AND st.kind = 'single' AND st.dep_count = 1 AND st.start_delay_ms = 0 AND NOT st.gated
           AND st.wait_signal IS NULL AND ds.kind = 'single' AND cardinality(ds.dependents) = 1
           AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = k.run_id AND s.step_idx = k.step_idx)
+    ), bm AS MATERIALIZED ( -- b as arrays, for ok's first term to look up in
+        SELECT array_agg(b.run_id) AS runs, array_agg(b.step_idx) AS steps, array_agg(b.output) AS outputs FROM b
     ), ok AS (
-        SELECT e.o, e.run_id, e.step_idx, b.output AS dep_out, 1 AS depth
-        FROM e JOIN b ON b.run_id = e.run_id AND b.step_idx = e.dep
+        -- Each inline result after its dependency's completion, found by
+        -- array_position in bm: a join of e with b is planned for the
+        -- ten rows PostgreSQL assumes of a parameter's unnest, as a nested
+        -- loop over both CTEs, which took 51 of the statement's 82 ms for a
+        -- settle of 573 inline results. (b holds one row per run.)
+        SELECT e.o, e.run_id, e.step_idx, bm.outputs[p.i] AS dep_out, 1 AS depth
+        FROM e CROSS JOIN bm CROSS JOIN LATERAL (SELECT array_position(bm.runs, e.run_id) AS i) p
+        WHERE bm.steps[p.i] = e.dep
         UNION ALL
         SELECT e.o, e.run_id, e.step_idx, p_ioutputs[ok.o], ok.depth + 1
         FROM ok JOIN e ON e.run_id = ok.run_id AND e.dep = ok.step_idx

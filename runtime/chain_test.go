@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -407,4 +408,78 @@ func TestChainInlineResultGivenTwice(t *testing.T) {
 	}
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE step_idx = 1 AND status = 'completed' AND attempts = 1`, 1)
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE step_idx = 0 AND status = 'completed' AND attempts = 1`, 1)
+}
+
+// TestChainManyRunsInOneSettle: chains of several runs finish together and
+// are recorded by the same settles; each inline task's input is its own
+// run's dependency output (not another run's), and its output its own.
+func TestChainManyRunsInOneSettle(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 60*time.Second)
+	def, h := chain3(t, "chain_many")
+	const n = 8
+	var arrived atomic.Int32
+	release := make(chan struct{})
+	c := h["c"]
+	h["c"] = func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		if arrived.Add(1) == n {
+			close(release)
+		}
+		select { // every c returns at once, so their results settle together
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
+		return c(ctx, task)
+	}
+	w := e.startWorker(def, h, &qflow.WorkerOptions{Concurrency: n, ChainWindow: 10 * time.Second})
+	if _, err := e.client.DefineFlow(ctx, def); err != nil {
+		t.Fatal(err)
+	}
+	inputs := make([]any, n)
+	for i := range inputs {
+		inputs[i] = map[string]int{"v": 100 * i}
+	}
+	ids, err := e.client.StartRuns(ctx, def.Slug, inputs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		out, err := e.client.WaitRun(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(out), fmt.Sprintf(`{"c": {"v": %d}}`, 100*i+3); got != want {
+			t.Errorf("run %d: output %s, want %s", i, got, want)
+		}
+	}
+	if w.Inlined() < 2*n {
+		t.Fatalf("%d steps ran inline, want %d", w.Inlined(), 2*n)
+	}
+	type row struct{ Step, Input, Output string }
+	for i, id := range ids {
+		rows, err := e.db.Pool.Query(ctx, `SELECT st.slug, t.input::text, t.output::text FROM qflow.step_tasks t
+			JOIN qflow.steps st ON st.flow_id = t.flow_id AND st.idx = t.step_idx
+			WHERE t.run_id = $1 AND st.slug <> 'a' ORDER BY st.slug`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.Step, &r.Input, &r.Output); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		want := []row{
+			{"b", fmt.Sprintf(`{"a": {"v": %d}}`, 100*i+1), fmt.Sprintf(`{"v": %d}`, 100*i+2)},
+			{"c", fmt.Sprintf(`{"b": {"v": %d}}`, 100*i+2), fmt.Sprintf(`{"v": %d}`, 100*i+3)},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("run %d tasks (-want +got):\n%s", i, diff)
+		}
+	}
 }
