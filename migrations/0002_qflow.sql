@@ -1654,8 +1654,8 @@ END $$;
 -- factor, not a percent), and returns how many it analysed. Below 10,000
 -- changes an analyse is not worth what follows it: every session plans
 -- its cached statements again (several milliseconds each in a settle).
--- The exception is a table never analysed, which is analysed once it
--- holds 1,000 rows: its statements keep the generic plans made when it
+-- The exception is a table never analysed (no last_analyze nor
+-- last_autoanalyze), which is analysed once it holds 1,000 rows: its statements keep the generic plans made when it
 -- was nearly empty (PostgreSQL then assumes ten pages), and those read
 -- the whole table where a primary-key probe would do (finish_tasks'
 -- update scanned every task to complete two: 0.50 ms a settle against
@@ -1681,7 +1681,7 @@ BEGIN
     FOR r IN SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
              WHERE s.schemaname = 'qflow' AND s.relname IN ('step_tasks', 'step_states', 'runs')
                AND (s.n_mod_since_analyze > greatest(10000, c.reltuples)
-                    OR (c.reltuples < 0 AND s.n_live_tup >= 1000)) LOOP
+                    OR (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AND s.n_live_tup >= 1000)) LOOP
         PERFORM set_config('lock_timeout', '1ms', true);
         BEGIN
             EXECUTE format('ANALYZE qflow.%I', r.relname);
