@@ -1655,12 +1655,13 @@ END $$;
 -- changes an analyse is not worth what follows it: every session plans
 -- its cached statements again (several milliseconds each in a settle).
 -- The exception is a table never analysed (no last_analyze nor
--- last_autoanalyze), which is analysed once it holds 1,000 rows: its statements keep the generic plans made when it
--- was nearly empty (PostgreSQL then assumes ten pages), and those read
--- the whole table where a primary-key probe would do (finish_tasks'
--- update scanned every task to complete two: 0.50 ms a settle against
--- 0.25 once analysed, over a fresh database's first 2,000 chains). A fan-out
--- of 1,000 tasks or more is analysed at once by analyze_after_fanout. The
+-- last_autoanalyze), which is analysed once it holds 1,000 rows: its
+-- statements keep the generic plans made when it was nearly empty
+-- (PostgreSQL then assumes ten pages), and those read the whole table
+-- where a primary-key probe would do (finish_tasks' update scanned every
+-- task to complete two: 0.50 ms a settle against 0.25 once analysed, over
+-- a fresh database's first 2,000 chains). A fan-out of 1,000 tasks or
+-- more is analysed at once by analyze_after_fanout. The
 -- engine's plans depend on knowing how big the queue is: planned for an
 -- empty table, a claim sorts the whole backlog instead of reading the ready
 -- index in order. Where autovacuum is off or behind, workers keep the
