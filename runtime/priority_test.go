@@ -421,7 +421,6 @@ func TestStartClaimHonoursPriority(t *testing.T) {
 // priority, not the first steps of the definition.
 func TestStartClaimTakesTheRunsHighestPriorityTasks(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
 	def, err := qflow.NewFlow("prio_local_steps").
 		Step("side1", qflow.StepDef{}).Step("side2", qflow.StepDef{}).
 		Step("urgent", qflow.StepDef{Options: qflow.StepOptions{Priority: 10}}).
@@ -429,15 +428,7 @@ func TestStartClaimTakesTheRunsHighestPriorityTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := e.client.DefineFlow(ctx, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []int16
-	if err := e.db.Pool.QueryRow(ctx, `SELECT o_step FROM qflow.start_runs_claim($1::integer, ARRAY['{}'::jsonb], '{}'::jsonb, $2::uuid, $1::integer, 1, 30000, false)`,
-		id, uuid.New()).Scan(&steps); err != nil {
-		t.Fatal(err)
-	}
+	_, steps := startClaimingOne(t, e, def, `{}`)
 	if len(steps) != 1 || steps[0] != 2 {
 		t.Fatalf("claimed the tasks of steps %v; want [2] (urgent)", steps)
 	}
@@ -459,15 +450,7 @@ func TestStartClaimLeavesAnEmptyMapsDependentsToClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := e.client.DefineFlow(ctx, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []int16
-	if err := e.db.Pool.QueryRow(ctx, `SELECT o_step FROM qflow.start_runs_claim($1::integer, ARRAY['[]'::jsonb], '{}'::jsonb, $2::uuid, $1::integer, 1, 30000, false)`,
-		id, uuid.New()).Scan(&steps); err != nil {
-		t.Fatal(err)
-	}
+	id, steps := startClaimingOne(t, e, def, `[]`)
 	if len(steps) != 0 {
 		t.Fatalf("the start claimed the tasks of steps %v; want none", steps)
 	}
@@ -478,4 +461,22 @@ func TestStartClaimLeavesAnEmptyMapsDependentsToClaims(t *testing.T) {
 	if step != 2 {
 		t.Fatalf("the first claim took step %d; want 2 (c, priority 10)", step)
 	}
+}
+
+// startClaimingOne defines def and starts one run of it with input, the
+// start claiming at most one task for a worker; it returns the flow
+// version's id and the steps of the tasks the start claimed.
+func startClaimingOne(t *testing.T, e *env, def qflow.FlowDef, input string) (int, []int16) {
+	t.Helper()
+	ctx := context.Background()
+	id, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int16
+	if err := e.db.Pool.QueryRow(ctx, `SELECT o_step FROM qflow.start_runs_claim($1::integer, ARRAY[$3::jsonb], '{}'::jsonb, $2::uuid, $1::integer, 1, 30000, false)`,
+		id, uuid.New(), input).Scan(&steps); err != nil {
+		t.Fatal(err)
+	}
+	return id, steps
 }
