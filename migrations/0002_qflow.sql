@@ -2412,6 +2412,169 @@ BEGIN
     INTO o_done, o_placed, o_events FROM x;
 END $$;
 
+-- finish_chains is settle's fast path for runs it finishes whole, the
+-- common end of a chain: a run with one completion in this settle (task 0
+-- of a single step, still started, holding no limit's place, the run going,
+-- within its deadline and not sequential) whose inline results, every one a
+-- success given once, continue it as a chain under record_inline's
+-- conditions to the flow's only leaf, with no other step left. For those
+-- runs, in one statement, it writes what record_inline, finish_tasks and
+-- advance would write (the completion, its step's state, each inline
+-- step's state and task, the run completed with its leaf's output), then
+-- appends the statistics and publishes the same events, in the same order
+-- for each run: task_completed and step_completed of the completion, the
+-- four events of each inline step, workflow_completed. It returns the runs
+-- it finished with their outputs (NULL when over 8 kB), and how many inline
+-- results it recorded; settle leaves every other result to the general
+-- path. The caller has locked the runs and passes no failures. Each write
+-- is joined to the completion's update, so a run whose task is no longer
+-- started by the time it is updated is left to the general path whole.
+CREATE FUNCTION qflow.finish_chains(p_worker uuid, p_now timestamptz,
+                                    p_runs uuid[], p_steps smallint[], p_tasks integer[], p_outputs jsonb[],
+                                    p_irun uuid[], p_istep smallint[], p_itook integer[], p_ioutputs jsonb[],
+                                    p_ierrors text[],
+                                    OUT o_runs uuid[], OUT o_out jsonb[], OUT o_inline integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_events boolean := qflow.events_on();
+    v_done   qflow.done_task[];
+    v_evs    text[];
+BEGIN
+    WITH RECURSIVE one AS ( -- runs with one completion in this settle
+        SELECT c.run_id, (array_agg(c.step_idx))[1] AS step_idx, (array_agg(c.task_index))[1] AS task_index,
+               (array_agg(c.output))[1] AS output
+        FROM unnest(p_runs, p_steps, p_tasks, p_outputs) AS c(run_id, step_idx, task_index, output)
+        GROUP BY c.run_id HAVING count(*) = 1
+    ), bad AS MATERIALIZED ( -- runs with an inline result that is not a success given once
+        SELECT coalesce(array_agg(DISTINCT b.run_id), '{}') AS runs FROM (
+            SELECT p_irun[i] AS run_id FROM generate_subscripts(p_irun, 1) AS i
+            GROUP BY p_irun[i], p_istep[i]
+            HAVING count(*) > 1 OR NOT bool_and(p_itook[i] >= 0 AND p_ierrors[i] IS NULL AND p_ioutputs[i] IS NOT NULL)) b
+    ), k AS ( -- the other inline results, with how many the run has
+        SELECT min(i) AS o, p_irun[i] AS run_id, p_istep[i] AS step_idx, count(*) OVER (PARTITION BY p_irun[i]) AS kn
+        FROM generate_subscripts(p_irun, 1) AS i
+        GROUP BY 2, 3
+    ), r AS ( -- the completions that may begin a run's end, with their run, flow, step, task and state
+        SELECT one.run_id, one.step_idx, one.output, ru.flow_id, ru.flow_slug, ru.input, ru.events AND v_events AS events,
+               ru.priority, f.prioritized,
+               ru.max_attempts, ru.deadline, ru.trace_context, ru.remaining_steps, ru.started_at AS run_started,
+               st.slug, st.is_leaf, ss.started_at AS state_started, ru.r_ctid, t.t_ctid, ss.s_ctid
+        FROM one CROSS JOIN bad
+        CROSS JOIN LATERAL (SELECT r1.ctid AS r_ctid, r1.* FROM qflow.runs r1 WHERE r1.id = one.run_id LIMIT 1) ru
+        CROSS JOIN LATERAL (SELECT f1.* FROM qflow.flows f1 WHERE f1.id = ru.flow_id LIMIT 1) f
+        CROSS JOIN LATERAL (SELECT s1.* FROM qflow.steps s1 WHERE s1.flow_id = ru.flow_id AND s1.idx = one.step_idx LIMIT 1) st
+        CROSS JOIN LATERAL (SELECT q.ctid AS t_ctid, q.status, q.limit_key FROM qflow.step_tasks q
+                            WHERE q.run_id = one.run_id AND q.step_idx = one.step_idx AND q.task_index = 0 LIMIT 1) t
+        CROSS JOIN LATERAL (SELECT s2.ctid AS s_ctid, s2.status, s2.remaining_tasks, s2.started_at FROM qflow.step_states s2
+                            WHERE s2.run_id = one.run_id AND s2.step_idx = one.step_idx LIMIT 1) ss
+        WHERE one.task_index = 0 AND one.output IS NOT NULL AND NOT one.run_id = ANY (bad.runs)
+          AND ru.status = 'started' AND NOT ru.sequential AND (ru.deadline IS NULL OR ru.deadline > p_now)
+          AND f.concurrency IS NULL AND st.kind = 'single' AND NOT st.gated
+          AND t.status = 'started' AND t.limit_key IS NULL AND ss.status = 'started' AND ss.remaining_tasks = 1
+          AND (SELECT count(*) FROM qflow.steps s3 WHERE s3.flow_id = ru.flow_id AND s3.is_leaf) = 1
+    ), e AS ( -- inline steps a chain may run (record_inline's conditions)
+        SELECT k.o, k.run_id, k.step_idx, k.kn, st.deps[1] AS dep, st.slug, st.is_leaf, st.takes_input,
+               st.dep_slugs[1] AS dep_slug, st.priority AS step_priority, st.max_attempts AS step_max_attempts
+        FROM k
+        CROSS JOIN LATERAL (SELECT r1.flow_id FROM qflow.runs r1 WHERE r1.id = k.run_id LIMIT 1) ru
+        CROSS JOIN LATERAL (SELECT s1.* FROM qflow.steps s1 WHERE s1.flow_id = ru.flow_id AND s1.idx = k.step_idx LIMIT 1) st
+        CROSS JOIN LATERAL (SELECT s2.* FROM qflow.steps s2 WHERE s2.flow_id = ru.flow_id AND s2.idx = st.deps[1] LIMIT 1) ds
+        WHERE st.kind = 'single' AND st.dep_count = 1 AND st.start_delay_ms = 0 AND NOT st.gated
+          AND st.wait_signal IS NULL AND ds.kind = 'single' AND cardinality(ds.dependents) = 1
+          AND NOT EXISTS (SELECT 1 FROM qflow.step_states s WHERE s.run_id = k.run_id AND s.step_idx = k.step_idx)
+    ), ch AS ( -- each run's chain: depth 0 the completion, then its inline steps in order
+        SELECT r.run_id, r.step_idx, NULL::integer AS o, r.output, NULL::jsonb AS dep_out, 0 AS depth, r.slug, r.is_leaf,
+               NULL::bigint AS kn, false AS takes_input, NULL::text AS dep_slug, 0 AS step_priority,
+               1 AS step_max_attempts, r.flow_id, r.flow_slug, r.input, r.events, r.priority, r.prioritized,
+               r.max_attempts, r.deadline, r.trace_context, r.remaining_steps, r.run_started, r.state_started,
+               r.r_ctid, r.t_ctid, r.s_ctid
+        FROM r
+        UNION ALL
+        SELECT e.run_id, e.step_idx, e.o, p_ioutputs[e.o], ch.output, ch.depth + 1, e.slug, e.is_leaf,
+               e.kn, e.takes_input, e.dep_slug, e.step_priority, e.step_max_attempts, ch.flow_id, ch.flow_slug,
+               ch.input, ch.events, ch.priority, ch.prioritized, ch.max_attempts, ch.deadline, ch.trace_context,
+               ch.remaining_steps, ch.run_started, ch.state_started, ch.r_ctid, ch.t_ctid, ch.s_ctid
+        FROM ch JOIN e ON e.run_id = ch.run_id AND e.dep = ch.step_idx
+    ), x AS ( -- the chains with their runs' counts
+        SELECT ch.*, count(*) OVER w AS n, max(ch.kn) OVER w AS given, bool_or(ch.is_leaf) OVER w AS to_leaf
+        FROM ch WINDOW w AS (PARTITION BY ch.run_id)
+    ), fin AS MATERIALIZED ( -- the runs finished whole, a row per step with its run's columns
+        -- (The flow's one leaf ends the chain if it is in it: a step before
+        -- another in a chain has one dependent, the next.)
+        SELECT x.*,
+               p_now + make_interval(secs => x.depth / 1000000.0) AS finished_at,
+               p_now + make_interval(secs => x.depth / 1000000.0 - coalesce(p_itook[x.o], 0) / 1000.0) AS started_at
+        FROM x
+        WHERE x.n - 1 = coalesce(x.given, 0) AND x.remaining_steps = x.n AND x.to_leaf
+    ), ut AS ( -- the completions, by TID (the rows read above); every other write follows them
+        UPDATE qflow.step_tasks t
+        SET status = 'completed', output = fin.output, error = NULL, finished_at = p_now, vt = p_now
+        FROM fin
+        WHERE fin.depth = 0 AND t.ctid = fin.t_ctid AND t.status = 'started' AND t.limit_key IS NULL
+        RETURNING t.run_id, t.attempts, t.started_at
+    ), y AS MATERIALIZED ( -- fin's rows of the runs whose completion was recorded
+        SELECT fin.*, ut.attempts AS a_attempts, ut.started_at AS a_started
+        FROM fin JOIN ut ON ut.run_id = fin.run_id
+    ), us AS ( -- the completion's step
+        UPDATE qflow.step_states ss
+        SET remaining_tasks = 0, status = 'completed', finished_at = p_now, error = NULL, output = y.output
+        FROM y
+        WHERE y.depth = 0 AND ss.ctid = y.s_ctid AND ss.status = 'started'
+    ), new_states AS (
+        INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, task_count, remaining_tasks, output,
+                                       started_at, finished_at)
+        SELECT y.run_id, y.step_idx, y.flow_id, 'completed', 1, 0, y.output, y.started_at, y.finished_at
+        FROM y WHERE y.depth > 0
+    ), new_tasks AS (
+        INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
+                                      events, sequential, input, trace_context, lane, status, attempts, output,
+                                      worker_id, started_at, finished_at)
+        SELECT y.run_id, y.step_idx, 0, y.flow_id, qflow.task_priority(y.priority, y.prioritized, y.step_priority),
+               coalesce(y.max_attempts, y.step_max_attempts), y.finished_at, y.deadline, y.events, false,
+               (CASE WHEN y.takes_input THEN jsonb_build_object('run', y.input) ELSE '{}'::jsonb END)
+                   || jsonb_build_object(y.dep_slug, y.dep_out),
+               y.trace_context, 0, 'completed', 1, y.output, p_worker, y.started_at, y.finished_at
+        FROM y WHERE y.depth > 0 ORDER BY y.run_id, y.depth
+    ), ur AS ( -- the runs, by TID, with their leaf's output
+        UPDATE qflow.runs ru
+        SET remaining_steps = 0, status = 'completed', finished_at = now(), output = jsonb_build_object(y.slug, y.output)
+        FROM y
+        WHERE y.depth = y.n - 1 AND ru.ctid = y.r_ctid AND ru.status = 'started'
+        RETURNING ru.id, ru.output
+    )
+    SELECT (SELECT array_agg(ur.id ORDER BY ur.id) FROM ur),
+           (SELECT array_agg(CASE WHEN pg_column_size(ur.output) <= 8192 THEN ur.output END ORDER BY ur.id) FROM ur),
+           (SELECT count(*) FILTER (WHERE y.depth > 0) FROM y),
+           (SELECT array_agg(ROW(y.run_id, y.step_idx, 0, y.flow_id, CASE WHEN y.depth = 0 THEN y.a_attempts ELSE 1 END,
+                                 CASE WHEN y.depth = 0 THEN y.a_started ELSE y.started_at END, y.output, y.events,
+                                 false)::qflow.done_task ORDER BY y.run_id, y.depth) FROM y),
+           -- Per run, in the general path's order (an array, not a VALUES
+           -- list: see record_inline).
+           (SELECT array_agg(v.e ORDER BY y.run_id, y.depth, v.k) FROM y
+            CROSS JOIN LATERAL unnest(CASE WHEN y.depth = 0 THEN ARRAY[
+                qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', y.a_attempts,
+                         (extract(epoch FROM p_now - y.a_started) * 1000)::bigint, NULL, NULL),
+                qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
+                         (extract(epoch FROM p_now - y.state_started) * 1000)::bigint, NULL, NULL)
+            ] ELSE ARRAY[
+                qflow.ev('step_started', y.run_id, y.flow_slug, y.slug, NULL, 'started', NULL, NULL, NULL, NULL),
+                qflow.ev('task_started', y.run_id, y.flow_slug, y.slug, 0, 'started', 1, NULL, NULL, NULL),
+                qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', 1,
+                         (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL),
+                qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
+                         (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL)
+            ] END || CASE WHEN y.depth = y.n - 1 THEN ARRAY[
+                qflow.ev('workflow_completed', y.run_id, y.flow_slug, NULL, NULL, 'completed', NULL,
+                         (extract(epoch FROM clock_timestamp() - y.run_started) * 1000)::bigint, NULL, NULL)
+            ] ELSE '{}'::text[] END) WITH ORDINALITY AS v(e, k)
+            WHERE y.events)
+    INTO o_runs, o_out, o_inline, v_done, v_evs;
+    IF v_done IS NOT NULL THEN
+        PERFORM qflow.record_completions(v_done, p_now);
+        PERFORM qflow.publish(v_evs);
+    END IF;
+END $$;
+
 -- settle records a worker's finished tasks and claims new ones in the same
 -- transaction (one round trip). It locks the runs, in id order, and
 -- records the results through finish_tasks. Then the results of tasks the
@@ -2473,6 +2636,7 @@ DECLARE
     v_ddone   qflow.done_task[]; -- record_inline's: the tasks it recorded,
     v_dplaced integer[];         -- the ordinals of their inline results
     v_devs    text[];            -- and their events
+    v_inline_done integer;       -- inline results finish_chains recorded
 BEGIN
     IF coalesce(cardinality(p_runs), 0) <> coalesce(cardinality(p_outputs), 0)
        OR coalesce(cardinality(p_irun), 0) <> coalesce(cardinality(p_ioutputs), 0) THEN
@@ -2488,6 +2652,31 @@ BEGIN
         PERFORM 1 FROM (SELECT DISTINCT y FROM unnest(coalesce(p_runs, '{}') || coalesce(p_frun, '{}') || coalesce(p_irun, '{}')) AS y
                         ORDER BY 1) y
         CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
+    END IF;
+    -- Runs whose chains end them here: one statement (finish_chains); the
+    -- rest of the results take the general path below.
+    IF cardinality(p_irun) > 0 AND cardinality(p_runs) > 0 AND coalesce(cardinality(p_frun), 0) = 0 THEN
+        v_now := clock_timestamp();
+        SELECT * INTO v_fin, v_out, v_inline_done
+        FROM qflow.finish_chains(p_worker, v_now, p_runs, p_steps, p_tasks, p_outputs,
+                                 p_irun, p_istep, p_itook, p_ioutputs, p_ierrors);
+        IF cardinality(v_fin) = cardinality(p_runs) AND v_inline_done = cardinality(p_irun) THEN
+            p_runs := NULL;
+            p_irun := NULL;
+        ELSIF v_fin IS NOT NULL THEN
+            SELECT array_agg(x.r ORDER BY x.i), array_agg(p_steps[x.i] ORDER BY x.i),
+                   array_agg(p_tasks[x.i] ORDER BY x.i), array_agg(p_outputs[x.i] ORDER BY x.i)
+            INTO p_runs, p_steps, p_tasks, p_outputs
+            FROM unnest(p_runs) WITH ORDINALITY AS x(r, i) WHERE x.r <> ALL (v_fin);
+            SELECT array_agg(x.r ORDER BY x.i), array_agg(p_istep[x.i] ORDER BY x.i),
+                   array_agg(p_itook[x.i] ORDER BY x.i), array_agg(p_ioutputs[x.i] ORDER BY x.i),
+                   array_agg(p_ierrors[x.i] ORDER BY x.i), array_agg(p_iperm[x.i] ORDER BY x.i),
+                   array_agg(p_isnooze[x.i] ORDER BY x.i)
+            INTO p_irun, p_istep, p_itook, p_ioutputs, p_ierrors, p_iperm, p_isnooze
+            FROM unnest(p_irun) WITH ORDINALITY AS x(r, i) WHERE x.r <> ALL (v_fin);
+        END IF;
+    END IF;
+    IF cardinality(p_runs) > 0 OR cardinality(p_frun) > 0 THEN
         -- Inline successes that follow these completions: written
         -- completed before finish_tasks, so that it does not start their
         -- steps, and propagated by it with the completed steps.
@@ -2502,14 +2691,16 @@ BEGIN
                                       v_now);
         v_tasks := v_fin_r.o_tasks;
         v_queues := v_fin_r.o_queues;
-        v_fin := v_fin_r.o_fin;
-        v_out := v_fin_r.o_out;
+        v_fin := v_fin || v_fin_r.o_fin;
+        v_out := v_out || v_fin_r.o_out;
         v_freed := v_fin_r.o_freed;
     END IF;
 
     -- Other inline results, pass by pass.
-    SELECT array_agg(o) INTO v_left FROM generate_series(1, coalesce(cardinality(p_irun), 0)) AS o
-    WHERE v_dplaced IS NULL OR o <> ALL (v_dplaced);
+    IF cardinality(p_irun) > 0 THEN
+        SELECT array_agg(o) INTO v_left FROM generate_series(1, cardinality(p_irun)) AS o
+        WHERE v_dplaced IS NULL OR o <> ALL (v_dplaced);
+    END IF;
     WHILE v_left IS NOT NULL AND v_tasks > v_inline LOOP
         v_now := clock_timestamp();
         -- Each task by primary key (a LATERAL probe, then the row by TID;

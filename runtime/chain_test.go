@@ -83,6 +83,19 @@ func testChainRecordsWhatClaimsRecord(t *testing.T, reorder bool) {
 			JOIN qflow.step_states s ON s.run_id = t.run_id AND s.step_idx = t.step_idx`).Scan(&rows); err != nil {
 			t.Fatal(err)
 		}
+		// The runs, and the statistics of their steps.
+		if _, err := e.db.Pool.Exec(ctx, `SELECT qflow.fold_step_stats()`); err != nil {
+			t.Fatal(err)
+		}
+		var runs string
+		if err := e.db.Pool.QueryRow(ctx, `SELECT (SELECT string_agg(format('run %s: %s left=%s out=%s err=%s',
+				r.input->>'v', r.status, r.remaining_steps, r.output, r.error), E'\n' ORDER BY (r.input->>'v')::int)
+				FROM qflow.runs r)
+			|| E'\n' || (SELECT string_agg(format('step %s: runs=%s tasks=%s ok=%s attempts=%s', s.step_slug, s.runs, s.tasks,
+				s.successes, s.attempts), E'\n' ORDER BY s.step_slug) FROM qflow.step_stats s)`).Scan(&runs); err != nil {
+			t.Fatal(err)
+		}
+		rows += "\n" + runs
 		if window == 0 {
 			chainedRows = rows
 		} else if diff := cmp.Diff(chainedRows, rows); diff != "" {
