@@ -1139,6 +1139,91 @@ BEGIN
     END IF;
 END $$;
 
+-- start_roots is start_runs_core's fast path for versions whose root steps
+-- are all plain single steps (no limit, start delay or signal to wait for)
+-- and runs that are neither keyed nor sequential: in one statement it
+-- inserts the runs (ids p_ids, in input order), their root steps' states
+-- and tasks, the first p_qty tasks in claim order created claimed by
+-- p_worker (as start_steps does), and publishes what start_runs_core and
+-- start_steps publish, in the same order: workflow_started for each run,
+-- then per run its step_started events and, when p_started_events, its
+-- claimed tasks' task_started. It returns the number of tasks and the
+-- claimed ones, in claim order.
+CREATE FUNCTION qflow.start_roots(p_flow qflow.flows, p_ids uuid[], p_inputs jsonb[], p_opts jsonb,
+                                  p_worker uuid, p_qty integer, p_lease_ms bigint, p_started_events boolean,
+                                  OUT o_tasks integer, OUT o_claimed qflow.claimed_task[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now    timestamptz := clock_timestamp();
+    v_events boolean := coalesce((p_opts->>'events')::boolean, true);
+    v_on     boolean := qflow.events_on();
+    v_evs    text[];
+BEGIN
+    WITH ins_runs AS (
+        INSERT INTO qflow.runs (id, flow_id, flow_slug, input, remaining_steps, events, sequential, priority,
+                                max_attempts, deadline, trace_context)
+        SELECT r.id, p_flow.id, p_flow.slug, r.input, p_flow.step_count, v_events, false,
+               coalesce((p_opts->>'priority')::integer, 0),
+               nullif((p_opts->>'max_attempts')::integer, 0),
+               now() + make_interval(secs => nullif((p_opts->>'timeout_ms')::bigint, 0) / 1000.0),
+               p_opts->'trace_context'
+        FROM unnest(p_ids, p_inputs) AS r(id, input)
+        RETURNING id, input, priority, max_attempts, deadline, trace_context
+    ), q AS ( -- a row per run and root step, numbered in claim order
+        SELECT ru.id AS run_id, st.idx AS step_idx,
+               qflow.task_priority(ru.priority, p_flow.prioritized, st.priority) AS priority,
+               coalesce(ru.max_attempts, st.max_attempts) AS max_attempts, ru.deadline, ru.trace_context,
+               CASE WHEN st.takes_input THEN jsonb_build_object('run', ru.input) ELSE '{}'::jsonb END AS input,
+               row_number() OVER (ORDER BY qflow.task_priority(ru.priority, p_flow.prioritized, st.priority) DESC,
+                                           ru.id, st.idx) AS n
+        FROM ins_runs ru
+        CROSS JOIN qflow.steps st
+        WHERE st.flow_id = p_flow.id AND st.dep_count = 0
+    ), states AS (
+        INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, task_count, remaining_tasks, started_at)
+        SELECT q.run_id, q.step_idx, p_flow.id, 'started', 1, 1, v_now FROM q
+    ), tasks AS (
+        INSERT INTO qflow.step_tasks (run_id, step_idx, task_index, flow_id, priority, max_attempts, vt, deadline,
+                                      events, sequential, input, trace_context, lane, status, attempts, worker_id,
+                                      started_at)
+        SELECT q.run_id, q.step_idx, 0, p_flow.id, q.priority, q.max_attempts,
+               CASE WHEN q.take THEN v_now + make_interval(secs => p_lease_ms / 1000.0) ELSE v_now END,
+               q.deadline, v_events AND v_on, false, q.input, q.trace_context, 0,
+               CASE WHEN q.take THEN 'started' ELSE 'queued' END, CASE WHEN q.take THEN 1 ELSE 0 END,
+               CASE WHEN q.take THEN p_worker END, CASE WHEN q.take THEN v_now END
+        FROM (SELECT q.*, p_worker IS NOT NULL AND q.n <= p_qty AND (q.deadline IS NULL OR q.deadline > v_now) AS take
+              FROM q) q
+        ORDER BY q.run_id, q.step_idx
+        RETURNING seq, run_id, step_idx, task_index, attempts, input, priority, flow_id, events, trace_context,
+                  deadline, sequential, status
+    ), sl AS MATERIALIZED ( -- the version's step slugs, by index
+        SELECT array_agg(st.slug ORDER BY st.idx) AS slugs FROM qflow.steps st WHERE st.flow_id = p_flow.id
+    )
+    SELECT (SELECT count(*)::integer FROM tasks),
+           (SELECT array_agg(ROW(i.seq, i.run_id, i.step_idx, i.task_index, i.attempts, i.input, i.priority,
+                                 i.flow_id, i.events, i.trace_context, i.deadline, i.sequential)::qflow.claimed_task
+                             ORDER BY i.priority DESC, i.seq)
+            FROM tasks i WHERE i.status = 'started'),
+           CASE WHEN v_events AND v_on THEN
+               ARRAY(SELECT qflow.ev('workflow_started', r.id, p_flow.slug, NULL, NULL, 'started', NULL, NULL, NULL,
+                                     NULL)
+                     FROM unnest(p_ids) WITH ORDINALITY AS r(id, o) ORDER BY r.o)
+               || (SELECT array_agg(x.e ORDER BY x.run_id, x.k, x.step_idx) FROM (
+                       SELECT qflow.ev('step_started', i.run_id, p_flow.slug, sl.slugs[i.step_idx + 1], NULL, 'started',
+                                       NULL, NULL, NULL, NULL) AS e, i.run_id, 0 AS k, i.step_idx
+                       FROM tasks i, sl
+                       UNION ALL
+                       SELECT qflow.ev('task_started', i.run_id, p_flow.slug, sl.slugs[i.step_idx + 1], 0, 'started',
+                                       1, NULL, NULL, NULL), i.run_id, 1, i.step_idx
+                       FROM tasks i, sl WHERE i.status = 'started' AND p_started_events) x)
+           END
+    INTO o_tasks, o_claimed, v_evs;
+    PERFORM qflow.publish(v_evs);
+    IF o_tasks >= 1000 THEN
+        PERFORM qflow.analyze_after_fanout(o_tasks);
+    END IF;
+END $$;
+
 -- start_runs_core starts one run per input of flow p_flow_id and returns
 -- their ids in input order, with the number of tasks created and their
 -- queues; it wakes no worker. p_opts: {"events": bool, "sequential": bool,
@@ -1160,6 +1245,8 @@ DECLARE
     v_all    uuid[];
     v_bad    integer;
     v_roots  smallint[];
+    v_map_root boolean;  -- a root step is a map
+    v_plain  boolean;    -- every root step is a single step with no limit, delay or signal
     v_events boolean := coalesce((p_opts->>'events')::boolean, true);
     v_st     record;
     v_adv    record;
@@ -1176,8 +1263,11 @@ BEGIN
     IF v_bad IS NOT NULL THEN
         RAISE EXCEPTION 'qflow: input % of flow "%" is null', v_bad, v_flow.slug USING ERRCODE = 'QF400';
     END IF;
-    SELECT array_agg(idx ORDER BY idx) INTO v_roots FROM qflow.steps WHERE flow_id = p_flow_id AND dep_count = 0;
-    IF EXISTS (SELECT 1 FROM qflow.steps WHERE flow_id = p_flow_id AND kind = 'map' AND dep_count = 0) THEN
+    SELECT array_agg(idx ORDER BY idx), bool_or(kind = 'map'),
+           bool_and(kind = 'single' AND NOT gated AND start_delay_ms = 0 AND wait_signal IS NULL)
+    INTO v_roots, v_map_root, v_plain
+    FROM qflow.steps WHERE flow_id = p_flow_id AND dep_count = 0;
+    IF v_map_root THEN
         SELECT min(o) INTO v_bad FROM unnest(p_inputs) WITH ORDINALITY AS i(v, o) WHERE jsonb_typeof(v) <> 'array';
         IF v_bad IS NOT NULL THEN
             RAISE EXCEPTION 'qflow: flow "%" starts with a map step, so its input must be a JSON array; input % is a JSON %',
@@ -1185,6 +1275,18 @@ BEGIN
         END IF;
     END IF;
     SELECT array_agg(gen_random_uuid()) INTO v_ids FROM unnest(p_inputs);
+
+    -- Plain roots, no key, no order to keep: one statement (start_roots).
+    IF v_plain AND v_flow.concurrency IS NULL AND NOT (p_opts ? 'key' OR p_opts ? 'keys')
+       AND NOT coalesce((p_opts->>'sequential')::boolean, false) THEN
+        SELECT * INTO o_tasks, o_claimed
+        FROM qflow.start_roots(v_flow, v_ids, p_inputs, p_opts, p_worker, p_qty, p_lease_ms, p_started_events);
+        IF o_tasks > 0 THEN
+            o_queues := ARRAY[v_flow.queue_name];
+        END IF;
+        o_ids := v_ids;
+        RETURN;
+    END IF;
 
     IF p_opts ? 'key' OR p_opts ? 'keys' THEN
         SELECT k.o_ids, k.o_new, k.o_existing INTO v_all, v_ids, o_existing
@@ -2654,7 +2756,9 @@ BEGIN
         CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
     END IF;
     -- Runs whose chains end them here: one statement (finish_chains); the
-    -- rest of the results take the general path below.
+    -- rest of the results take the general path below (taking out those
+    -- finish_chains recorded saves the general path's statements, which
+    -- would find their tasks no longer started and leave them alone).
     IF cardinality(p_irun) > 0 AND cardinality(p_runs) > 0 AND coalesce(cardinality(p_frun), 0) = 0 THEN
         v_now := clock_timestamp();
         SELECT * INTO v_fin, v_out, v_inline_done

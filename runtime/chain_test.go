@@ -496,3 +496,82 @@ func TestChainManyRunsInOneSettle(t *testing.T) {
 		}
 	}
 }
+
+// TestChainSettleMixesRunsItEndsWithOthers: one settle holds two runs whose
+// chains end them (finish_chains) and, between them, one whose chain stops
+// before its last step (the general path). Each run gets its own rows and
+// events.
+func TestChainSettleMixesRunsItEndsWithOthers(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	l := listenEvents(t, e)
+	def, _ := chain3(t, "mixed")
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.client.StartRuns(ctx, "mixed", []any{map[string]int{"v": 0}, map[string]int{"v": 10}, map[string]int{"v": 20}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := uuid.New()
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
+		t.Fatal(err)
+	}
+	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid, $3::uuid, $4::uuid], ARRAY[0, 0, 0]::smallint[],
+		ARRAY[0, 0, 0], ARRAY['{"v": 1}', '{"v": 11}', '{"v": 21}']::jsonb[], `+none+`,
+		ARRAY[$2::uuid, $2::uuid, $3::uuid, $4::uuid, $4::uuid], ARRAY[1, 2, 1, 1, 2]::smallint[], ARRAY[0, 0, 0, 0, 0],
+		ARRAY['{"v": 2}', '{"v": 3}', '{"v": 12}', '{"v": 22}', '{"v": 23}']::jsonb[],
+		ARRAY[NULL, NULL, NULL, NULL, NULL]::text[], ARRAY[false, false, false, false, false], '{}', 0, 0, 1000)`,
+		w, ids[0], ids[1], ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	rows, err := e.db.Pool.Query(ctx, `SELECT format('%s %s', r.input->>'v', coalesce(r.output::text, r.status)) || coalesce(' ' || (
+			SELECT string_agg(format('%s:%s in=%s out=%s', t.step_idx, t.status, t.input, t.output), ' ' ORDER BY t.step_idx)
+			FROM qflow.step_tasks t WHERE t.run_id = r.id), '')
+		FROM qflow.runs r ORDER BY (r.input->>'v')::int`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`0 {"c": {"v": 3}} 0:completed in={"run": {"v": 0}} out={"v": 1} 1:completed in={"a": {"v": 1}} out={"v": 2} 2:completed in={"b": {"v": 2}} out={"v": 3}`,
+		`10 started 0:completed in={"run": {"v": 10}} out={"v": 11} 1:completed in={"a": {"v": 11}} out={"v": 12} 2:queued in={"b": {"v": 12}} out=`,
+		`20 {"c": {"v": 23}} 0:completed in={"run": {"v": 20}} out={"v": 21} 1:completed in={"a": {"v": 21}} out={"v": 22} 2:completed in={"b": {"v": 22}} out={"v": 23}`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("runs and tasks (-want +got):\n%s", diff)
+	}
+	ended := []string{"workflow_started started", "step_started a started", "task_started a[0] #1 started",
+		"task_completed a[0] #1 completed", "step_completed a completed",
+		"step_started b started", "task_started b[0] #1 started", "task_completed b[0] #1 completed", "step_completed b completed",
+		"step_started c started", "task_started c[0] #1 started", "task_completed c[0] #1 completed", "step_completed c completed",
+		"workflow_completed completed"}
+	wants := map[uuid.UUID][]string{ids[0]: ended, ids[1]: ended[:10], ids[2]: ended}
+	evs := map[uuid.UUID][]string{}
+	for n := 0; n < 2*len(ended)+10; {
+		select {
+		case m := <-l.C():
+			if m.Event != nil {
+				evs[m.Event.RunID] = append(evs[m.Event.RunID], describe(*m.Event))
+				n++
+			}
+		case <-ctx.Done():
+			t.Fatalf("events %q, want %q", evs, wants)
+		}
+	}
+	if diff := cmp.Diff(wants, evs); diff != "" {
+		t.Fatalf("the runs' events (-want +got):\n%s", diff)
+	}
+}
