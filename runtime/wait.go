@@ -165,7 +165,9 @@ func (h *waitHub) listen(ctx context.Context) {
 	defer close(h.done)
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		l, err := notify.Listen(ctx, h.pool, &notify.ListenOptions{Logger: h.log}, EventsChannel)
+		// Only the terminal events wake waiters: the others are not decoded.
+		l, err := notify.Listen(ctx, h.pool, &notify.ListenOptions{Logger: h.log,
+			Types: []notify.EventType{notify.WorkflowCompleted, notify.WorkflowFailed, notify.WorkflowCancelled}}, EventsChannel)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

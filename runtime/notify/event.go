@@ -162,30 +162,83 @@ func ParseEvent(payload string) (Event, error) {
 // over several notifications when it would exceed the payload limit), and
 // a payload holding a single event object is accepted too.
 func ParseEvents(payload string) ([]Event, error) {
+	return parseEvents(payload, nil)
+}
+
+// parseEvents is ParseEvents keeping only the events whose type keep
+// accepts (all when keep is nil). A batch is decoded in one pass; with
+// keep, each element's type is read first (from the engine's prefix
+// {"type":"…", else by decoding that field alone), and only the events
+// kept are decoded whole.
+func parseEvents(payload string, keep func(EventType) bool) ([]Event, error) {
 	s := strings.TrimLeft(payload, " \t\r\n")
 	if !strings.HasPrefix(s, "[") {
 		e, err := ParseEvent(payload)
 		if err != nil {
 			return nil, err
 		}
+		if keep != nil && !keep(e.Type) {
+			return []Event{}, nil
+		}
 		return []Event{e}, nil
 	}
-	var raw []json.RawMessage
-	if err := json.Unmarshal([]byte(s), &raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotEvent, err)
-	}
-	evs := make([]Event, 0, len(raw))
-	for _, r := range raw {
-		e, err := ParseEvent(string(r))
-		if err != nil {
-			return nil, err
+	var evs []Event
+	if keep == nil {
+		if err := json.Unmarshal([]byte(s), &evs); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotEvent, err)
 		}
-		evs = append(evs, e)
+		for _, e := range evs {
+			if e.Type == "" || e.RunID == uuid.Nil {
+				return nil, fmt.Errorf("%w: no type or run_id", ErrNotEvent)
+			}
+		}
+	} else {
+		var raw []json.RawMessage
+		if err := json.Unmarshal([]byte(s), &raw); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotEvent, err)
+		}
+		evs = make([]Event, 0, len(raw))
+		for _, r := range raw {
+			t, err := eventType(r)
+			if err != nil {
+				return nil, err
+			}
+			if !keep(t) {
+				continue
+			}
+			e, err := ParseEvent(string(r))
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, e)
+		}
+		if len(raw) == 0 {
+			return nil, fmt.Errorf("%w: empty batch", ErrNotEvent)
+		}
+		return evs, nil
 	}
 	if len(evs) == 0 {
 		return nil, fmt.Errorf("%w: empty batch", ErrNotEvent)
 	}
 	return evs, nil
+}
+
+// eventType reads the type of one encoded event: from the prefix the
+// engine writes ({"type":"…"), else by decoding that field alone.
+func eventType(r json.RawMessage) (EventType, error) {
+	const prefix = `{"type":"`
+	if rest, ok := strings.CutPrefix(string(r), prefix); ok {
+		if t, _, ok := strings.Cut(rest, `"`); ok && !strings.Contains(t, `\`) {
+			return EventType(t), nil
+		}
+	}
+	var e struct {
+		Type EventType `json:"type"`
+	}
+	if err := json.Unmarshal(r, &e); err != nil || e.Type == "" {
+		return "", fmt.Errorf("%w: no type", ErrNotEvent)
+	}
+	return e.Type, nil
 }
 
 // ForRun returns a predicate for Filter that keeps the events of one run.

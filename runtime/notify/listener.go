@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,10 @@ type ListenOptions struct {
 	// Logger receives a line per lost connection and reconnection (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// Types, when not empty, keeps only engine events of these types on
+	// EventsChannel: the others are neither decoded nor delivered (not a
+	// gap). Notifications on other channels are delivered as they are.
+	Types []EventType
 }
 
 // Listener receives notifications on a dedicated connection. Create one
@@ -62,6 +67,7 @@ type Listener struct {
 	log      *slog.Logger
 
 	out       chan Message
+	keep      func(EventType) bool // from opts.Types; nil keeps every event
 	cancel    context.CancelFunc
 	done      chan struct{}
 	connected atomic.Bool
@@ -102,6 +108,10 @@ func Listen(ctx context.Context, pool *pgxpool.Pool, opts *ListenOptions, channe
 	l.log = l.opts.Logger
 	if l.log == nil {
 		l.log = slog.Default()
+	}
+	if len(l.opts.Types) > 0 {
+		types := append([]EventType(nil), l.opts.Types...)
+		l.keep = func(t EventType) bool { return slices.Contains(types, t) }
 	}
 	conn, err := l.connect(ctx)
 	if err != nil {
@@ -230,7 +240,7 @@ func (l *Listener) receive(ctx context.Context, conn *pgx.Conn, pending **Messag
 			}
 			return err
 		}
-		for _, m := range messages(n.Channel, n.Payload) {
+		for _, m := range messages(n.Channel, n.Payload, l.keep) {
 			if !l.flush(pending) {
 				(*pending).Dropped++
 				continue
@@ -246,9 +256,9 @@ func (l *Listener) receive(ctx context.Context, conn *pgx.Conn, pending **Messag
 
 // messages turns one notification into the messages it carries: one per
 // event for a batch of engine events (see ParseEvents), else one.
-func messages(channel, payload string) []Message {
+func messages(channel, payload string, keep func(EventType) bool) []Message {
 	if channel == EventsChannel {
-		if evs, err := ParseEvents(payload); err == nil {
+		if evs, err := parseEvents(payload, keep); err == nil {
 			out := make([]Message, len(evs))
 			for i := range evs {
 				out[i] = Message{Channel: channel, Payload: payload, Event: &evs[i]}

@@ -263,3 +263,56 @@ func TestParseEventAndFilters(t *testing.T) {
 		t.Fatalf("workflow_resumed attrs %s", got)
 	}
 }
+
+func TestParseEventsBatches(t *testing.T) {
+	a, b := uuid.New(), uuid.New()
+	evs, err := notify.ParseEvents(`[{"type":"task_started","run_id":"` + a.String() + `","flow":"f","step":"s","task_index":0,"attempt":1},` +
+		`{"type":"workflow_completed","run_id":"` + b.String() + `","flow":"f","duration_ms":4}]`)
+	if err != nil || len(evs) != 2 || evs[0].Type != notify.TaskStarted || evs[0].RunID != a || evs[0].TaskIdx() != 0 ||
+		evs[1].Type != notify.WorkflowCompleted || evs[1].RunID != b || evs[1].DurationMS != 4 {
+		t.Fatalf("ParseEvents = %+v, %v", evs, err)
+	}
+	for _, bad := range []string{"[]", "[1]", `[{"type":"task_started","run_id":"` + a.String() + `"},{"type":"task_started"}]`,
+		`[{"run_id":"` + a.String() + `"}]`, `[{"type":"task_started","run_id":"` + a.String() + `"}`} {
+		if _, err := notify.ParseEvents(bad); !errors.Is(err, notify.ErrNotEvent) {
+			t.Errorf("ParseEvents(%q) = %v", bad, err)
+		}
+	}
+}
+
+// TestListenKeepsOnlyTypes: with ListenOptions.Types, a listener delivers
+// only the engine events of those types (whether or not the type comes
+// first in the object), and other channels' notifications as they are.
+func TestListenKeepsOnlyTypes(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := ctxT(t, 10*time.Second)
+	l, err := notify.Listen(ctx, db.Pool, &notify.ListenOptions{Types: []notify.EventType{notify.WorkflowCompleted, notify.WorkflowFailed}},
+		notify.EventsChannel, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, b := uuid.New(), uuid.New()
+	batch := `[{"type":"task_started","run_id":"` + a.String() + `","flow":"f","step":"s","task_index":0,"attempt":1},` +
+		`{"type":"workflow_completed","run_id":"` + a.String() + `","flow":"f"},` +
+		`{"type":"step_completed","run_id":"` + b.String() + `","flow":"f","step":"s"},` +
+		`{"run_id":"` + b.String() + `","flow":"f","error":"x","type":"workflow_failed"}]`
+	if _, err := db.Pool.Exec(ctx, `SELECT pg_notify($1, $2), pg_notify('other', 'hello'),
+		pg_notify($1, '{"type":"workflow_started","run_id":"`+b.String()+`","flow":"f"}')`, notify.EventsChannel, batch); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 3 {
+		m := next(t, l, 5*time.Second)
+		if m.Event != nil {
+			got = append(got, string(m.Event.Type)+" "+m.Event.RunID.String())
+		} else {
+			got = append(got, m.Channel+" "+m.Payload)
+		}
+	}
+	want := []string{"workflow_completed " + a.String(), "workflow_failed " + b.String(), "other hello"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	none(t, l, 200*time.Millisecond)
+}
