@@ -2612,16 +2612,20 @@ BEGIN
         UPDATE qflow.step_tasks t
         SET status = 'completed', output = fin.output, error = NULL, finished_at = p_now, vt = p_now
         FROM fin
-        WHERE fin.depth = 0 AND t.ctid = fin.t_ctid AND t.status = 'started' AND t.limit_key IS NULL
-        RETURNING t.run_id, t.attempts, t.started_at
+        WHERE t.ctid = ANY (ARRAY(SELECT f2.t_ctid FROM fin f2 WHERE f2.depth = 0))
+          AND fin.depth = 0 AND t.ctid = fin.t_ctid AND t.status = 'started' AND t.limit_key IS NULL
+        RETURNING t.run_id, t.attempts, t.started_at, t.events
     ), y AS MATERIALIZED ( -- fin's rows of the runs whose completion was recorded
-        SELECT fin.*, ut.attempts AS a_attempts, ut.started_at AS a_started
+        -- (a_events: the completion's events as finish_tasks decides them,
+        -- by its task's flag, set by the session that created it.)
+        SELECT fin.*, ut.attempts AS a_attempts, ut.started_at AS a_started, ut.events AND v_events AS a_events
         FROM fin JOIN ut ON ut.run_id = fin.run_id
     ), us AS ( -- the completion's step
         UPDATE qflow.step_states ss
         SET remaining_tasks = 0, status = 'completed', finished_at = p_now, error = NULL, output = y.output
         FROM y
-        WHERE y.depth = 0 AND ss.ctid = y.s_ctid AND ss.status = 'started'
+        WHERE ss.ctid = ANY (ARRAY(SELECT y2.s_ctid FROM y y2 WHERE y2.depth = 0))
+          AND y.depth = 0 AND ss.ctid = y.s_ctid AND ss.status = 'started'
     ), new_states AS (
         INSERT INTO qflow.step_states (run_id, step_idx, flow_id, status, task_count, remaining_tasks, output,
                                        started_at, finished_at)
@@ -2641,7 +2645,8 @@ BEGIN
         UPDATE qflow.runs ru
         SET remaining_steps = 0, status = 'completed', finished_at = now(), output = jsonb_build_object(y.slug, y.output)
         FROM y
-        WHERE y.depth = y.n - 1 AND ru.ctid = y.r_ctid AND ru.status = 'started'
+        WHERE ru.ctid = ANY (ARRAY(SELECT y2.r_ctid FROM y y2 WHERE y2.depth = y2.n - 1))
+          AND y.depth = y.n - 1 AND ru.ctid = y.r_ctid AND ru.status = 'started'
         RETURNING ru.id, ru.output
     )
     SELECT (SELECT array_agg(ur.id ORDER BY ur.id) FROM ur),
@@ -2653,23 +2658,22 @@ BEGIN
            -- Per run, in the general path's order (an array, not a VALUES
            -- list: see record_inline).
            (SELECT array_agg(v.e ORDER BY y.run_id, y.depth, v.k) FROM y
-            CROSS JOIN LATERAL unnest(CASE WHEN y.depth = 0 THEN ARRAY[
+            CROSS JOIN LATERAL unnest(CASE WHEN y.depth = 0 AND y.a_events THEN ARRAY[
                 qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', y.a_attempts,
                          (extract(epoch FROM p_now - y.a_started) * 1000)::bigint, NULL, NULL),
                 qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
                          (extract(epoch FROM p_now - y.state_started) * 1000)::bigint, NULL, NULL)
-            ] ELSE ARRAY[
+            ] WHEN y.depth > 0 AND y.events THEN ARRAY[
                 qflow.ev('step_started', y.run_id, y.flow_slug, y.slug, NULL, 'started', NULL, NULL, NULL, NULL),
                 qflow.ev('task_started', y.run_id, y.flow_slug, y.slug, 0, 'started', 1, NULL, NULL, NULL),
                 qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', 1,
                          (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL),
                 qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
                          (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL)
-            ] END || CASE WHEN y.depth = y.n - 1 THEN ARRAY[
+            ] ELSE '{}'::text[] END || CASE WHEN y.depth = y.n - 1 AND y.events THEN ARRAY[
                 qflow.ev('workflow_completed', y.run_id, y.flow_slug, NULL, NULL, 'completed', NULL,
                          (extract(epoch FROM clock_timestamp() - y.run_started) * 1000)::bigint, NULL, NULL)
-            ] ELSE '{}'::text[] END) WITH ORDINALITY AS v(e, k)
-            WHERE y.events)
+            ] ELSE '{}'::text[] END) WITH ORDINALITY AS v(e, k))
     INTO o_runs, o_out, o_inline, v_done, v_evs;
     IF v_done IS NOT NULL THEN
         PERFORM qflow.record_completions(v_done, p_now);
@@ -2764,6 +2768,7 @@ BEGIN
         SELECT * INTO v_fin, v_out, v_inline_done
         FROM qflow.finish_chains(p_worker, v_now, p_runs, p_steps, p_tasks, p_outputs,
                                  p_irun, p_istep, p_itook, p_ioutputs, p_ierrors);
+        v_now := NULL; -- the general path reads the clock again
         IF cardinality(v_fin) = cardinality(p_runs) AND v_inline_done = cardinality(p_irun) THEN
             p_runs := NULL;
             p_irun := NULL;

@@ -23,22 +23,35 @@ import (
 // their rank in id order (claims and events follow id order) and have the
 // same input, so the two databases' random ids do not matter.
 func TestStartRootsWritesWhatStartStepsWrites(t *testing.T) {
-	const base = `"priority": 2, "timeout_ms": 3600000, "trace_context": {"traceparent": "00-x"}`
-	var want string
-	for _, opts := range []string{`{` + base + `}`, `{` + base + `, "keys": [null, null, null]}`} {
-		got := startRootsRecord(t, opts)
-		if want == "" {
-			want = got
-		} else if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("the general path wrote otherwise than start_roots (-start_roots +general):\n%s", diff)
-		}
+	for _, c := range []struct {
+		name    string
+		opts    string
+		started bool // publish the claimed tasks' task_started
+		events  int  // how many events the start publishes
+	}{
+		{"events", `"priority": 2, "timeout_ms": 3600000, "trace_context": {"traceparent": "00-x"}`, true, 3 + 6 + 2},
+		{"no task_started", `"priority": 2`, false, 3 + 6},
+		{"events off", `"events": false, "max_attempts": 5`, true, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var want string
+			for _, opts := range []string{`{` + c.opts + `}`, `{` + c.opts + `, "keys": [null, null, null]}`} {
+				got := startRootsRecord(t, opts, c.started, c.events)
+				if want == "" {
+					want = got
+				} else if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("the general path wrote otherwise than start_roots (-start_roots +general):\n%s", diff)
+				}
+			}
+		})
 	}
 }
 
 // startRootsRecord starts three runs of a flow with two roots (b with a
 // priority, so claimed first) with opts, and describes what it wrote and
-// published.
-func startRootsRecord(t *testing.T, opts string) string {
+// the events it published (started: task_started of the claimed tasks
+// too), n of them.
+func startRootsRecord(t *testing.T, opts string, started bool, n int) string {
 	e := newEnv(t)
 	ctx := ctxT(t, 30*time.Second)
 	l := listenEvents(t, e)
@@ -61,8 +74,8 @@ func startRootsRecord(t *testing.T, opts string) string {
 	var ids []uuid.UUID
 	var claimed []string
 	if err := e.db.Pool.QueryRow(ctx, `SELECT s.o_ids, coalesce(array_agg(format('%s/%s', x.r, x.s)) FILTER (WHERE x.r IS NOT NULL), '{}')
-		FROM qflow.start_runs_claim($1, ARRAY['{"x": 1}', '{"x": 1}', '{"x": 1}']::jsonb[], $2::jsonb, $3, $1, 2, 30000, true) s
-		LEFT JOIN LATERAL unnest(s.o_run, s.o_step) AS x(r, s) ON true GROUP BY s.o_ids`, id, opts, worker).Scan(&ids, &claimed); err != nil {
+		FROM qflow.start_runs_claim($1, ARRAY['{"x": 1}', '{"x": 1}', '{"x": 1}']::jsonb[], $2::jsonb, $3, $1, 2, 30000, $4) s
+		LEFT JOIN LATERAL unnest(s.o_run, s.o_step) AS x(r, s) ON true GROUP BY s.o_ids`, id, opts, worker, started).Scan(&ids, &claimed); err != nil {
 		t.Fatal(err)
 	}
 	rank := map[uuid.UUID]string{}
@@ -94,8 +107,7 @@ func startRootsRecord(t *testing.T, opts string) string {
 	// (workflow_started, published in input order, by none: the inputs
 	// are the same).
 	var evs []string
-	quiet := time.After(300 * time.Millisecond)
-	for done := false; !done; {
+	for len(evs) < n {
 		select {
 		case m := <-l.C():
 			if m.Event == nil {
@@ -106,9 +118,14 @@ func startRootsRecord(t *testing.T, opts string) string {
 				run = "*"
 			}
 			evs = append(evs, run+" "+describe(*m.Event))
-		case <-quiet:
-			done = true
+		case <-ctx.Done():
+			t.Fatalf("%d events (%q), want %d", len(evs), evs, n)
 		}
+	}
+	select {
+	case m := <-l.C():
+		t.Fatalf("an event more: %+v", m)
+	case <-time.After(100 * time.Millisecond):
 	}
 	b, _ := json.MarshalIndent(map[string]any{"claimed": claimed, "events": evs}, "", " ")
 	return rows + "\n" + string(b)

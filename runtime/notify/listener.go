@@ -54,7 +54,8 @@ type ListenOptions struct {
 	Logger *slog.Logger
 	// Types, when not empty, keeps only engine events of these types on
 	// EventsChannel: the others are neither decoded nor delivered (not a
-	// gap). Notifications on other channels are delivered as they are.
+	// gap). A payload there that is not engine events, and notifications
+	// on other channels, are delivered as they are (Message.Event nil).
 	Types []EventType
 }
 
