@@ -193,27 +193,29 @@ func parseEvents(payload string, keep func(EventType) bool) ([]Event, error) {
 			}
 		}
 	} else {
-		var raw []json.RawMessage
-		if err := json.Unmarshal([]byte(s), &raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotEvent, err)
+		elems, ok := splitArray(s)
+		if !ok {
+			return nil, fmt.Errorf("%w: not a JSON array of objects", ErrNotEvent)
 		}
-		evs = make([]Event, 0, len(raw))
-		for _, r := range raw {
-			t, err := eventType(r)
+		for _, el := range elems {
+			t, err := eventType(el)
 			if err != nil {
 				return nil, err
 			}
 			if !keep(t) {
 				continue
 			}
-			e, err := ParseEvent(string(r))
+			e, err := ParseEvent(el)
 			if err != nil {
 				return nil, err
 			}
 			evs = append(evs, e)
 		}
-		if len(raw) == 0 {
+		if len(elems) == 0 {
 			return nil, fmt.Errorf("%w: empty batch", ErrNotEvent)
+		}
+		if evs == nil {
+			evs = []Event{}
 		}
 		return evs, nil
 	}
@@ -225,20 +227,80 @@ func parseEvents(payload string, keep func(EventType) bool) ([]Event, error) {
 
 // eventType reads the type of one encoded event: from the prefix the
 // engine writes ({"type":"…"), else by decoding that field alone.
-func eventType(r json.RawMessage) (EventType, error) {
+func eventType(el string) (EventType, error) {
 	const prefix = `{"type":"`
-	if rest, ok := strings.CutPrefix(string(r), prefix); ok {
-		if t, _, ok := strings.Cut(rest, `"`); ok && !strings.Contains(t, `\`) {
+	if rest, ok := strings.CutPrefix(el, prefix); ok {
+		if t, _, ok := strings.Cut(rest, `"`); ok && strings.IndexByte(t, '\\') < 0 {
 			return EventType(t), nil
 		}
 	}
 	var e struct {
 		Type EventType `json:"type"`
 	}
-	if err := json.Unmarshal(r, &e); err != nil || e.Type == "" {
+	if err := json.Unmarshal([]byte(el), &e); err != nil || e.Type == "" {
 		return "", fmt.Errorf("%w: no type", ErrNotEvent)
 	}
 	return e.Type, nil
+}
+
+// splitArray splits a JSON array of objects into its elements, without
+// decoding them (each is checked when decoded). It reports false when s
+// is not such an array: an element that is not an object, or brackets,
+// braces or quotes that do not match.
+func splitArray(s string) ([]string, bool) {
+	s = strings.TrimRight(s, " \t\r\n")
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return nil, false
+	}
+	var elems []string
+	i, n := 1, len(s)-1
+	for {
+		for i < n && strings.IndexByte(" \t\r\n", s[i]) >= 0 {
+			i++
+		}
+		if i == n {
+			return elems, len(elems) == 0 // "[]", or a trailing comma
+		}
+		if s[i] != '{' {
+			return nil, false
+		}
+		start, depth := i, 0
+		for ; i < n; i++ {
+			switch s[i] {
+			case '"':
+				for i++; i < n && s[i] != '"'; i++ {
+					if s[i] == '\\' {
+						i++
+					}
+				}
+				if i >= n {
+					return nil, false
+				}
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+		if depth != 0 || i >= n {
+			return nil, false
+		}
+		i++
+		elems = append(elems, s[start:i])
+		for i < n && strings.IndexByte(" \t\r\n", s[i]) >= 0 {
+			i++
+		}
+		if i == n {
+			return elems, true
+		}
+		if s[i] != ',' {
+			return nil, false
+		}
+		i++
+	}
 }
 
 // ForRun returns a predicate for Filter that keeps the events of one run.

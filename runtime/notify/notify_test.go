@@ -316,3 +316,35 @@ func TestListenKeepsOnlyTypes(t *testing.T) {
 	}
 	none(t, l, 200*time.Millisecond)
 }
+
+// TestListenTypesSplitsBatches: with ListenOptions.Types a batch is split
+// without decoding the events it drops; strings holding brackets, braces,
+// quotes and commas do not confuse the split, and a payload that is not an
+// array of objects is delivered raw.
+func TestListenTypesSplitsBatches(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := ctxT(t, 10*time.Second)
+	l, err := notify.Listen(ctx, db.Pool, &notify.ListenOptions{Types: []notify.EventType{notify.WorkflowFailed}}, notify.EventsChannel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a := uuid.New()
+	tricky := `{"type":"task_failed","run_id":"` + a.String() + `","flow":"f","error":"x\"}],[{\\ ,[\"}"}`
+	batch := ` [ ` + tricky + ` , {"type":"workflow_failed","run_id":"` + a.String() + `","flow":"f","error":"}{\"]"} ] `
+	for _, p := range []string{batch, `[1, 2]`, `[{"type":"workflow_failed"`, `[{"type":"workflow_failed","run_id":"` + a.String() + `"},]`} {
+		if _, err := db.Pool.Exec(ctx, `SELECT pg_notify($1, $2)`, notify.EventsChannel, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := next(t, l, 5*time.Second)
+	if m.Event == nil || m.Event.Type != notify.WorkflowFailed || m.Event.Error != `}{"]` {
+		t.Fatalf("first message %+v, want the workflow_failed event", m)
+	}
+	for _, raw := range []string{`[1, 2]`, `[{"type":"workflow_failed"`, `[{"type":"workflow_failed","run_id":"` + a.String() + `"},]`} {
+		if m := next(t, l, 5*time.Second); m.Event != nil || m.Payload != raw {
+			t.Fatalf("message %+v, want %q delivered raw", m, raw)
+		}
+	}
+	none(t, l, 200*time.Millisecond)
+}
