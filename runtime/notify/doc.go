@@ -116,6 +116,9 @@
 //
 // Filter, with the predicates ForRun, ForFlow and OfType, narrows a
 // listener's messages to the events of interest (gaps always pass).
+// ListenOptions.Types narrows them earlier and for less: events of other
+// types are not even decoded (WaitRun's shared listener keeps only the
+// terminal ones, a fifteenth of a chain's events).
 // LogEvent and LogMessage write events as structured log/slog lines.
 //
 // # Sending
