@@ -608,3 +608,110 @@ func TestChainSettleMixesRunsItEndsWithOthers(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestFinishChainsTakesOnlyRunsItEnds calls finish_chains (in transactions
+// rolled back) with results it must leave to the general path, one case
+// at a time, and once with results it takes, so that each case can fail.
+func TestFinishChainsTakesOnlyRunsItEnds(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	chain, _ := chain3(t, "fc_chain")
+	twoLeaves, err := qflow.NewFlow("fc_leaves").
+		Step("a", qflow.StepDef{TakesInput: true}).
+		Step("b", qflow.StepDef{DependsOn: []string{"a"}}).
+		Step("c", qflow.StepDef{DependsOn: []string{"b"}}).
+		Step("d", qflow.StepDef{TakesInput: true}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := uuid.New()
+	// start defines def, starts one run with opts and claims its task a.
+	start := func(def qflow.FlowDef, opts *qflow.StartOptions) uuid.UUID {
+		t.Helper()
+		flowID, err := e.client.DefineFlow(ctx, def)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := e.client.StartRun(ctx, def.Slug, map[string]int{"v": 0}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	type result struct {
+		step   int
+		output any // nil: NULL
+		err    any // nil: NULL
+		took   int
+	}
+	// taken runs finish_chains on run id's completion of a (output aOut)
+	// and inline results, and reports whether it took the run.
+	taken := func(id uuid.UUID, aOut any, inline []result) bool {
+		t.Helper()
+		tx, err := e.db.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		var irun []uuid.UUID
+		var istep, itook []int
+		var iout, ierr []any
+		for _, r := range inline {
+			irun, istep, itook = append(irun, id), append(istep, r.step), append(itook, r.took)
+			iout, ierr = append(iout, r.output), append(ierr, r.err)
+		}
+		var runs []uuid.UUID
+		if err := tx.QueryRow(ctx, `SELECT coalesce(o_runs, '{}') FROM qflow.finish_chains($1, clock_timestamp(),
+			ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0], ARRAY[$3::jsonb],
+			$4::uuid[], $5::smallint[], $6::integer[], $7::jsonb[], $8::text[])`,
+			w, id, aOut, irun, istep, itook, iout, ierr).Scan(&runs); err != nil {
+			t.Fatal(err)
+		}
+		return len(runs) == 1 && runs[0] == id
+	}
+	ok := []result{{1, `{"v": 2}`, nil, 0}, {2, `{"v": 3}`, nil, 0}}
+	plain := start(chain, nil)
+	// A run of a flow with two leaves whose other leaf, d, is done: only
+	// the leaf count tells it from a chain's end.
+	leaves := start(twoLeaves, nil)
+	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[3]::smallint[], ARRAY[0],
+		ARRAY['{"d": 1}'::jsonb], `+none+`, '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, w, leaves); err != nil {
+		t.Fatal(err)
+	}
+	assertCount(t, e, `SELECT remaining_steps FROM qflow.runs WHERE id = '`+leaves.String()+`'`, 3)
+	if !taken(plain, `{"v": 1}`, ok) {
+		t.Fatal("a chain to the run's end was not taken")
+	}
+	for _, c := range []struct {
+		name   string
+		run    uuid.UUID
+		aOut   any
+		inline []result
+	}{
+		{"the chain stops before the leaf", plain, `{"v": 1}`, ok[:1]},
+		{"a result given twice", plain, `{"v": 1}`, append(ok, ok[1])},
+		{"an inline failure", plain, `{"v": 1}`, []result{ok[0], {2, nil, "boom", 0}}},
+		{"an inline task still running", plain, `{"v": 1}`, []result{ok[0], {2, `{"v": 3}`, nil, -5}}},
+		{"the completion is a skip", plain, nil, ok},
+		{"a step skipped", plain, `{"v": 1}`, ok[1:]},
+		{"a sequential run", start(chain, &qflow.StartOptions{Sequential: true}), `{"v": 1}`, ok},
+		{"a flow with two leaves, the other done", leaves, `{"v": 1}`, ok},
+	} {
+		if taken(c.run, c.aOut, c.inline) {
+			t.Errorf("%s: finish_chains took the run", c.name)
+		}
+	}
+	// A run past its deadline.
+	late := start(chain, &qflow.StartOptions{Timeout: time.Hour})
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE qflow.runs SET deadline = now() - interval '1 second' WHERE id = $1`, late); err != nil {
+		t.Fatal(err)
+	}
+	if taken(late, `{"v": 1}`, ok) {
+		t.Error("a run past its deadline: finish_chains took it")
+	}
+}
