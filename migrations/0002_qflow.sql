@@ -1204,19 +1204,20 @@ BEGIN
                                  i.flow_id, i.events, i.trace_context, i.deadline, i.sequential)::qflow.claimed_task
                              ORDER BY i.priority DESC, i.seq)
             FROM tasks i WHERE i.status = 'started'),
-           CASE WHEN v_events AND v_on THEN
-               ARRAY(SELECT qflow.ev('workflow_started', r.id, p_flow.slug, NULL, NULL, 'started', NULL, NULL, NULL,
-                                     NULL)
-                     FROM unnest(p_ids) WITH ORDINALITY AS r(id, o) ORDER BY r.o)
-               || (SELECT array_agg(x.e ORDER BY x.run_id, x.k, x.step_idx) FROM (
-                       SELECT qflow.ev('step_started', i.run_id, p_flow.slug, sl.slugs[i.step_idx + 1], NULL, 'started',
-                                       NULL, NULL, NULL, NULL) AS e, i.run_id, 0 AS k, i.step_idx
-                       FROM tasks i, sl
-                       UNION ALL
-                       SELECT qflow.ev('task_started', i.run_id, p_flow.slug, sl.slugs[i.step_idx + 1], 0, 'started',
-                                       1, NULL, NULL, NULL), i.run_id, 1, i.step_idx
-                       FROM tasks i, sl WHERE i.status = 'started' AND p_started_events) x)
-           END
+           -- The runs' workflow_started in input order, then per run its
+           -- steps' step_started and its claimed tasks' task_started (one
+           -- qflow.ev call: see finish_chains).
+           (SELECT array_agg(qflow.ev(x.type, x.run_id, p_flow.slug, sl.slugs[x.step_idx + 1], x.task, 'started',
+                                      x.attempt, NULL, NULL, NULL) ORDER BY x.g, x.o, x.run_id, x.k, x.step_idx)
+            FROM sl, (SELECT 'workflow_started' AS type, r.id AS run_id, NULL::smallint AS step_idx,
+                             NULL::integer AS task, NULL::integer AS attempt, 0 AS g, r.o, 0 AS k
+                      FROM unnest(p_ids) WITH ORDINALITY AS r(id, o)
+                      UNION ALL
+                      SELECT 'step_started', i.run_id, i.step_idx, NULL, NULL, 1, 0, 0 FROM tasks i
+                      UNION ALL
+                      SELECT 'task_started', i.run_id, i.step_idx, 0, 1, 1, 0, 1 FROM tasks i
+                      WHERE i.status = 'started' AND p_started_events) x
+            WHERE v_events AND v_on)
     INTO o_tasks, o_claimed, v_evs;
     PERFORM qflow.publish(v_evs);
     IF o_tasks >= 1000 THEN
@@ -2500,16 +2501,19 @@ BEGIN
            array_agg(x.o ORDER BY x.o),
            -- (An array, not a LATERAL VALUES list: PostgreSQL prepares a
            -- VALUES list's expressions again for every outer row, which
-           -- made these events cost twice as much.)
-           (SELECT array_agg(v.e ORDER BY y.run_id, y.depth, v.k) FROM x y
-            CROSS JOIN LATERAL unnest(ARRAY[
-                qflow.ev('step_started', y.run_id, y.flow_slug, y.slug, NULL, 'started', NULL, NULL, NULL, NULL),
-                qflow.ev('task_started', y.run_id, y.flow_slug, y.slug, 0, 'started', 1, NULL, NULL, NULL),
-                qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', 1,
-                         (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL),
-                qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
-                         (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL)
-            ]) WITH ORDINALITY AS v(e, k)
+           -- made these events cost twice as much; one qflow.ev call for
+           -- the four kinds: see finish_chains.)
+           (SELECT array_agg(qflow.ev(v.type, y.run_id, y.flow_slug, y.slug,
+                                      CASE WHEN v.type IN ('task_started', 'task_completed') THEN 0 END,
+                                      CASE WHEN v.type IN ('step_started', 'task_started') THEN 'started'
+                                           ELSE 'completed' END,
+                                      CASE WHEN v.type IN ('task_started', 'task_completed') THEN 1 END,
+                                      CASE WHEN v.type IN ('task_completed', 'step_completed')
+                                           THEN (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint END,
+                                      NULL, NULL)
+                             ORDER BY y.run_id, y.depth, v.k) FROM x y
+            CROSS JOIN LATERAL unnest(ARRAY['step_started', 'task_started', 'task_completed', 'step_completed'])
+                WITH ORDINALITY AS v(type, k)
             WHERE y.events)
     INTO o_done, o_placed, o_events FROM x;
 END $$;
@@ -2655,25 +2659,32 @@ BEGIN
            (SELECT array_agg(ROW(y.run_id, y.step_idx, 0, y.flow_id, CASE WHEN y.depth = 0 THEN y.a_attempts ELSE 1 END,
                                  CASE WHEN y.depth = 0 THEN y.a_started ELSE y.started_at END, y.output, y.events,
                                  false)::qflow.done_task ORDER BY y.run_id, y.depth) FROM y),
-           -- Per run, in the general path's order (an array, not a VALUES
-           -- list: see record_inline).
-           (SELECT array_agg(v.e ORDER BY y.run_id, y.depth, v.k) FROM y
-            CROSS JOIN LATERAL unnest(CASE WHEN y.depth = 0 AND y.a_events THEN ARRAY[
-                qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', y.a_attempts,
-                         (extract(epoch FROM p_now - y.a_started) * 1000)::bigint, NULL, NULL),
-                qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
-                         (extract(epoch FROM p_now - y.state_started) * 1000)::bigint, NULL, NULL)
-            ] WHEN y.depth > 0 AND y.events THEN ARRAY[
-                qflow.ev('step_started', y.run_id, y.flow_slug, y.slug, NULL, 'started', NULL, NULL, NULL, NULL),
-                qflow.ev('task_started', y.run_id, y.flow_slug, y.slug, 0, 'started', 1, NULL, NULL, NULL),
-                qflow.ev('task_completed', y.run_id, y.flow_slug, y.slug, 0, 'completed', 1,
-                         (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL),
-                qflow.ev('step_completed', y.run_id, y.flow_slug, y.slug, NULL, 'completed', NULL,
-                         (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint, NULL, NULL)
-            ] ELSE '{}'::text[] END || CASE WHEN y.depth = y.n - 1 AND y.events THEN ARRAY[
-                qflow.ev('workflow_completed', y.run_id, y.flow_slug, NULL, NULL, 'completed', NULL,
-                         (extract(epoch FROM clock_timestamp() - y.run_started) * 1000)::bigint, NULL, NULL)
-            ] ELSE '{}'::text[] END) WITH ORDINALITY AS v(e, k))
+           -- Per run, in the general path's order. One qflow.ev call for
+           -- every kind: each call is inlined, so each would be parsed when
+           -- the statement is planned and compiled on every execution.
+           (SELECT array_agg(qflow.ev(v.type, y.run_id, y.flow_slug,
+                                      CASE WHEN v.type <> 'workflow_completed' THEN y.slug END,
+                                      CASE WHEN v.type IN ('task_started', 'task_completed') THEN 0 END,
+                                      CASE WHEN v.type IN ('step_started', 'task_started') THEN 'started'
+                                           ELSE 'completed' END,
+                                      CASE WHEN v.type = 'task_started' THEN 1
+                                           WHEN v.type = 'task_completed' AND y.depth = 0 THEN y.a_attempts
+                                           WHEN v.type = 'task_completed' THEN 1 END,
+                                      (extract(epoch FROM CASE WHEN v.type = 'workflow_completed'
+                                                               THEN clock_timestamp() - y.run_started
+                                                               WHEN v.type IN ('step_started', 'task_started') THEN NULL
+                                                               WHEN y.depth > 0 THEN y.finished_at - y.started_at
+                                                               WHEN v.type = 'task_completed' THEN p_now - y.a_started
+                                                               ELSE p_now - y.state_started END) * 1000)::bigint,
+                                      NULL, NULL)
+                             ORDER BY y.run_id, y.depth, v.k)
+            FROM y CROSS JOIN LATERAL unnest(
+                CASE WHEN y.depth = 0 AND y.a_events THEN ARRAY['task_completed', 'step_completed']
+                     WHEN y.depth > 0 AND y.events
+                     THEN ARRAY['step_started', 'task_started', 'task_completed', 'step_completed']
+                     ELSE '{}'::text[] END
+                || CASE WHEN y.depth = y.n - 1 AND y.events THEN ARRAY['workflow_completed'] ELSE '{}'::text[] END)
+                WITH ORDINALITY AS v(type, k))
     INTO o_runs, o_out, o_inline, v_done, v_evs;
     IF v_done IS NOT NULL THEN
         PERFORM qflow.record_completions(v_done, p_now);
