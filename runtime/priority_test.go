@@ -288,7 +288,13 @@ func TestRunPriority(t *testing.T) {
 				ids = append(ids, rid)
 			}
 			if busy {
-				e.startWorker(def, map[string]qflow.Handler{"work": h}, &qflow.WorkerOptions{Concurrency: 1, BatchSize: 1})
+				// No polls, and the worker's first round trip over before the
+				// blocker starts: a round trip that reserved the slot before
+				// the blocker took it locally may claim low0 ahead of the
+				// others (the local start does not see the pump's reservation).
+				e.startWorker(def, map[string]qflow.Handler{"work": h},
+					&qflow.WorkerOptions{Concurrency: 1, BatchSize: 1, PollInterval: time.Hour})
+				time.Sleep(300 * time.Millisecond)
 				start("blocker", 0)
 				waitFor(t, func() bool {
 					var n int
