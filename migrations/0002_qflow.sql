@@ -2770,10 +2770,11 @@ BEGIN
                         ORDER BY 1) y
         CROSS JOIN LATERAL (SELECT 1 FROM qflow.runs r WHERE r.id = y.y FOR NO KEY UPDATE) l;
     END IF;
-    -- Runs whose chains end them here: one statement (finish_chains); the
-    -- rest of the results take the general path below (taking out those
-    -- finish_chains recorded saves the general path's statements, which
-    -- would find their tasks no longer started and leave them alone).
+    -- Runs whose chains end them here: one statement (finish_chains). The
+    -- other results take the general path below; when finish_chains took
+    -- them all, the general path is skipped. (Results of runs it took
+    -- that reach the general path change nothing there: their tasks are
+    -- no longer started.)
     IF cardinality(p_irun) > 0 AND cardinality(p_runs) > 0 AND coalesce(cardinality(p_frun), 0) = 0 THEN
         v_now := clock_timestamp();
         SELECT * INTO v_fin, v_out, v_inline_done
@@ -2783,17 +2784,6 @@ BEGIN
         IF cardinality(v_fin) = cardinality(p_runs) AND v_inline_done = cardinality(p_irun) THEN
             p_runs := NULL;
             p_irun := NULL;
-        ELSIF v_fin IS NOT NULL THEN
-            SELECT array_agg(x.r ORDER BY x.i), array_agg(p_steps[x.i] ORDER BY x.i),
-                   array_agg(p_tasks[x.i] ORDER BY x.i), array_agg(p_outputs[x.i] ORDER BY x.i)
-            INTO p_runs, p_steps, p_tasks, p_outputs
-            FROM unnest(p_runs) WITH ORDINALITY AS x(r, i) WHERE x.r <> ALL (v_fin);
-            SELECT array_agg(x.r ORDER BY x.i), array_agg(p_istep[x.i] ORDER BY x.i),
-                   array_agg(p_itook[x.i] ORDER BY x.i), array_agg(p_ioutputs[x.i] ORDER BY x.i),
-                   array_agg(p_ierrors[x.i] ORDER BY x.i), array_agg(p_iperm[x.i] ORDER BY x.i),
-                   array_agg(p_isnooze[x.i] ORDER BY x.i)
-            INTO p_irun, p_istep, p_itook, p_ioutputs, p_ierrors, p_iperm, p_isnooze
-            FROM unnest(p_irun) WITH ORDINALITY AS x(r, i) WHERE x.r <> ALL (v_fin);
         END IF;
     END IF;
     IF cardinality(p_runs) > 0 OR cardinality(p_frun) > 0 THEN
