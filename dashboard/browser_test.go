@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,14 +191,20 @@ func TestDashboardBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(bctx,
-		chromedp.Navigate(srv.URL+"/runs/"+victim.ID.String()),
-		chromedp.WaitVisible(chromedp.CSS(`#cancel-run`)),
-		chromedp.Click(chromedp.CSS(`#cancel-run`)),
-		chromedp.WaitReady(chromedp.CSS(`#run-status[data-status="cancelled"]`)),
-		chromedp.WaitReady(chromedp.CSS(`#node-wait_for_sign_off[data-status="cancelled"]`)),
-	); err != nil {
-		t.Fatalf("cancelling from the run page: %v", err)
+	// The page replaces its live part as the run moves, so a node found a
+	// moment ago may be gone: a step that fails on that is tried again
+	// (the click happens last in its step, so it is never made twice).
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/runs/"+victim.ID.String())); err != nil {
+		t.Fatalf("opening the run page: %v", err)
+	}
+	for _, step := range [][]chromedp.Action[chromedp.Void]{
+		{chromedp.WaitVisible(chromedp.CSS(`#cancel-run`)), chromedp.Click(chromedp.CSS(`#cancel-run`))},
+		{chromedp.WaitReady(chromedp.CSS(`#run-status[data-status="cancelled"]`)),
+			chromedp.WaitReady(chromedp.CSS(`#node-wait_for_sign_off[data-status="cancelled"]`))},
+	} {
+		if err := retryStaleNode(func() error { return chromedp.Do(bctx, step...) }); err != nil {
+			t.Fatalf("cancelling from the run page: %v", err)
+		}
 	}
 	r, err := client.GetRun(ctx, victim.ID)
 	if err != nil || r.Status != runtime.StatusCancelled {
@@ -227,4 +234,14 @@ func TestDashboardBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// retryStaleNode runs f up to three times while it fails because a node it
+// had found left the page (Chromium's "Could not find node with given id").
+func retryStaleNode(f func() error) error {
+	err := f()
+	for i := 0; i < 2 && err != nil && strings.Contains(err.Error(), "Could not find node with given id"); i++ {
+		err = f()
+	}
+	return err
 }
