@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,4 +62,19 @@ func (c *Client) QueuedStarts() int {
 // after the run started and before the commit; an error rolls it back.
 func (w *Worker) OnFire(hook func(ctx context.Context, tx pgx.Tx, schedule string, tick time.Time) error) {
 	w.fireHook = hook
+}
+
+// PausePump makes w's primary pump wait, before it takes anything, until
+// the returned function is first called.
+func (w *Worker) PausePump() (resume func()) {
+	w.paused.Lock()
+	return sync.OnceFunc(w.paused.Unlock)
+}
+
+// Waiting counts the results waiting to be settled and the local starts
+// waiting for the primary pump.
+func (w *Worker) Waiting() (results, starts int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.finished), len(w.starts)
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -21,6 +23,15 @@ import (
 // commits. Nothing else changes: the tasks are claimed with the worker's
 // lease like any other claim, so if the process dies before they run,
 // their leases expire and any worker takes them again.
+
+// A local start does not make a round trip of its own (unless the worker
+// publishes no events, and so uses connections of its own): it waits for
+// the worker's primary pump, whose next round trip sends it in one pipeline
+// with its settle, so both share one transaction and one commit (and a
+// start that finds the pump idle goes at once). Should the server refuse
+// that transaction, nothing of it was written: the settle goes again at
+// once and the starts after it on their own, so each statement meets only
+// its own errors.
 
 // The other way, a worker whose settle completed runs hands their outputs
 // to the waiters of those runs in its process (WaitRun on a client of the
@@ -126,17 +137,6 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 	// The statement claims for the worker: once the server may have
 	// committed it, the tasks must reach the worker, so it does not end
 	// with the caller's context (as settle's round trip does not).
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
-	defer cancel()
-	var ids []uuid.UUID
-	var existing []bool
-	var seq []int64
-	var runs []uuid.UUID
-	var steps []int16
-	var tasks, attempts, prios []int32
-	var inputs, traces []*string
-	var deadlines []*time.Time
-	var sequential []bool
 	args := []any{docs, opts, w.id, lc.f.id, lc.room, w.opts.Lease.Milliseconds(), !w.opts.DisableEvents}
 	q := sqlStartRunsClaimByID
 	if flowID != 0 {
@@ -145,23 +145,129 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 		args = append([]any{slug}, args...)
 		q = sqlStartRunsClaimBySlug
 	}
-	rows, err := c.pool.Query(sctx, q, args...)
-	if err != nil {
-		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+	ls := &localStart{q: q, args: args, done: make(chan struct{})}
+	switch {
+	case w.pool != w.local:
+		// The worker's connections publish no events; the client's may.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
+		rows, err := c.pool.Query(sctx, q, args...)
+		if err == nil {
+			ls.res, err = scanStart(rows)
+		}
+		cancel()
+		finishStarts([]*localStart{ls}, err)
+	case !w.queueStart(ls): // the worker's pump has stopped
+		w.runStarts(ctx, []*localStart{ls})
 	}
-	found := false
+	<-ls.done
+	if ls.err != nil {
+		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, ls.err))
+	}
+	ids, existing := ls.res.ids, ls.res.existing
+	accepted = true
+	w.accept(lc.f, ls.res.claimed, lc.room, true)
+	if !ls.res.found {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
+	}
+	return ids, existing, nil
+}
+
+// localStart is a start statement (start_runs_claim) waiting for, or
+// riding, a pump's round trip.
+type localStart struct {
+	q    string
+	args []any
+	res  startResult
+	err  error
+	done chan struct{} // closed once res or err is set
+}
+
+// startResult is what a start_runs_claim statement returned.
+type startResult struct {
+	ids      []uuid.UUID
+	existing []bool
+	claimed  []claimedTask
+	found    bool // the flow exists
+}
+
+// finishStarts hands each start its result, or err.
+func finishStarts(starts []*localStart, err error) {
+	for _, s := range starts {
+		if err != nil {
+			s.err = err
+		}
+		close(s.done)
+	}
+}
+
+// queueStart leaves s for the primary pump's next round trip, unless the
+// pump has stopped.
+func (w *Worker) queueStart(s *localStart) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.startsClosed {
+		return false
+	}
+	w.starts = append(w.starts, s)
+	signal(w.kick)
+	return true
+}
+
+// takeStarts takes the starts waiting for the primary pump; closing, when
+// the pump stops, makes later starts go on their own.
+func (w *Worker) takeStarts(closing bool) []*localStart {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	starts := w.starts
+	w.starts = nil
+	w.startsClosed = w.startsClosed || closing
+	return starts
+}
+
+// runStarts sends starts on a round trip of their own: in one pipeline
+// (one transaction) and, if the server refuses it, each on its own, so
+// every start gets the error its own statement causes.
+func (w *Worker) runStarts(ctx context.Context, starts []*localStart) {
+	select {
+	case <-w.abandon: // tests: the worker no longer touches the database
+		finishStarts(starts, errors.New("qflow: worker abandoned"))
+		return
+	default:
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
+	_, err := w.roundTrip(qctx, nil, starts)
+	cancel()
+	if err != nil && len(starts) > 1 && rolledBack(err) {
+		for _, s := range starts {
+			w.runStarts(ctx, []*localStart{s})
+		}
+		return
+	}
+	finishStarts(starts, err)
+}
+
+// scanStart reads the row of a start_runs_claim statement.
+func scanStart(rows pgx.Rows) (startResult, error) {
+	var r startResult
+	var seq []int64
+	var runs []uuid.UUID
+	var steps []int16
+	var tasks, attempts, prios []int32
+	var inputs, traces []*string
+	var deadlines []*time.Time
+	var sequential []bool
 	for rows.Next() {
-		found = true
-		if err := rows.Scan(&ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces, &existing, &deadlines, &sequential); err != nil {
+		r.found = true
+		if err := rows.Scan(&r.ids, &seq, &runs, &steps, &tasks, &attempts, &inputs, &prios, &traces, &r.existing, &deadlines, &sequential); err != nil {
 			rows.Close()
-			return nil, nil, fmt.Errorf("qflow: start %q: %w", slug, err)
+			return startResult{}, err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, err))
+		return startResult{}, err
 	}
-	list := make([]claimedTask, len(seq))
-	for i := range list {
+	r.claimed = make([]claimedTask, len(seq))
+	for i := range r.claimed {
 		t := claimedTask{seq: seq[i], key: taskKey{RunID: runs[i], StepIdx: steps[i], TaskIndex: tasks[i]},
 			attempt: int(attempts[i]), priority: prios[i], sequential: sequential[i]}
 		if deadlines[i] != nil {
@@ -173,14 +279,9 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 		if traces[i] != nil {
 			t.trace = []byte(*traces[i])
 		}
-		list[i] = t
+		r.claimed[i] = t
 	}
-	accepted = true
-	w.accept(lc.f, list, lc.room, true)
-	if !found {
-		return nil, nil, fmt.Errorf("%w %q", ErrUnknownFlow, slug)
-	}
-	return ids, existing, nil
+	return r, nil
 }
 
 // runDone is a run a settle completed, with its output when small enough

@@ -391,3 +391,120 @@ func TestLocalClaimForStoppingWorkerIsReleased(t *testing.T) {
 		t.Fatalf("after the worker stopped its task is %s by %v; want released (queued, no worker)", status, worker)
 	}
 }
+
+// A local start rides the worker's next round trip: a result waiting to be
+// settled and a start waiting for the pump go in one transaction. When the
+// server refuses one of the starts, the settle goes again at once and the
+// other starts each on their own, so only the bad start fails.
+func TestLocalStartRidesTheSettle(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	one, err := qflow.NewFlow("ride").Step("a", qflow.StepDef{TakesInput: true}).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := qflow.NewFlow("ride_map").MapStep("m", "", qflow.StepOptions{}).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type in struct {
+		Run struct {
+			V int `json:"v"`
+		} `json:"run"`
+	}
+	entered := make(chan int, 10)
+	release := map[int]chan struct{}{1: make(chan struct{}), 2: make(chan struct{})}
+	w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), PollInterval: time.Hour, Concurrency: 4})
+	if err := w.Register(one, map[string]qflow.Handler{"a": qflow.HandlerFunc(func(ctx context.Context, x in) (int, error) {
+		entered <- x.Run.V
+		if ch := release[x.Run.V]; ch != nil {
+			<-ch
+		}
+		return x.Run.V, nil
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Register(mapped, map[string]qflow.Handler{"m": qflow.HandlerFunc(func(ctx context.Context, x int) (int, error) {
+		return x, nil
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("worker.Run: %v", err)
+		}
+	}()
+	waitFor(t, w.Local)
+	for _, def := range []qflow.FlowDef{one, mapped} {
+		if _, err := e.client.DefineFlow(ctx, def); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := func(slug string, input any) chan error {
+		ch := make(chan error, 1)
+		go func() {
+			id, err := e.client.StartRun(ctx, slug, input, nil)
+			if err == nil {
+				_, err = e.client.WaitRun(ctx, id)
+			}
+			ch <- err
+		}()
+		return ch
+	}
+	xmin := func(v int) string {
+		var x string
+		if err := e.db.Pool.QueryRow(ctx, `SELECT xmin::text FROM qflow.runs WHERE (input->>'v')::int = $1`, v).Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+
+	// Run 1 finishes while the pump waits; run 2's start queues behind it.
+	r1 := start("ride", map[string]int{"v": 1})
+	if v := <-entered; v != 1 {
+		t.Fatalf("handler entered for run %d", v)
+	}
+	resume := w.PausePump()
+	defer resume()
+	close(release[1])
+	waitFor(t, func() bool { n, _ := w.Waiting(); return n == 1 })
+	r2 := start("ride", map[string]int{"v": 2})
+	waitFor(t, func() bool { _, n := w.Waiting(); return n == 1 })
+	resume()
+	if v := <-entered; v != 2 {
+		t.Fatalf("handler entered for run %d", v)
+	}
+	if err := <-r1; err != nil {
+		t.Fatal(err)
+	}
+	// Run 1's completion and run 2's start wrote in the same transaction
+	// (run 2 has not finished: its handler waits).
+	if x1, x2 := xmin(1), xmin(2); x1 != x2 {
+		t.Errorf("run 1 completed in transaction %s, run 2 started in %s; want one transaction", x1, x2)
+	}
+
+	// Run 2 finishes while the pump waits; a start the server refuses (a
+	// map step at the root needs an array) and a good one queue behind it.
+	resume = w.PausePump()
+	defer resume()
+	close(release[2])
+	waitFor(t, func() bool { n, _ := w.Waiting(); return n == 1 })
+	bad := start("ride_map", "not an array")
+	r3 := start("ride", map[string]int{"v": 3})
+	waitFor(t, func() bool { _, n := w.Waiting(); return n == 2 })
+	resume()
+	if err := <-bad; !errors.Is(err, qflow.ErrBadInput) {
+		t.Errorf("start with a bad input: %v; want ErrBadInput", err)
+	}
+	for i, ch := range []chan error{r2, r3} {
+		if err := <-ch; err != nil {
+			t.Errorf("run %d: %v", i+2, err)
+		}
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.runs WHERE status = 'completed'`, 3)
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE status = 'completed' AND attempts = 1`, 3)
+}

@@ -63,6 +63,8 @@ type Worker struct {
 	timed         int                // handlers timed (see avgTook)
 	settling      map[uuid.UUID]bool // runs whose results a pump is settling
 	finished      []*result          // waiting for the pump to settle them
+	starts        []*localStart      // local starts waiting for the primary pump's next round trip (local.go)
+	startsClosed  bool               // the primary pump has stopped: local starts go on their own
 	avgTook       time.Duration      // moving average of handler durations
 	// prioritized: a registered flow has step priorities, or a claimed task
 	// had one (see reserve).
@@ -85,6 +87,7 @@ type Worker struct {
 	leaseFloor atomic.Int64
 
 	abandon chan struct{} // tests: stop without touching the database
+	paused  sync.Mutex    // tests: held, the primary pump takes nothing new
 	inlined atomic.Int64  // tests: tasks run inline (see WorkerOptions.ChainWindow)
 
 	// Schedules (schedule.go): those declared with Worker.Schedule, the

@@ -227,7 +227,7 @@ func (w *Worker) promote(ctx context.Context, chain []*result, nh *held, ran tim
 		w.mu.Unlock()
 	}()
 	batch := append(slices.Clip(chain), &result{h: nh, promote: true, took: ran})
-	claimed, err := w.settle(ctx, batch, nh.flow, 0)
+	claimed, err := w.settle(ctx, batch, nh.flow, 0, nil)
 	seq, found := int64(0), false
 	for _, c := range claimed {
 		if c.key == nh.key {

@@ -39,6 +39,10 @@ type claimedTask struct {
 // pump runs until ctx ends. Once the worker is stopping it claims nothing
 // and only settles. The secondary pump (primary false) never claims.
 func (w *Worker) pump(ctx context.Context, primary bool) {
+	if primary {
+		// Starts still waiting, or on their way here, go on their own.
+		defer func() { w.runStarts(ctx, w.takeStarts(true)) }()
+	}
 	poll := time.NewTicker(w.opts.PollInterval)
 	defer poll.Stop()
 	kick := w.kick
@@ -47,6 +51,10 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 	}
 	next := 0 // round-robin start over flows
 	for ctx.Err() == nil {
+		if primary {
+			w.paused.Lock() // tests
+			w.paused.Unlock()
+		}
 		batch := w.takeFinished(primary)
 		var f *workerFlow
 		want := 0
@@ -54,6 +62,20 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 			if f = w.pickFlow(batch, &next); f != nil {
 				want = w.reserve()
 			}
+		}
+		var starts []*localStart
+		if primary {
+			starts = w.takeStarts(false)
+		}
+		if len(batch) == 0 && want == 0 && len(starts) > 0 {
+			w.mu.Lock()
+			w.inFlight++
+			w.mu.Unlock()
+			w.runStarts(ctx, starts)
+			w.mu.Lock()
+			w.inFlight--
+			w.mu.Unlock()
+			continue
 		}
 		if len(batch) == 0 && want == 0 {
 			select {
@@ -76,7 +98,7 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		w.mu.Lock()
 		w.inFlight++
 		w.mu.Unlock()
-		claimed, err := w.settle(ctx, batch, f, want)
+		claimed, err := w.settle(ctx, batch, f, want, starts)
 		w.mu.Lock()
 		w.inFlight--
 		w.mu.Unlock()
@@ -151,12 +173,12 @@ func (w *Worker) pickFlow(batch []*result, next *int) *workerFlow {
 }
 
 // settle writes batch and claims up to want tasks of flow f in one round
-// trip. It retries a failed round trip while the leases of the batch's
+// trip, which also carries starts (see local.go). It retries a failed round trip while the leases of the batch's
 // tasks can still be this worker's (counted from the last moment they were
 // known to run a whole Lease), so a connection blip or a server restart
 // shorter than the lease does not make other workers run them again. The
 // batch is forgotten afterwards, written or not.
-func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int) ([]claimedTask, error) {
+func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int, starts []*localStart) ([]claimedTask, error) {
 	var okKeys, failKeys []taskKey
 	var outputs []json.RawMessage
 	var errs []string
@@ -219,8 +241,20 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 		// server could commit it after the worker stopped listening, leaving
 		// tasks claimed by nobody until their leases expire.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
-		claimed, err = w.roundTrip(qctx, args)
+		claimed, err = w.roundTrip(qctx, args, starts)
 		cancel()
+		if len(starts) > 0 {
+			if err != nil && rolledBack(err) {
+				// Nothing was written: the settle goes again at once, and
+				// the starts after it on their own.
+				defer w.runStarts(ctx, starts)
+				starts = nil
+				attempt--
+				continue
+			}
+			finishStarts(starts, err)
+			starts = nil
+		}
 		if err == nil {
 			break
 		}
@@ -262,15 +296,87 @@ func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, wan
 	return claimed, err
 }
 
-// roundTrip runs one settle statement and reads the tasks it claimed; the
-// runs it completed go to waiters in this process once it has committed.
-func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, error) {
-	rows, err := w.pool.Query(ctx, sqlSettle, args...)
+// roundTrip runs one settle statement (none when args is nil) and starts,
+// in one pipeline and so one transaction, and reads the tasks the settle
+// claimed and the starts' results. Only once all has committed do the runs
+// it completed go to waiters in this process, and the starts get their
+// results (the caller hands them over).
+func (w *Worker) roundTrip(ctx context.Context, args []any, starts []*localStart) ([]claimedTask, error) {
+	var st settleResult
+	var err error
+	if len(starts) == 0 {
+		var rows pgx.Rows
+		if rows, err = w.pool.Query(ctx, sqlSettle, args...); err == nil {
+			st, err = scanSettle(rows)
+		}
+	} else {
+		st, err = w.sendBatch(ctx, args, starts)
+	}
 	if err != nil {
 		return nil, err
 	}
-	var list []claimedTask
-	var done []runDone
+	if len(st.done) > 0 {
+		finishedLocal(w.local, st.done)
+	}
+	if st.retryIn >= 0 {
+		time.AfterFunc(st.retryIn, w.wakeAll)
+	}
+	if st.heldIn >= 0 {
+		w.wakeIn(st.heldIn)
+	}
+	return st.claimed, nil
+}
+
+// sendBatch sends a settle (none when args is nil) and starts in one
+// pipeline, and so one transaction, and sets the starts' results once it
+// has committed.
+func (w *Worker) sendBatch(ctx context.Context, args []any, starts []*localStart) (settleResult, error) {
+	b := &pgx.Batch{}
+	if args != nil {
+		b.Queue(sqlSettle, args...)
+	}
+	for _, s := range starts {
+		b.Queue(s.q, s.args...)
+	}
+	br := w.pool.SendBatch(ctx, b)
+	st := settleResult{retryIn: -1, heldIn: -1}
+	var err error
+	if args != nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			st, err = scanSettle(rows)
+		}
+	}
+	res := make([]startResult, len(starts))
+	for i := 0; err == nil && i < len(starts); i++ {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			res[i], err = scanStart(rows)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return settleResult{}, err
+	}
+	for i, s := range starts {
+		s.res = res[i]
+	}
+	return st, nil
+}
+
+// settleResult is what a settle statement returned.
+type settleResult struct {
+	claimed []claimedTask
+	done    []runDone     // runs it completed
+	retryIn time.Duration // retries become visible in this long; -1 for none
+	heldIn  time.Duration // tasks limits hold back may be claimable in this long; -1 for none
+}
+
+// scanSettle reads the rows of a settle statement.
+func scanSettle(rows pgx.Rows) (settleResult, error) {
+	st := settleResult{retryIn: -1, heldIn: -1}
 	var c claimedTask
 	var seq *int64
 	var run *uuid.UUID
@@ -278,8 +384,7 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 	var task, attempt, prio *int32
 	var deadline *time.Time
 	var sequential *bool
-	retryIn, heldIn := time.Duration(-1), time.Duration(-1)
-	_, err = pgx.ForEachRow(rows, []any{&seq, &run, &step, &task, &attempt, &c.input, &prio, &c.trace, &deadline, &sequential}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&seq, &run, &step, &task, &attempt, &c.input, &prio, &c.trace, &deadline, &sequential}, func() error {
 		switch {
 		case seq != nil: // a claimed task
 			c.seq, c.key, c.attempt, c.priority = *seq, taskKey{RunID: *run, StepIdx: *step, TaskIndex: *task}, int(*attempt), *prio
@@ -287,35 +392,23 @@ func (w *Worker) roundTrip(ctx context.Context, args []any) ([]claimedTask, erro
 			if deadline != nil {
 				c.deadline = *deadline
 			}
-			list = append(list, c)
+			st.claimed = append(st.claimed, c)
 		case run != nil: // a run this call completed
-			done = append(done, runDone{id: *run, output: c.input})
+			st.done = append(st.done, runDone{id: *run, output: c.input})
 		case attempt != nil && prio == nil: // retries become visible in this many milliseconds
-			retryIn = time.Duration(*attempt) * time.Millisecond
+			st.retryIn = time.Duration(*attempt) * time.Millisecond
 		case attempt != nil:
 			// Tasks held back by limits may be claimable in this many
 			// milliseconds (claim_limited): look again then, for the
 			// earliest. Every claim that meets the limit says so again.
-			if d := time.Duration(*attempt) * time.Millisecond; heldIn < 0 || d < heldIn {
-				heldIn = d
+			if d := time.Duration(*attempt) * time.Millisecond; st.heldIn < 0 || d < st.heldIn {
+				st.heldIn = d
 			}
 		}
 		c.input, c.trace = nil, nil
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if len(done) > 0 {
-		finishedLocal(w.local, done)
-	}
-	if retryIn >= 0 {
-		time.AfterFunc(retryIn, w.wakeAll)
-	}
-	if heldIn >= 0 {
-		w.wakeIn(heldIn)
-	}
-	return list, nil
+	return st, err
 }
 
 // errorText is what is stored for a failed attempt.
