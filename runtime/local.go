@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -24,14 +25,17 @@ import (
 // lease like any other claim, so if the process dies before they run,
 // their leases expire and any worker takes them again.
 
-// A local start does not make a round trip of its own (unless the worker
-// publishes no events, and so uses connections of its own): it waits for
-// the worker's primary pump, whose next round trip sends it in one pipeline
+// A local start does not make a round trip of its own: it waits for the
+// worker's primary pump, whose next round trip sends it in one pipeline
 // with its settle, so both share one transaction and one commit (and a
 // start that finds the pump idle goes at once). Should the server refuse
 // that transaction, nothing of it was written: the settle goes again at
 // once and the starts after it on their own, so each statement meets only
-// its own errors.
+// its own errors. The pump never waits for a start for long: a start with
+// many inputs goes on its own from the start, and one that waits for a
+// lock (rideLockTimeout) goes back to its caller, which sends it on its
+// own. So does every start while the worker publishes no events (its
+// connections are its own, and the client's may publish).
 
 // The other way, a worker whose settle completed runs hands their outputs
 // to the waiters of those runs in its process (WaitRun on a client of the
@@ -146,20 +150,29 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 		q = sqlStartRunsClaimBySlug
 	}
 	ls := &localStart{q: q, args: args, done: make(chan struct{})}
-	switch {
-	case w.pool != w.local:
-		// The worker's connections publish no events; the client's may.
+	alone := func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
+		defer cancel()
 		rows, err := c.pool.Query(sctx, q, args...)
 		if err == nil {
 			ls.res, err = scanStart(rows)
 		}
-		cancel()
-		finishStarts([]*localStart{ls}, err)
-	case !w.queueStart(ls): // the worker's pump has stopped
-		w.runStarts(ctx, []*localStart{ls})
+		ls.err = err
 	}
-	<-ls.done
+	switch {
+	case w.pool != w.local || len(docs) > maxRideInputs:
+		// The worker's connections publish no events (the client's may),
+		// or the start is a long one.
+		alone()
+	case !w.queueStart(ls): // the worker's pump has stopped
+		alone()
+	default:
+		<-ls.done
+		if errors.Is(ls.err, errStartBlocked) {
+			ls.res = startResult{}
+			alone()
+		}
+	}
 	if ls.err != nil {
 		return nil, nil, mapError(fmt.Errorf("qflow: start %q: %w", slug, ls.err))
 	}
@@ -226,8 +239,13 @@ func (w *Worker) takeStarts(closing bool) []*localStart {
 
 // runStarts sends starts on a round trip of their own: in one pipeline
 // (one transaction) and, if the server refuses it, each on its own, so
-// every start gets the error its own statement causes.
+// every start gets the error its own statement causes. Starts that wait
+// for a lock longer than rideLockTimeout go back to their callers
+// (errStartBlocked), so that a pump never waits on a lock for long.
 func (w *Worker) runStarts(ctx context.Context, starts []*localStart) {
+	if len(starts) == 0 {
+		return
+	}
 	select {
 	case <-w.abandon: // tests: the worker no longer touches the database
 		finishStarts(starts, errors.New("qflow: worker abandoned"))
@@ -237,13 +255,38 @@ func (w *Worker) runStarts(ctx context.Context, starts []*localStart) {
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.Lease)
 	_, err := w.roundTrip(qctx, nil, starts)
 	cancel()
-	if err != nil && len(starts) > 1 && rolledBack(err) {
+	switch {
+	case err != nil && lockTimedOut(err):
+		finishStarts(starts, errStartBlocked)
+	case err != nil && len(starts) > 1 && rolledBack(err):
 		for _, s := range starts {
 			w.runStarts(ctx, []*localStart{s})
 		}
-		return
+	default:
+		finishStarts(starts, err)
 	}
-	finishStarts(starts, err)
+}
+
+// rideLockTimeout bounds the lock waits of starts a pump sends: a start
+// does not wait on a lock (the foreign key to its flow's row waits only
+// while another transaction holds that row FOR UPDATE), and one that
+// would goes back to its caller rather than hold up the worker's settles
+// and claims.
+const rideLockTimeout = "100ms"
+
+// maxRideInputs is the most inputs a start may have and still ride a
+// pump's round trip: a larger one goes on its own, so that no settle waits
+// for a long start.
+const maxRideInputs = 256
+
+// errStartBlocked: a start the pump sent waited for a lock; its caller
+// sends it on its own.
+var errStartBlocked = errors.New("qflow: start waited for a lock")
+
+// lockTimedOut reports whether err is the server's lock_timeout.
+func lockTimedOut(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
 
 // scanStart reads the row of a start_runs_claim statement.

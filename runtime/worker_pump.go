@@ -335,6 +335,7 @@ func (w *Worker) sendBatch(ctx context.Context, args []any, starts []*localStart
 	if args != nil {
 		b.Queue(sqlSettle, args...)
 	}
+	b.Queue(sqlRideLockTimeout, rideLockTimeout) // for the starts only (see local.go)
 	for _, s := range starts {
 		b.Queue(s.q, s.args...)
 	}
@@ -346,6 +347,9 @@ func (w *Worker) sendBatch(ctx context.Context, args []any, starts []*localStart
 		if rows, err = br.Query(); err == nil {
 			st, err = scanSettle(rows)
 		}
+	}
+	if err == nil {
+		_, err = br.Exec()
 	}
 	res := make([]startResult, len(starts))
 	for i := 0; err == nil && i < len(starts); i++ {
