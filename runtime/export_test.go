@@ -67,8 +67,12 @@ func (w *Worker) OnFire(hook func(ctx context.Context, tx pgx.Tx, schedule strin
 // PausePump makes w's primary pump wait, before it takes anything, until
 // the returned function is first called.
 func (w *Worker) PausePump() (resume func()) {
-	w.paused.Lock()
-	return sync.OnceFunc(w.paused.Unlock)
+	ch := make(chan struct{})
+	w.paused.Store(&ch)
+	return sync.OnceFunc(func() {
+		w.paused.Store(nil)
+		close(ch)
+	})
 }
 
 // Waiting counts the results waiting to be settled and the local starts

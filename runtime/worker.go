@@ -86,9 +86,9 @@ type Worker struct {
 	// Run (a task claimed since then has a later lease still).
 	leaseFloor atomic.Int64
 
-	abandon chan struct{} // tests: stop without touching the database
-	paused  sync.Mutex    // tests: held, the primary pump takes nothing new
-	inlined atomic.Int64  // tests: tasks run inline (see WorkerOptions.ChainWindow)
+	abandon chan struct{}                 // tests: stop without touching the database
+	paused  atomic.Pointer[chan struct{}] // tests: set, the primary pump takes nothing new until it is closed
+	inlined atomic.Int64                  // tests: tasks run inline (see WorkerOptions.ChainWindow)
 
 	// Schedules (schedule.go): those declared with Worker.Schedule, the
 	// client that starts their runs, and a test hook run inside the

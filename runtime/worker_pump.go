@@ -51,9 +51,8 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 	}
 	next := 0 // round-robin start over flows
 	for ctx.Err() == nil {
-		if primary {
-			w.paused.Lock() // tests
-			w.paused.Unlock()
+		if p := w.paused.Load(); primary && p != nil { // tests
+			<-*p
 		}
 		batch := w.takeFinished(primary)
 		var f *workerFlow
