@@ -29,8 +29,9 @@ import (
 // worker's primary pump, whose next round trip sends it in one pipeline
 // with its settle, so both share one transaction and one commit (and a
 // start that finds the pump idle goes at once). The runs' started_at is
-// the transaction's start, so it may come before the StartRun call by as
-// long as the settle ahead of it took. Should the server refuse
+// the transaction's start, which is before the start statement ran by as
+// long as the settle ahead of it took (and still after StartRun was
+// called). Should the server refuse
 // that transaction, nothing of it was written: the settle goes again at
 // once and the starts after it on their own, so each statement meets only
 // its own errors. The pump never waits for a start for long: a start with
