@@ -268,7 +268,11 @@ type WorkerOptions struct {
 	// completed, with the same events; a crash before that runs the chain
 	// again from its first task, as a crash loses any unrecorded result.
 	// So a chain of quick steps costs one commit instead of one per step.
-	// See "Chains run in process" in the README.
+	// A step still running when the window closes is claimed for the
+	// worker then (promoted), with the results before it recorded; at most
+	// two promotions are on their way at once, the others take their turn
+	// while their handlers run on. See "Chains run in process" in the
+	// README.
 	ChainWindow time.Duration
 	// ShutdownTimeout bounds how long Run waits for in-flight handlers after
 	// its context ends before releasing their tasks (default 30s).

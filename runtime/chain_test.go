@@ -178,6 +178,72 @@ func TestChainSlowStepIsPromoted(t *testing.T) {
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE status = 'completed' AND attempts = 1`, 3)
 }
 
+// Promotions are bounded: when many chains outrun the window together,
+// at most two promotions are on their way at once, and the others wait for
+// their turn while their handlers run on. Here the promotions' settles
+// wait for the runs' locks, which the test holds; once it lets go, every
+// slow step is promoted in turn and every run completes, each step run
+// once.
+func TestChainPromotionsAreBounded(t *testing.T) {
+	e := newEnv(t)
+	def, h := chain3(t, "promotions")
+	release := make(chan struct{})
+	var bRuns atomic.Int32
+	b := h["b"]
+	h["b"] = func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		bRuns.Add(1)
+		<-release
+		return b(ctx, task)
+	}
+	const window = 300 * time.Millisecond
+	w := e.startWorker(def, h, &qflow.WorkerOptions{ChainWindow: window, Concurrency: 8})
+	waitFor(t, w.Local)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := e.client.DefineFlow(ctx, def); err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	inputs := make([]any, n)
+	for i := range inputs {
+		inputs[i] = map[string]int{"v": 0}
+	}
+	began := time.Now()
+	ids, err := e.client.StartRuns(ctx, "promotions", inputs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return bRuns.Load() == n })
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.runs FOR SHARE`); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(began) >= window {
+		t.Skip("the machine is too slow for this test's window")
+	}
+	time.Sleep(window + 2*window)
+	if got := w.Promotions(); got != 2 {
+		t.Errorf("%d promotions on their way while %d chains outran the window; want 2", got, n)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	for _, id := range ids {
+		out, err := e.client.WaitRun(ctx, id)
+		if err != nil || string(out) != `{"c": {"v": 3}}` {
+			t.Fatalf("run %s: %s, %v", id, out, err)
+		}
+	}
+	if bRuns.Load() != n {
+		t.Errorf("b ran %d times for %d runs", bRuns.Load(), n)
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE status = 'completed' AND attempts = 1`, 3*n)
+}
+
 // TestChainInlineFailureIsAnAttempt: an inline step that fails is
 // recorded as a failed attempt and retried as any task.
 func TestChainInlineFailureIsAnAttempt(t *testing.T) {

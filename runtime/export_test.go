@@ -82,3 +82,10 @@ func (w *Worker) Waiting() (results, starts int) {
 	defer w.mu.Unlock()
 	return len(w.finished), len(w.starts)
 }
+
+// Promotions counts w's promotions on their way.
+func (w *Worker) Promotions() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.promotions
+}
