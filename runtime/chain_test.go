@@ -138,6 +138,19 @@ func TestChainInlineFailureAfterRecordedSuccess(t *testing.T) {
 	assertCount(t, e, `SELECT attempts FROM qflow.step_tasks WHERE step_idx = 2 AND status = 'completed'`, 2)
 }
 
+// blockStep makes the handler of step in h wait for release before it
+// runs, and counts its calls.
+func blockStep(h map[string]qflow.Handler, step string, release <-chan struct{}) *atomic.Int32 {
+	var calls atomic.Int32
+	inner := h[step]
+	h[step] = func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		calls.Add(1)
+		<-release
+		return inner(ctx, task)
+	}
+	return &calls
+}
+
 // TestChainSlowStepIsPromoted: an inline step still running when the
 // window closes becomes a claimed task of the worker: its dependency's
 // result is recorded at once, and its own is recorded when it ends.
@@ -145,13 +158,7 @@ func TestChainSlowStepIsPromoted(t *testing.T) {
 	e := newEnv(t)
 	def, h := chain3(t, "promoted")
 	release := make(chan struct{})
-	var bRuns atomic.Int32
-	b := h["b"]
-	h["b"] = func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
-		bRuns.Add(1)
-		<-release
-		return b(ctx, task)
-	}
+	bRuns := blockStep(h, "b", release)
 	w := e.startWorker(def, h, &qflow.WorkerOptions{ChainWindow: 20 * time.Millisecond})
 	ctx := ctxT(t, 30*time.Second)
 	run, err := e.client.StartFlow(ctx, def, map[string]int{"v": 0}, nil)
@@ -188,13 +195,7 @@ func TestChainPromotionsAreBounded(t *testing.T) {
 	e := newEnv(t)
 	def, h := chain3(t, "promotions")
 	release := make(chan struct{})
-	var bRuns atomic.Int32
-	b := h["b"]
-	h["b"] = func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
-		bRuns.Add(1)
-		<-release
-		return b(ctx, task)
-	}
+	bRuns := blockStep(h, "b", release)
 	const window = 300 * time.Millisecond
 	w := e.startWorker(def, h, &qflow.WorkerOptions{ChainWindow: window, Concurrency: 8})
 	waitFor(t, w.Local)

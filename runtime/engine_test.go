@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/quantumflow/qflow/internal/pgtest"
 	qflow "github.com/quantumflow/qflow/runtime"
@@ -56,16 +57,39 @@ func (e *env) startWorker(def qflow.FlowDef, h map[string]qflow.Handler, opts *q
 	if err := w.Register(def, h); err != nil {
 		e.t.Fatal(err)
 	}
+	runWorker(e.t, w)
+	return w
+}
+
+// runWorker runs w until the test ends, and checks that Run returned no
+// error.
+func runWorker(t testing.TB, w *qflow.Worker) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			e.t.Errorf("worker.Run: %v", err)
+			t.Errorf("worker.Run: %v", err)
 		}
 	})
-	return w
+}
+
+// lockFlowRow holds the row of flow version id FOR UPDATE, in a
+// transaction rolled back when the test ends if not before: a run's insert
+// waits for it (the foreign key to its flow).
+func lockFlowRow(t testing.TB, e *env, ctx context.Context, id int) pgx.Tx {
+	t.Helper()
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.flows WHERE id = $1 FOR UPDATE`, id); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

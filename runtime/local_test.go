@@ -429,15 +429,7 @@ func TestLocalStartRidesTheSettle(t *testing.T) {
 	})}); err != nil {
 		t.Fatal(err)
 	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("worker.Run: %v", err)
-		}
-	}()
+	runWorker(t, w)
 	waitFor(t, w.Local)
 	for _, def := range []qflow.FlowDef{one, mapped} {
 		if _, err := e.client.DefineFlow(ctx, def); err != nil {

@@ -90,25 +90,12 @@ func TestBlockedStartHoldsUpOnlyItself(t *testing.T) {
 	if err := w.Register(b, hb); err != nil {
 		t.Fatal(err)
 	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	tx, err := e.db.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		tx.Rollback(ctx)
-		stop()
-		<-done
-	}()
+	runWorker(t, w)
 	waitFor(t, w.Local)
 
 	// Flow a's row is locked (as set_step_priorities does in a caller's
 	// transaction): a start of a waits for it.
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.flows WHERE id = $1 FOR UPDATE`, aID); err != nil {
-		t.Fatal(err)
-	}
+	tx := lockFlowRow(t, e, ctx, aID)
 	var blocked atomic.Bool
 	blocked.Store(true)
 	blockedRun := make(chan error, 1)
@@ -173,13 +160,7 @@ func TestBlockedRiderLeavesTheSettleAlone(t *testing.T) {
 	if err := w.Register(lockedDef, hl); err != nil {
 		t.Fatal(err)
 	}
-	wctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
+	runWorker(t, w)
 	waitFor(t, w.Local)
 	if _, err := e.client.DefineFlow(ctx, one); err != nil {
 		t.Fatal(err)
@@ -194,14 +175,7 @@ func TestBlockedRiderLeavesTheSettleAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-entered
-	tx, err := e.db.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM qflow.flows WHERE id = $1 FOR UPDATE`, lockedID); err != nil {
-		t.Fatal(err)
-	}
+	tx := lockFlowRow(t, e, ctx, lockedID)
 	resume := w.PausePump()
 	defer resume()
 	close(release)
