@@ -172,11 +172,12 @@ func (w *Worker) pickFlow(batch []*result, next *int) *workerFlow {
 }
 
 // settle writes batch and claims up to want tasks of flow f in one round
-// trip, which also carries starts (see local.go). It retries a failed round trip while the leases of the batch's
-// tasks can still be this worker's (counted from the last moment they were
-// known to run a whole Lease), so a connection blip or a server restart
-// shorter than the lease does not make other workers run them again. The
-// batch is forgotten afterwards, written or not.
+// trip, which also carries starts (see local.go). It retries a failed
+// round trip while the leases of the batch's tasks can still be this
+// worker's (counted from the last moment they were known to run a whole
+// Lease), so a connection blip or a server restart shorter than the lease
+// does not make other workers run them again. The batch is forgotten
+// afterwards, written or not.
 func (w *Worker) settle(ctx context.Context, batch []*result, f *workerFlow, want int, starts []*localStart) ([]claimedTask, error) {
 	var okKeys, failKeys []taskKey
 	var outputs []json.RawMessage
