@@ -27,8 +27,9 @@
 // work to each other in memory. StartRun (StartRuns, StartFlow; not the
 // …Tx forms, whose commit is the caller's, nor keyed starts, which may wait
 // on another transaction holding the key) claims the new runs' first tasks
-// for the worker in its own transaction, so they need no notification and
-// no claim round trip; the settle that completes a run hands its output
+// for the worker in the starting transaction, so they need no notification
+// and no claim round trip (and that transaction is the worker's next
+// settle's: the start rides it, one commit for both; see local.go); the settle that completes a run hands its output
 // (up to 8 kB) to WaitRun calls in the process, before the event arrives.
 // Nothing else changes: the tasks are leased like any claim, so if the
 // process dies they are claimed again when their leases expire; a worker

@@ -31,10 +31,9 @@ import (
 // start that finds the pump idle goes at once). The runs' started_at is
 // the transaction's start, which is before the start statement ran by as
 // long as the settle ahead of it took (and still after StartRun was
-// called). Should the server refuse
-// that transaction, nothing of it was written: the settle goes again at
-// once and the starts after it on their own, so each statement meets only
-// its own errors. The pump never waits for a start for long: a start with
+// called). Should the server refuse that transaction, nothing of it was
+// written: the settle goes again at once and the starts after it on their
+// own, so each statement meets only its own errors. The pump never waits for a start for long: a start with
 // many inputs goes on its own from the start, and one that waits for a
 // lock (rideLockTimeout) goes back to its caller, which sends it on its
 // own. So does every start while the worker publishes no events (its
@@ -162,17 +161,13 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 		}
 		ls.err = err
 	}
-	switch {
-	case w.pool != w.local || len(docs) > maxRideInputs:
-		// The worker's connections publish no events (the client's may),
-		// or the start is a long one.
+	// Alone when the worker's connections publish no events (the client's
+	// may), when the start is a long one, or when the pump has stopped.
+	if w.pool != w.local || len(docs) > maxRideInputs || !w.queueStart(ls) {
 		alone()
-	case !w.queueStart(ls): // the worker's pump has stopped
-		alone()
-	default:
+	} else {
 		<-ls.done
-		if errors.Is(ls.err, errStartBlocked) {
-			ls.res = startResult{}
+		if errors.Is(ls.err, errStartBlocked) { // it waited for a lock
 			alone()
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	qflow "github.com/quantumflow/qflow/runtime"
@@ -412,8 +413,8 @@ func TestLocalStartRidesTheSettle(t *testing.T) {
 			V int `json:"v"`
 		} `json:"run"`
 	}
-	entered := make(chan int, 10)
-	release := map[int]chan struct{}{1: make(chan struct{}), 2: make(chan struct{})}
+	entered := make(chan int, 300)
+	release := map[int]chan struct{}{1: make(chan struct{}), 2: make(chan struct{}), 4: make(chan struct{})}
 	w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), PollInterval: time.Hour, Concurrency: 4})
 	if err := w.Register(one, map[string]qflow.Handler{"a": qflow.HandlerFunc(func(ctx context.Context, x in) (int, error) {
 		entered <- x.Run.V
@@ -499,4 +500,47 @@ func TestLocalStartRidesTheSettle(t *testing.T) {
 	}
 	assertCount(t, e, `SELECT count(*) FROM qflow.runs WHERE status = 'completed'`, 3)
 	assertCount(t, e, `SELECT count(*) FROM qflow.step_tasks WHERE status = 'completed' AND attempts = 1`, 3)
+
+	// A long start (more inputs than maxRideInputs) does not wait for the
+	// pump: it goes on its own while the pump takes nothing.
+	r4 := start("ride", map[string]int{"v": 4})
+	for v := <-entered; v != 4; v = <-entered { // run 3 entered too
+	}
+	resume = w.PausePump()
+	defer resume()
+	close(release[4])
+	waitFor(t, func() bool { n, _ := w.Waiting(); return n == 1 }) // run 4's result waits
+	many := make([]any, 257)
+	for i := range many {
+		many[i] = map[string]int{"v": 100 + i}
+	}
+	var ids []uuid.UUID
+	started := make(chan error, 1)
+	go func() {
+		var err error
+		ids, err = e.client.StartRuns(ctx, "ride", many, nil)
+		started <- err
+	}()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		resume()
+		t.Fatalf("a start of %d runs waited for the paused pump", len(many))
+	}
+	if _, n := w.Waiting(); n != 0 {
+		t.Errorf("%d starts waiting for the pump after a start of %d runs", n, len(many))
+	}
+	resume()
+	for _, id := range ids {
+		if _, err := e.client.WaitRun(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-r4; err != nil {
+		t.Fatal(err)
+	}
+	assertCount(t, e, `SELECT count(*) FROM qflow.runs WHERE status = 'completed'`, 4+len(many))
 }

@@ -75,12 +75,12 @@ const (
 
 	sqlCancelRun = `SELECT qflow.cancel_run($1::uuid, 'cancelled by request')`
 
+	// sqlRideLockTimeout sets lock_timeout for the rest of the transaction.
+	sqlRideLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
 	// sqlSettle completes, fails and snoozes a worker's finished tasks and
 	// claims its next ones in one round trip (a claim alone passes no
 	// results).
-	// sqlRideLockTimeout sets lock_timeout for the rest of the transaction.
-	sqlRideLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
-	sqlSettle          = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority, trace_context, deadline, sequential
+	sqlSettle = `SELECT seq, run_id, step_idx, task_index, attempt, input, priority, trace_context, deadline, sequential
 		FROM qflow.settle($1::uuid, $2::uuid[], $3::smallint[], $4::integer[], $5::jsonb[],
 		                  $6::uuid[], $7::smallint[], $8::integer[], $9::text[], $10::boolean[], $11::bigint[],
 		                  $12::uuid[], $13::smallint[], $14::integer[], $15::jsonb[], $16::text[], $17::boolean[], $18::bigint[],

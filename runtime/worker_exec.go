@@ -147,7 +147,7 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 			return true
 		}
 		w.inlined.Add(1)
-		res = w.run(ctx, nh, &chainTimer{at: began.Add(w.opts.ChainWindow), retry: w.opts.ChainWindow, promote: promote})
+		res = w.run(ctx, nh, &chainTimer{at: began.Add(w.opts.ChainWindow), promote: promote})
 		chain = append(chain, res)
 	}
 
@@ -187,8 +187,7 @@ func (w *Worker) execute(ctx context.Context, h *held) {
 // then if its handler still runs.
 type chainTimer struct {
 	at      time.Time
-	retry   time.Duration // how long to wait before trying a deferred promotion again
-	promote func() bool   // false: deferred (see maxPromotions)
+	promote func() bool // false: deferred (see maxPromotions); tried again a window later
 }
 
 // maxPromotions bounds a worker's promotions on their way at once. The
@@ -406,7 +405,7 @@ func (w *Worker) run(ctx context.Context, h *held, ct *chainTimer) *result {
 		case <-window:
 			window = nil
 			if !ct.promote() {
-				tm.Reset(ct.retry)
+				tm.Reset(w.opts.ChainWindow)
 				window = tm.C
 			}
 		case <-tctx.Done():

@@ -67,13 +67,9 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 			starts = w.takeStarts(false)
 		}
 		if len(batch) == 0 && want == 0 && len(starts) > 0 {
-			w.mu.Lock()
-			w.inFlight++
-			w.mu.Unlock()
+			w.onTheWay(1)
 			w.runStarts(ctx, starts)
-			w.mu.Lock()
-			w.inFlight--
-			w.mu.Unlock()
+			w.onTheWay(-1)
 			continue
 		}
 		if len(batch) == 0 && want == 0 {
@@ -94,13 +90,9 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 			f = batch[0].h.flow
 		}
 		signs := f.wakes.Load()
-		w.mu.Lock()
-		w.inFlight++
-		w.mu.Unlock()
+		w.onTheWay(1)
 		claimed, err := w.settle(ctx, batch, f, want, starts)
-		w.mu.Lock()
-		w.inFlight--
-		w.mu.Unlock()
+		w.onTheWay(-1)
 		switch {
 		case want == 0 || err != nil:
 		case len(claimed) == want: // a full claim: more may be waiting
@@ -116,6 +108,14 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 			signal(w.kick)
 		}
 	}
+}
+
+// onTheWay counts a pump's round trip on its way: +1 as it leaves, -1
+// once it is back (see takeFinished).
+func (w *Worker) onTheWay(d int) {
+	w.mu.Lock()
+	w.inFlight += d
+	w.mu.Unlock()
 }
 
 // takeFinished takes the results waiting to be settled, except those of
