@@ -427,9 +427,18 @@ END $$;
 
 -- Events ----------------------------------------------------------------------
 
+-- ev_ts formats a time as events carry it (ts, until): RFC 3339 in UTC,
+-- with microseconds.
+CREATE FUNCTION qflow.ev_ts(p_at timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
 -- ev builds one event, as JSON text (see package runtime/notify for the
 -- fields). NULL fields are left out; ts is the clock time of the transition
--- in UTC; p_resume is the resume count of a workflow_resumed event. Long
+-- in UTC: p_ts, which a statement that builds many events reads once
+-- (qflow.ev_ts(clock_timestamp()) just before it: formatting the clock for
+-- every event was 40% of an event's cost), else the clock now; p_resume is
+-- the resume count of a workflow_resumed event. Long
 -- errors: when an error's JSON encoding exceeds 4000 bytes, the event
 -- carries its first 600 characters followed by " …[truncated]" and
 -- error_truncated = true (600 characters encode to at most 3600 bytes), so
@@ -446,7 +455,7 @@ END $$;
 CREATE FUNCTION qflow.ev(p_type text, p_run uuid, p_flow text, p_step text, p_task integer,
                          p_status text, p_attempt integer, p_duration_ms bigint,
                          p_error text, p_will_retry boolean, p_resume integer DEFAULT NULL,
-                         p_until timestamptz DEFAULT NULL)
+                         p_until timestamptz DEFAULT NULL, p_ts text DEFAULT NULL)
 RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT '{"type":"' || p_type || '","run_id":"' || p_run || '","flow":"' || p_flow || '"'
         || coalesce(',"step":"' || p_step || '"', '')
@@ -456,13 +465,13 @@ RETURNS text LANGUAGE sql VOLATILE AS $$
         || coalesce(',"will_retry":' || p_will_retry, '')
         || coalesce(',"duration_ms":' || p_duration_ms, '')
         || coalesce(',"resume":' || p_resume, '')
-        || coalesce(',"until":"' || to_char(p_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"', '')
+        || coalesce(',"until":"' || qflow.ev_ts(p_until) || '"', '')
         || coalesce(',"error":' || to_json(CASE WHEN octet_length(p_error) > 600
                                                      AND octet_length(to_json(p_error)::text) > 4000
                                                 THEN left(p_error, 600) || ' …[truncated]' ELSE p_error END)::text
                     || CASE WHEN octet_length(p_error) > 600 AND octet_length(to_json(p_error)::text) > 4000
                             THEN ',"error_truncated":true' ELSE '' END, '')
-        || ',"ts":"' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}'
+        || ',"ts":"' || coalesce(p_ts, qflow.ev_ts(clock_timestamp())) || '"}'
 $$;
 
 -- events_on reports whether this session publishes events: workers started
@@ -475,9 +484,11 @@ $$;
 
 -- publish sends events, in order, on channel qflow_events: as few
 -- notifications as fit, each a JSON array of events under 7,900 bytes.
--- (Appending to one text measured faster than cutting the array by the
--- events' lengths and joining slices: the query for the lengths costs more
--- than the copies it saves.)
+-- A few events that fit in one go out joined at once (half the cost of the
+-- loop); more are appended to one text in turn. (That measured faster than
+-- cutting the array by the events' lengths and joining slices: the query
+-- for the lengths costs more than the copies it saves, and slicing an
+-- array held by PL/pgSQL copies the whole array.)
 CREATE FUNCTION qflow.publish(p_events text[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -486,6 +497,14 @@ DECLARE
 BEGIN
     IF p_events IS NULL OR cardinality(p_events) = 0 THEN
         RETURN;
+    END IF;
+    IF cardinality(p_events) <= 64 THEN -- an event is over 120 bytes: more never fit
+        v_buf := array_to_string(p_events, ',');
+        IF octet_length(v_buf) <= 7898 THEN
+            PERFORM pg_notify('qflow_events', '[' || v_buf || ']');
+            RETURN;
+        END IF;
+        v_buf := '';
     END IF;
     FOREACH v_one IN ARRAY p_events LOOP
         IF v_buf <> '' AND octet_length(v_buf) + octet_length(v_one) + 2 > 7900 THEN
@@ -692,6 +711,7 @@ DECLARE
     v_ready  qflow.ready_step[];
     r        qflow.ready_step;
     v_take   qflow.task_key[];
+    v_ts     text;
 BEGIN
     o_tasks := 0;
     SELECT array_agg(ROW(x.run_id, x.step_idx, ru.flow_id, st.kind, src.v,
@@ -808,15 +828,18 @@ BEGIN
 
     -- Per run: its steps' events, then its claimed tasks' (as a claim
     -- after this would publish them).
+    v_ts := qflow.ev_ts(clock_timestamp());
     PERFORM qflow.publish(array_agg(x.e ORDER BY x.run_id, x.k, x.step_idx, x.i)) FROM (
         SELECT CASE WHEN q.n = 0
-                    THEN qflow.ev('step_completed', q.run_id, q.flow_slug, q.step_slug, NULL, 'completed', NULL, 0, NULL, NULL)
-                    ELSE qflow.ev('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL)
+                    THEN qflow.ev('step_completed', q.run_id, q.flow_slug, q.step_slug, NULL, 'completed', NULL, 0, NULL, NULL,
+                                  p_ts => v_ts)
+                    ELSE qflow.ev('step_started', q.run_id, q.flow_slug, q.step_slug, NULL, 'started', NULL, NULL, NULL, NULL,
+                                  p_ts => v_ts)
                END AS e, q.run_id, 0 AS k, q.step_idx, 0 AS i
         FROM unnest(v_ready) q WHERE q.events
         UNION ALL
         SELECT qflow.ev('task_started', c.run_id, q.flow_slug, q.step_slug, c.task_index, 'started', c.attempt,
-                        NULL, NULL, NULL), c.run_id, 1, c.step_idx, c.task_index
+                        NULL, NULL, NULL, p_ts => v_ts), c.run_id, 1, c.step_idx, c.task_index
         FROM unnest(o_claimed) c JOIN unnest(v_ready) q ON q.run_id = c.run_id AND q.step_idx = c.step_idx
         WHERE c.events AND p_started_events
     ) x HAVING count(*) > 0;
@@ -863,9 +886,11 @@ DECLARE
     v_rr     uuid[];
     v_rs     smallint[];
     v_st     record;
+    v_ts     text;
 BEGIN
     o_tasks := 0;
     WHILE cardinality(p_runs) > 0 LOOP
+        v_ts := qflow.ev_ts(clock_timestamp());
         WITH u AS (
             UPDATE qflow.runs r SET remaining_steps = r.remaining_steps - c.n,
                 status = CASE WHEN r.remaining_steps = c.n THEN 'completed' ELSE r.status END,
@@ -883,7 +908,8 @@ BEGIN
             RETURNING r.id, r.status, r.flow_slug, r.events, r.started_at, r.output
         )
         SELECT array_agg(qflow.ev('workflow_completed', u.id, u.flow_slug, NULL, NULL, 'completed', NULL,
-                                  (extract(epoch FROM clock_timestamp() - u.started_at) * 1000)::bigint, NULL, NULL))
+                                  (extract(epoch FROM clock_timestamp() - u.started_at) * 1000)::bigint, NULL, NULL,
+                                  p_ts => v_ts))
                    FILTER (WHERE u.events AND v_events),
                array_agg(u.id),
                array_agg(CASE WHEN pg_column_size(u.output) <= 8192 THEN u.output END)
@@ -1155,6 +1181,7 @@ CREATE FUNCTION qflow.start_roots(p_flow qflow.flows, p_ids uuid[], p_inputs jso
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now    timestamptz := clock_timestamp();
+    v_ts     text := qflow.ev_ts(v_now);
     v_events boolean := coalesce((p_opts->>'events')::boolean, true);
     v_on     boolean := qflow.events_on();
     v_evs    text[];
@@ -1208,7 +1235,8 @@ BEGIN
            -- steps' step_started and its claimed tasks' task_started (one
            -- qflow.ev call: see finish_chains).
            (SELECT array_agg(qflow.ev(x.type, x.run_id, p_flow.slug, sl.slugs[x.step_idx + 1], x.task, 'started',
-                                      x.attempt, NULL, NULL, NULL) ORDER BY x.g, x.o, x.run_id, x.k, x.step_idx)
+                                      x.attempt, NULL, NULL, NULL, p_ts => v_ts)
+                             ORDER BY x.g, x.o, x.run_id, x.k, x.step_idx)
             FROM sl, (SELECT 'workflow_started' AS type, r.id AS run_id, NULL::smallint AS step_idx,
                              NULL::integer AS task, NULL::integer AS attempt, 0 AS g, r.o, 0 AS k
                       FROM unnest(p_ids) WITH ORDINALITY AS r(id, o)
@@ -1306,8 +1334,8 @@ BEGIN
 
     IF v_events AND qflow.events_on() THEN
         PERFORM qflow.publish(array_agg(qflow.ev('workflow_started', r.id, v_flow.slug, NULL, NULL, 'started',
-                                                 NULL, NULL, NULL, NULL) ORDER BY o))
-        FROM unnest(v_ids) WITH ORDINALITY AS r(id, o);
+                                                 NULL, NULL, NULL, NULL, p_ts => t.ts) ORDER BY o))
+        FROM unnest(v_ids) WITH ORDINALITY AS r(id, o), (SELECT qflow.ev_ts(clock_timestamp()) AS ts) t;
     END IF;
 
     SELECT * INTO v_st FROM qflow.start_steps(
@@ -1944,6 +1972,8 @@ END $$;
 -- claim cost more than the claim itself).
 CREATE FUNCTION qflow.publish_started(p_got qflow.claimed_task[])
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_ts text := qflow.ev_ts(clock_timestamp());
 BEGIN
     -- The slugs of the first task's flow and step, read once, serve every
     -- task of that step (a claim's tasks are mostly of one step); only the
@@ -1960,7 +1990,7 @@ BEGIN
                         ELSE (SELECT f.slug FROM qflow.flows f WHERE f.id = c.flow_id) END,
                    CASE WHEN c.flow_id = one.flow_id AND c.step_idx = one.step_idx THEN one.step_slug
                         ELSE (SELECT st.slug FROM qflow.steps st WHERE st.flow_id = c.flow_id AND st.idx = c.step_idx) END,
-                   c.task_index, 'started', c.attempt, NULL, NULL, NULL) ORDER BY c.seq))
+                   c.task_index, 'started', c.attempt, NULL, NULL, NULL, p_ts => v_ts) ORDER BY c.seq))
         FROM unnest(p_got) c, one
         WHERE c.events HAVING count(*) > 0);
 END $$;
@@ -2265,6 +2295,7 @@ DECLARE
     v_adv     record;
     v_skip    record;
     v_freed   integer[];
+    v_ts      text;
 BEGIN
     o_tasks := 0;
     IF cardinality(p_runs) > 0 THEN
@@ -2298,6 +2329,7 @@ BEGIN
         -- Step statistics (migrations/0004_stats.sql): one append, no shared row.
         PERFORM qflow.record_completions(coalesce(v_done, '{}') || coalesce(p_direct, '{}'), v_now);
         -- Count down each step's tasks; steps with none left complete.
+        v_ts := qflow.ev_ts(clock_timestamp());
         WITH c AS (
             SELECT d.run_id, d.step_idx, d.flow_id, count(*)::integer AS n, (array_agg(d.output))[1] AS out
             FROM unnest(v_done) d GROUP BY 1, 2, 3
@@ -2334,7 +2366,8 @@ BEGIN
                                      ELSE (SELECT st.slug FROM qflow.steps st
                                            WHERE st.flow_id = d.flow_id AND st.idx = d.step_idx) END,
                                 d.task_index, 'completed',
-                                d.attempts, (extract(epoch FROM v_now - d.started_at) * 1000)::bigint, NULL, NULL) AS e,
+                                d.attempts, (extract(epoch FROM v_now - d.started_at) * 1000)::bigint, NULL, NULL,
+                                p_ts => v_ts) AS e,
                        d.run_id, 0 AS kind, d.step_idx, d.task_index
                 FROM unnest(v_done) d, one
                 WHERE d.events AND v_events
@@ -2343,7 +2376,7 @@ BEGIN
                                 CASE WHEN s.flow_id = one.flow_id THEN one.flow_slug
                                      ELSE (SELECT f.slug FROM qflow.flows f WHERE f.id = s.flow_id) END,
                                 s.slug, NULL, 'completed', NULL,
-                                (extract(epoch FROM v_now - s.started_at) * 1000)::bigint, NULL, NULL),
+                                (extract(epoch FROM v_now - s.started_at) * 1000)::bigint, NULL, NULL, p_ts => v_ts),
                        s.run_id, 1, s.step_idx, 0
                 FROM done_steps s, one
                 WHERE v_events AND (SELECT d.events FROM unnest(v_done) d WHERE d.run_id = s.run_id LIMIT 1)
@@ -2420,6 +2453,7 @@ CREATE FUNCTION qflow.record_inline(p_worker uuid, p_now timestamptz,
 LANGUAGE plpgsql AS $$
 DECLARE
     v_events boolean := qflow.events_on();
+    v_ts     text := qflow.ev_ts(clock_timestamp());
 BEGIN
     -- One statement: the completions inline results may follow (locked),
     -- the inline results that may be recorded (each after its
@@ -2510,7 +2544,7 @@ BEGIN
                                       CASE WHEN v.type IN ('task_started', 'task_completed') THEN 1 END,
                                       CASE WHEN v.type IN ('task_completed', 'step_completed')
                                            THEN (extract(epoch FROM y.finished_at - y.started_at) * 1000)::bigint END,
-                                      NULL, NULL)
+                                      NULL, NULL, p_ts => v_ts)
                              ORDER BY y.run_id, y.depth, v.k) FROM x y
             CROSS JOIN LATERAL unnest(ARRAY['step_started', 'task_started', 'task_completed', 'step_completed'])
                 WITH ORDINALITY AS v(type, k)
@@ -2543,6 +2577,7 @@ CREATE FUNCTION qflow.finish_chains(p_worker uuid, p_now timestamptz,
 LANGUAGE plpgsql AS $$
 DECLARE
     v_events boolean := qflow.events_on();
+    v_ts     text := qflow.ev_ts(clock_timestamp());
     v_done   qflow.done_task[];
     v_evs    text[];
 BEGIN
@@ -2676,7 +2711,7 @@ BEGIN
                                                                WHEN y.depth > 0 THEN y.finished_at - y.started_at
                                                                WHEN v.type = 'task_completed' THEN p_now - y.a_started
                                                                ELSE p_now - y.state_started END) * 1000)::bigint,
-                                      NULL, NULL)
+                                      NULL, NULL, p_ts => v_ts)
                              ORDER BY y.run_id, y.depth, v.k)
             FROM y CROSS JOIN LATERAL unnest(
                 CASE WHEN y.depth = 0 AND y.a_events THEN ARRAY['task_completed', 'step_completed']

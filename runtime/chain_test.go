@@ -44,6 +44,7 @@ func testChainRecordsWhatClaimsRecord(t *testing.T, reorder bool) {
 		ctx := ctxT(t, 30*time.Second)
 		var want []string
 		for i := range 5 {
+			from := time.Now()
 			run, err := e.client.StartFlow(ctx, def, map[string]int{"v": i}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -52,7 +53,8 @@ func testChainRecordsWhatClaimsRecord(t *testing.T, reorder bool) {
 			if err != nil || string(out) != `{"c": {"v": `+string(rune('3'+i))+`}}` {
 				t.Fatalf("window %v: run %d: %s, %v", window, i, out, err)
 			}
-			got, _ := collect(t, l, run.ID, 50*time.Millisecond)
+			got, evs := collect(t, l, run.ID, 50*time.Millisecond)
+			checkTimes(t, evs, from, time.Now())
 			if i == 0 {
 				want = got
 			} else if diff := cmp.Diff(want, got); diff != "" {

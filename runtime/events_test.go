@@ -94,6 +94,7 @@ func TestEventsDiamondExactSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Sequential: one task at a time, so the order of b and c is fixed.
+	start := time.Now()
 	id, err := e.client.StartRun(ctx, "ev_diamond", 1, &qflow.StartOptions{Sequential: true})
 	if err != nil {
 		t.Fatal(err)
@@ -123,8 +124,22 @@ func TestEventsDiamondExactSequence(t *testing.T) {
 		t.Fatalf("events (-want +got):\n%s", diff)
 	}
 	for i, ev := range evs {
-		if ev.Flow != "ev_diamond" || ev.Time.IsZero() || (i > 0 && ev.Time.Before(evs[i-1].Time)) {
-			t.Fatalf("event %d: flow %q time %v (previous %v)", i, ev.Flow, ev.Time, evs[max(i-1, 0)].Time)
+		if ev.Flow != "ev_diamond" {
+			t.Fatalf("event %d: flow %q", i, ev.Flow)
+		}
+	}
+	checkTimes(t, evs, start, time.Now())
+}
+
+// checkTimes fails unless the events' times (ts) are in order and between
+// from and to (the server's clock is this machine's).
+func checkTimes(t *testing.T, evs []notify.Event, from, to time.Time) {
+	t.Helper()
+	for i, ev := range evs {
+		if ev.Time.Before(from.Add(-100*time.Millisecond)) || ev.Time.After(to.Add(100*time.Millisecond)) ||
+			(i > 0 && ev.Time.Before(evs[i-1].Time)) {
+			t.Fatalf("event %d (%s): time %v, previous %v, want in order within [%v, %v]",
+				i, ev.Type, ev.Time, evs[max(i-1, 0)].Time, from, to)
 		}
 	}
 }
@@ -647,6 +662,8 @@ func TestPublishCutsEventsGreedily(t *testing.T) {
 		"fits exactly":        {3948, 3949}, // 1 + 3948 + 1 + 3949 + 1 = 7900
 		"one byte over":       {3948, 3950},
 		"many small":          sizes(500, 180, 260),
+		"a few small":         sizes(40, 150, 190), // one notification, joined at once
+		"64 that do not fit":  sizes(64, 126, 130),
 		"large ones":          {7000, 200, 7800, 100, 100, 4000, 3890},
 		"alone over the half": {5000, 5000, 5000},
 	}

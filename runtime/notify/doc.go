@@ -82,6 +82,8 @@
 //	child_run_id     string   subflow_started only: the child run's UUID
 //	child_flow       string   subflow_started only: the child run's flow slug
 //	ts               string   when the transition happened: RFC 3339, UTC, microseconds
+//	                          (the server's clock; the events one statement of the engine
+//	                          publishes together share one reading)
 //
 // A payload never exceeds NOTIFY's limit (MaxPayloadBytes), and one event
 // stays far below it: slugs are short, outputs and inputs are never inlined
