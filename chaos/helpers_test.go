@@ -464,6 +464,7 @@ type tally struct {
 	Extra                 int // executions beyond one per task
 	ExtraKilled           int // ... by a worker that was SIGKILLed
 	ExtraOther            int // ... anything else (lost completions)
+	Broken                int // rows that break the engine's rules (qflow.invariant_violations)
 }
 
 func (c *cluster) tally(ids []uuid.UUID, ok int, killed map[int]bool) tally {
@@ -479,6 +480,7 @@ func (c *cluster) tally(ids []uuid.UUID, ok int, killed map[int]bool) tally {
 	q(`SELECT count(*) FROM (SELECT 1 FROM chaos_completions WHERE kind = 'run' GROUP BY run_id HAVING count(*) > 1) x`, &tl.RunsCompletedTwice)
 	q(`SELECT count(*) FROM chaos_exec`, &tl.Executions)
 	q(`SELECT count(*) FROM qflow.step_tasks`, &tl.Tasks)
+	q(`SELECT count(*) FROM qflow.invariant_violations()`, &tl.Broken)
 	tl.Extra = tl.Executions - tl.Tasks
 	// An extra execution is any but the one whose attempt completed the task.
 	rows, err := c.pool.Query(ctx, `
@@ -505,14 +507,14 @@ func (c *cluster) tally(ids []uuid.UUID, ok int, killed map[int]bool) tally {
 }
 
 func (tl tally) String() string {
-	return fmt.Sprintf("runs=%d completed=%d lost=%d tasks=%d tasks_completed_twice=%d runs_completed_twice=%d executions=%d extra=%d (killed_worker=%d other=%d)",
-		tl.Runs, tl.Completed, tl.Lost, tl.Tasks, tl.TasksCompletedTwice, tl.RunsCompletedTwice, tl.Executions, tl.Extra, tl.ExtraKilled, tl.ExtraOther)
+	return fmt.Sprintf("runs=%d completed=%d lost=%d tasks=%d tasks_completed_twice=%d runs_completed_twice=%d executions=%d extra=%d (killed_worker=%d other=%d) broken_rows=%d",
+		tl.Runs, tl.Completed, tl.Lost, tl.Tasks, tl.TasksCompletedTwice, tl.RunsCompletedTwice, tl.Executions, tl.Extra, tl.ExtraKilled, tl.ExtraOther, tl.Broken)
 }
 
 // check fails the test on a broken guarantee.
 func (tl tally) check(t *testing.T) {
 	t.Helper()
-	if tl.Lost != 0 || tl.TasksCompletedTwice != 0 || tl.RunsCompletedTwice != 0 || tl.Tasks != 5*tl.Runs {
+	if tl.Lost != 0 || tl.TasksCompletedTwice != 0 || tl.RunsCompletedTwice != 0 || tl.Tasks != 5*tl.Runs || tl.Broken != 0 {
 		t.Errorf("guarantee broken: %s", tl)
 	}
 }

@@ -7,17 +7,23 @@ import (
 )
 
 // exampleTB lets an Example use the harness, which wants a testing.TB:
-// failures print and exit, cleanups run when the returned function is
-// called. Only the methods this package calls are implemented.
+// failures print and exit (an error found by a cleanup, once the cleanups
+// have run), cleanups run when the returned function is called. Only the
+// methods this package calls are implemented.
 type exampleTB struct {
 	testing.TB
 	cleanups []func()
+	failed   bool
 }
 
 func (*exampleTB) Helper()             {}
 func (e *exampleTB) Cleanup(f func())  { e.cleanups = append(e.cleanups, f) }
 func (*exampleTB) Logf(string, ...any) {}
 func (e *exampleTB) Fatal(args ...any) { e.Fatalf("%s", fmt.Sprint(args...)) }
+func (e *exampleTB) Errorf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "example database: "+f+"\n", a...)
+	e.failed = true
+}
 func (e *exampleTB) Fatalf(f string, a ...any) {
 	fmt.Fprintf(os.Stderr, "example database: "+f+"\n", a...)
 	e.done()
@@ -25,10 +31,14 @@ func (e *exampleTB) Fatalf(f string, a ...any) {
 }
 
 func (e *exampleTB) done() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
-	}
+	cleanups := e.cleanups
 	e.cleanups = nil
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	if e.failed {
+		os.Exit(1)
+	}
 }
 
 // ForExample returns a fresh migrated database for a runnable Example,

@@ -13,7 +13,10 @@
 //
 // Migrated databases are cloned from a template database that is built once
 // per schema revision (its name carries a hash of the embedded migrations),
-// so a new database costs one CREATE DATABASE ... TEMPLATE.
+// so a new database costs one CREATE DATABASE ... TEMPLATE. When the test
+// ends, a migrated database is checked with qflow.invariant_violations
+// before it is dropped: a row of runs, step_states or step_tasks that
+// breaks the engine's rules fails the test.
 package pgtest
 
 import (
@@ -23,6 +26,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,16 +80,16 @@ func AdminURL(t testing.TB) string {
 // New returns a fresh, migrated database for this test.
 func New(t testing.TB) *DB {
 	t.Helper()
-	return create(t, templateName(t))
+	return create(t, templateName(t), true)
 }
 
 // NewEmpty returns a fresh database with nothing migrated.
 func NewEmpty(t testing.TB) *DB {
 	t.Helper()
-	return create(t, "template0")
+	return create(t, "template0", false)
 }
 
-func create(t testing.TB, template string) *DB {
+func create(t testing.TB, template string, check bool) *DB {
 	t.Helper()
 	admin := AdminURL(t)
 	name := fmt.Sprintf("qflowtest_%d_%08x", os.Getpid(), rand.Uint32())
@@ -109,6 +113,9 @@ func create(t testing.TB, template string) *DB {
 	}
 	db.Pool = pool
 	t.Cleanup(func() {
+		if check {
+			checkInvariants(t, pool)
+		}
 		pool.Close()
 		c, err := pgx.Connect(context.Background(), admin)
 		if err != nil {
@@ -121,6 +128,42 @@ func create(t testing.TB, template string) *DB {
 		}
 	})
 	return db
+}
+
+// checkInvariants fails the test if the engine's tables hold a row that
+// breaks its rules (qflow.invariant_violations), or if the check cannot run
+// on a database whose schema has it. A database that cannot be reached any
+// more, or whose schema the test changed (the function is missing, or
+// migrations.Stale says so), is only logged.
+func checkInvariants(t testing.TB, pool *pgxpool.Pool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var has bool
+	if err := pool.QueryRow(ctx, `SELECT to_regprocedure('qflow.invariant_violations()') IS NOT NULL`).Scan(&has); err != nil {
+		t.Logf("pgtest: invariants not checked: %v", err)
+		return
+	}
+	if !has {
+		t.Logf("pgtest: invariants not checked: no qflow.invariant_violations")
+		return
+	}
+	if stale, err := migrations.Stale(ctx, pool); err != nil || stale {
+		t.Logf("pgtest: invariants not checked: the test changed the schema (stale %v, %v)", stale, err)
+		return
+	}
+	rows, err := pool.Query(ctx, `SELECT v FROM qflow.invariant_violations() AS v LIMIT 20`)
+	if err != nil {
+		t.Errorf("pgtest: invariants: %v", err)
+		return
+	}
+	broken, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Errorf("pgtest: invariants: %v", err)
+		return
+	}
+	if len(broken) > 0 {
+		t.Errorf("pgtest: rows that break the engine's rules (qflow.invariant_violations):\n%s", strings.Join(broken, "\n"))
+	}
 }
 
 var (
