@@ -132,8 +132,8 @@ CREATE INDEX deps_by_dep ON qflow.deps (flow_id, dep_idx);
 -- (internal/pgtest), and the chaos suite's after each scenario. They are
 -- not CHECK constraints: PostgreSQL reads and plans a table's CHECK
 -- expressions again on every statement that writes the table (about 19
--- microseconds a statement for the seven that runs had), which cost about
--- 8% of W1's throughput (docs/benchmarks.md).
+-- microseconds a statement for the seven that runs had), which cost 5-8%
+-- of W1's throughput (docs/benchmarks.md).
 
 CREATE TABLE qflow.runs (
     id              uuid PRIMARY KEY,
