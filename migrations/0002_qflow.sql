@@ -127,8 +127,8 @@ CREATE INDEX deps_by_dep ON qflow.deps (flow_id, dep_idx);
 --
 -- Their rules (the status values, counters never negative, status in step
 -- with finished_at, output and the counters) are kept by the engine's
--- functions, and qflow.invariant_violations lists any row that breaks
--- them; every test's database is checked with it when the test ends
+-- functions, and qflow.invariant_violations (0008_rules.sql) lists any row
+-- that breaks them; every test's database is checked with it when the test ends
 -- (internal/pgtest), and the chaos suite's after each scenario. They are
 -- not CHECK constraints: PostgreSQL reads and plans a table's CHECK
 -- expressions again on every statement that writes the table (about 19
@@ -241,31 +241,6 @@ CREATE TABLE qflow.step_tasks (
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 1);
 -- Claim order within a lane: the ungated tasks of a version are lane 0.
 CREATE INDEX step_tasks_ready ON qflow.step_tasks (flow_id, lane, priority DESC, seq) WHERE finished_at IS NULL;
-
--- invariant_violations returns one line for each row of runs, step_states
--- and step_tasks that breaks the rules the engine keeps (see above; a rule
--- whose columns are NULL holds, as a CHECK's would), naming the table, the
--- row's key and its status. None is the only right answer.
-CREATE FUNCTION qflow.invariant_violations() RETURNS SETOF text LANGUAGE sql STABLE AS $$
-    SELECT format('runs %s: status %s', r.id, r.status) FROM qflow.runs r
-    WHERE (r.status IN ('started', 'completed', 'failed', 'cancelled') AND r.remaining_steps >= 0
-           AND r.max_attempts >= 1 AND octet_length(r.idempotency_key) BETWEEN 1 AND 255 AND r.resumes >= 0
-           AND (r.status = 'started') = (r.finished_at IS NULL)
-           AND (r.status <> 'completed' OR (r.output IS NOT NULL AND r.remaining_steps = 0))) IS FALSE
-    UNION ALL
-    SELECT format('step_states %s/%s: status %s', s.run_id, s.step_idx, s.status) FROM qflow.step_states s
-    WHERE (s.status IN ('created', 'started', 'completed', 'failed', 'cancelled', 'skipped')
-           AND s.task_count >= 0 AND s.remaining_tasks >= 0
-           AND (s.status <> 'completed' OR (s.output IS NOT NULL AND s.remaining_tasks = 0))) IS FALSE
-    UNION ALL
-    SELECT format('step_tasks %s/%s/%s: status %s', t.run_id, t.step_idx, t.task_index, t.status)
-    FROM qflow.step_tasks t
-    WHERE (t.status IN ('queued', 'started', 'completed', 'failed', 'cancelled', 'skipped')
-           AND t.task_index >= 0 AND t.attempts >= 0 AND t.max_attempts >= 1
-           AND (t.status <> 'completed' OR t.output IS NOT NULL)
-           AND (t.status <> 'started' OR t.attempts > 0)
-           AND (t.finished_at IS NULL) = (t.status IN ('queued', 'started'))) IS FALSE
-$$;
 
 CREATE TABLE qflow.workers (
     id           uuid PRIMARY KEY,
@@ -2322,6 +2297,8 @@ DECLARE
     v_skip    record;
     v_freed   integer[];
     v_ts      text;
+    v_druns   uuid[] := '{}';
+    v_dts     text;
 BEGIN
     o_tasks := 0;
     IF cardinality(p_runs) > 0 THEN
@@ -2356,6 +2333,12 @@ BEGIN
         PERFORM qflow.record_completions(coalesce(v_done, '{}') || coalesce(p_direct, '{}'), v_now);
         -- Count down each step's tasks; steps with none left complete.
         v_ts := qflow.ev_ts(clock_timestamp());
+        -- The runs of record_inline's results: their completions' events
+        -- carry p_now (before record_inline read the clock for theirs).
+        IF p_direct IS NOT NULL THEN
+            v_druns := ARRAY(SELECT d.run_id FROM unnest(p_direct) d);
+            v_dts := qflow.ev_ts(v_now);
+        END IF;
         WITH c AS (
             SELECT d.run_id, d.step_idx, d.flow_id, count(*)::integer AS n, (array_agg(d.output))[1] AS out
             FROM unnest(v_done) d GROUP BY 1, 2, 3
@@ -2393,7 +2376,7 @@ BEGIN
                                            WHERE st.flow_id = d.flow_id AND st.idx = d.step_idx) END,
                                 d.task_index, 'completed',
                                 d.attempts, (extract(epoch FROM v_now - d.started_at) * 1000)::bigint, NULL, NULL,
-                                p_ts => v_ts) AS e,
+                                p_ts => CASE WHEN d.run_id = ANY (v_druns) THEN v_dts ELSE v_ts END) AS e,
                        d.run_id, 0 AS kind, d.step_idx, d.task_index
                 FROM unnest(v_done) d, one
                 WHERE d.events AND v_events
@@ -2402,7 +2385,8 @@ BEGIN
                                 CASE WHEN s.flow_id = one.flow_id THEN one.flow_slug
                                      ELSE (SELECT f.slug FROM qflow.flows f WHERE f.id = s.flow_id) END,
                                 s.slug, NULL, 'completed', NULL,
-                                (extract(epoch FROM v_now - s.started_at) * 1000)::bigint, NULL, NULL, p_ts => v_ts),
+                                (extract(epoch FROM v_now - s.started_at) * 1000)::bigint, NULL, NULL,
+                                p_ts => CASE WHEN s.run_id = ANY (v_druns) THEN v_dts ELSE v_ts END),
                        s.run_id, 1, s.step_idx, 0
                 FROM done_steps s, one
                 WHERE v_events AND (SELECT d.events FROM unnest(v_done) d WHERE d.run_id = s.run_id LIMIT 1)

@@ -199,3 +199,42 @@ func TestMigrateRefusesStaleSchema(t *testing.T) {
 		t.Fatalf("an empty database: stale=%v, %v", stale, err)
 	}
 }
+
+// A database migrated while runs, step_states and step_tasks still had CHECK
+// constraints loses them with migration 0008 and gains
+// qflow.invariant_violations.
+func TestMigrateDropsTheHotTablesChecks(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	// As an earlier build left it: version 7, the CHECKs, no function.
+	if _, err := db.Pool.Exec(ctx, `
+		DROP FUNCTION qflow.invariant_violations();
+		DELETE FROM qflow.schema_migrations WHERE version = 8;
+		ALTER TABLE qflow.runs ADD CHECK (remaining_steps >= 0), ADD CHECK ((status = 'started') = (finished_at IS NULL));
+		ALTER TABLE qflow.step_states ADD CHECK (remaining_tasks >= 0);
+		ALTER TABLE qflow.step_tasks ADD CHECK (attempts >= 0)`); err != nil {
+		t.Fatal(err)
+	}
+	checks := func() int {
+		t.Helper()
+		var n int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE contype = 'c'
+			AND conrelid IN ('qflow.runs'::regclass, 'qflow.step_states'::regclass, 'qflow.step_tasks'::regclass)`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := checks(); n != 4 {
+		t.Fatalf("%d CHECKs before, want 4", n)
+	}
+	if err := migrations.Migrate(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	if n := checks(); n != 0 {
+		t.Fatalf("%d CHECKs after migration 0008, want 0", n)
+	}
+	var broken int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM qflow.invariant_violations()`).Scan(&broken); err != nil || broken != 0 {
+		t.Fatalf("invariant_violations: %d, %v", broken, err)
+	}
+}

@@ -784,3 +784,47 @@ func TestFinishChainsTakesOnlyRunsItEnds(t *testing.T) {
 		t.Error("a run past its deadline: finish_chains took it")
 	}
 }
+
+// A settle whose chain stops before the run's last step takes the general
+// path: record_inline writes b (its events are published after a's, by
+// finish_tasks as p_direct_events). The run's events must carry times in
+// the order they are published.
+func TestChainStoppingShortPublishesTimesInOrder(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	l := listenEvents(t, e)
+	def, _ := chain3(t, "revts")
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now()
+	ids, err := e.client.StartRuns(ctx, "revts", []any{map[string]int{"v": 0}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := uuid.New()
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
+		t.Fatal(err)
+	}
+	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[],
+		ARRAY[0], ARRAY['{"v": 1}']::jsonb[], `+none+`,
+		ARRAY[$2::uuid], ARRAY[1]::smallint[], ARRAY[0], ARRAY['{"v": 2}']::jsonb[],
+		ARRAY[NULL]::text[], ARRAY[false], '{}', 0, 0, 1000)`, w, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	// c is queued now: complete it the ordinary way so the run ends.
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[2]::smallint[],
+		ARRAY[0], ARRAY['{"v": 3}']::jsonb[], `+none+`, '{}', '{}', '{}', '{}', '{}', '{}', '{}', 0, 0, 1000)`, w, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	got, evs := collect(t, l, ids[0], 50*time.Millisecond)
+	if len(got) != 14 {
+		t.Fatalf("events %q, want the run's 14", got)
+	}
+	checkTimes(t, evs, from, time.Now())
+}

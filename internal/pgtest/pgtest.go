@@ -147,8 +147,13 @@ func checkInvariants(t testing.TB, pool *pgxpool.Pool) {
 		t.Logf("pgtest: invariants not checked: no qflow.invariant_violations")
 		return
 	}
-	if stale, err := migrations.Stale(ctx, pool); err != nil || stale {
-		t.Logf("pgtest: invariants not checked: the test changed the schema (stale %v, %v)", stale, err)
+	stale, err := migrations.Stale(ctx, pool)
+	if err != nil {
+		t.Errorf("pgtest: invariants: %v", err)
+		return
+	}
+	if stale {
+		t.Logf("pgtest: invariants not checked: the test changed the schema")
 		return
 	}
 	rows, err := pool.Query(ctx, `SELECT v FROM qflow.invariant_violations() AS v LIMIT 20`)
