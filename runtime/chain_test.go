@@ -442,18 +442,7 @@ func TestChainInlineResultNotRecordedInARunTheSettleFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flowID, err := e.client.DefineFlow(ctx, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := e.client.StartRuns(ctx, "inlinefailed", []any{map[string]int{"v": 0}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := uuid.New()
-	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
-		t.Fatal(err)
-	}
+	_, ids, w := startClaimed(t, e, def, map[string]int{"v": 0})
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[], ARRAY[0],
 		ARRAY['{"v": 1}'::jsonb], ARRAY[$2::uuid], ARRAY[1]::smallint[], ARRAY[0], ARRAY['boom'], ARRAY[true], ARRAY[NULL]::bigint[],
 		ARRAY[$2::uuid], ARRAY[2]::smallint[], ARRAY[0], ARRAY['{"v": 2}']::jsonb[], ARRAY[NULL]::text[], ARRAY[false],
@@ -471,18 +460,7 @@ func TestChainInlineResultGivenTwice(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t, 30*time.Second)
 	def, _ := chain3(t, "inlinetwice")
-	flowID, err := e.client.DefineFlow(ctx, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := e.client.StartRuns(ctx, "inlinetwice", []any{map[string]int{"v": 0}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := uuid.New()
-	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
-		t.Fatal(err)
-	}
+	_, ids, w := startClaimed(t, e, def, map[string]int{"v": 0})
 	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid, $2::uuid], ARRAY[0, 0]::smallint[], ARRAY[0, 0],
 		ARRAY['{"v": 1}', '{"v": 1}']::jsonb[], `+none+`,
@@ -577,18 +555,7 @@ func TestChainSettleMixesRunsItEndsWithOthers(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	l := listenEvents(t, e)
 	def, _ := chain3(t, "mixed")
-	flowID, err := e.client.DefineFlow(ctx, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := e.client.StartRuns(ctx, "mixed", []any{map[string]int{"v": 0}, map[string]int{"v": 10}, map[string]int{"v": 20}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := uuid.New()
-	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
-		t.Fatal(err)
-	}
+	_, ids, w := startClaimed(t, e, def, map[string]int{"v": 0}, map[string]int{"v": 10}, map[string]int{"v": 20})
 	// Run 0's task a was created by a session with events off: its
 	// completion publishes nothing, the rest of the run does.
 	if _, err := e.db.Pool.Exec(ctx, `UPDATE qflow.step_tasks SET events = false WHERE run_id = $1 AND step_idx = 0`, ids[0]); err != nil {
@@ -794,19 +761,8 @@ func TestChainStoppingShortPublishesTimesInOrder(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	l := listenEvents(t, e)
 	def, _ := chain3(t, "revts")
-	flowID, err := e.client.DefineFlow(ctx, def)
-	if err != nil {
-		t.Fatal(err)
-	}
 	from := time.Now()
-	ids, err := e.client.StartRuns(ctx, "revts", []any{map[string]int{"v": 0}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := uuid.New()
-	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
-		t.Fatal(err)
-	}
+	flowID, ids, w := startClaimed(t, e, def, map[string]int{"v": 0})
 	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid], ARRAY[0]::smallint[],
 		ARRAY[0], ARRAY['{"v": 1}']::jsonb[], `+none+`,
@@ -827,4 +783,25 @@ func TestChainStoppingShortPublishesTimesInOrder(t *testing.T) {
 		t.Fatalf("events %q, want the run's 14", got)
 	}
 	checkTimes(t, evs, from, time.Now())
+}
+
+// startClaimed defines def, starts one run per input and claims their first
+// tasks for a worker of its own (no Worker runs), which it returns with the
+// flow version and the runs, so a test can call qflow.settle as that worker.
+func startClaimed(t *testing.T, e *env, def qflow.FlowDef, inputs ...any) (int, []uuid.UUID, uuid.UUID) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	flowID, err := e.client.DefineFlow(ctx, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.client.StartRuns(ctx, def.Slug, inputs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := uuid.New()
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
+		t.Fatal(err)
+	}
+	return flowID, ids, w
 }
