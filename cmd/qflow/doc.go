@@ -17,6 +17,7 @@
 //	cancel ID       cancel a run (also: runs cancel ID)
 //	resume ID       resume a failed or cancelled run (also: runs resume ID)
 //	prune           delete finished runs older than a duration, with their steps and tasks
+//	check           list rows of runs, steps and tasks that break the engine's rules (exit 1 if any)
 //	schedules       list cron schedules: flow, spec, time zone, next and last tick (--flow)
 //	schedules set N create or update a cron schedule (--flow, --cron, --tz, --input, --missed)
 //	schedules pause N, schedules resume N, schedules delete N

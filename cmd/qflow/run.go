@@ -48,7 +48,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		cmdMigrate, cmdFlows, cmdFlowsShow, cmdFlowsStats, cmdRuns, cmdRunsShow, cmdCancel, cmdResume, cmdPrune,
+		cmdMigrate, cmdFlows, cmdFlowsShow, cmdFlowsStats, cmdRuns, cmdRunsShow, cmdCancel, cmdResume, cmdPrune, cmdCheck,
 		cmdSchedules, cmdSchedulesSet, cmdSchedulesPause, cmdSchedulesResume, cmdSchedulesDelete,
 		cmdWorkers, cmdQueues, cmdEvents, cmdServe,
 	}
