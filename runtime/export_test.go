@@ -75,6 +75,18 @@ func (w *Worker) PausePump() (resume func()) {
 	})
 }
 
+// HoldClaims makes w's primary pump hold each round trip that claims, once
+// on its way (counted as such), until the returned function is first
+// called.
+func (w *Worker) HoldClaims() (release func()) {
+	ch := make(chan struct{})
+	w.claimsHeld.Store(&ch)
+	return sync.OnceFunc(func() {
+		w.claimsHeld.Store(nil)
+		close(ch)
+	})
+}
+
 // Waiting counts the results waiting to be settled and the local starts
 // waiting for the primary pump.
 func (w *Worker) Waiting() (results, starts int) {

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,4 +211,58 @@ func TestBlockedRiderLeavesTheSettleAlone(t *testing.T) {
 	if err := <-lockedRun; err != nil {
 		t.Errorf("the start that waited for the lock: %v", err)
 	}
+}
+
+// A pile of results waiting when the primary pump sets off to claim goes
+// to the secondary pump, which settles it while the claim is on its way
+// (once, the primary took the pile into its claim's round trip, so a big
+// map's claims and settles never overlapped: W3 ran 0.70 s instead of
+// 0.55 s in about half the runs).
+func TestPileGoesToTheSecondaryWhileThePrimaryClaims(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	def := single("pile", qflow.StepOptions{})
+	if _, err := e.client.DefineFlow(ctx, def); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var ran atomic.Int32
+	w := e.startWorker(def, map[string]qflow.Handler{"only": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		if ran.Add(1) <= 8 {
+			<-release
+		}
+		return json.RawMessage(`1`), nil
+	}}, &qflow.WorkerOptions{Concurrency: 8})
+	inputs := make([]any, 8)
+	for i := range inputs {
+		inputs[i] = i
+	}
+	first, err := e.client.StartRuns(ctx, def.Slug, inputs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return ran.Load() == 8 }) // every slot busy
+	// More work, which the worker has no room to claim yet.
+	if _, err := e.client.StartRuns(ctx, def.Slug, inputs, nil); err != nil {
+		t.Fatal(err)
+	}
+	resume := w.PausePump()
+	defer resume()
+	time.Sleep(50 * time.Millisecond) // the pump reaches its pause
+	close(release)
+	waitFor(t, func() bool { n, _ := w.Waiting(); return n == 8 })
+	held := w.HoldClaims()
+	defer held()
+	resume()
+	// The first runs complete while the primary's claim is held.
+	waitFor(t, func() bool {
+		var n int
+		if err := e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM qflow.runs WHERE id = ANY ($1) AND status = 'completed'`,
+			first).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == len(first)
+	})
+	held()
+	waitFor(t, func() bool { return ran.Load() == 16 })
 }

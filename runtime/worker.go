@@ -62,6 +62,8 @@ type Worker struct {
 	promotions    int                // promote round trips on their way (worker_exec.go)
 	timed         int                // handlers timed (see avgTook)
 	settling      map[uuid.UUID]bool // runs whose results a pump is settling
+	handedOff     bool               // the primary left a pile of results to the secondary (see pump)
+	secondaryBusy bool               // the secondary pump is settling
 	finished      []*result          // waiting for the pump to settle them
 	starts        []*localStart      // local starts waiting for the primary pump's next round trip (local.go)
 	startsClosed  bool               // the primary pump has stopped: local starts go on their own
@@ -88,7 +90,10 @@ type Worker struct {
 
 	abandon chan struct{}                 // tests: stop without touching the database
 	paused  atomic.Pointer[chan struct{}] // tests: set, the primary pump takes nothing new until it is closed
-	inlined atomic.Int64                  // tests: tasks run inline (see WorkerOptions.ChainWindow)
+	// tests: set, the primary pump's round trips that claim wait, on their
+	// way, until it is closed
+	claimsHeld atomic.Pointer[chan struct{}]
+	inlined    atomic.Int64 // tests: tasks run inline (see WorkerOptions.ChainWindow)
 
 	// Schedules (schedule.go): those declared with Worker.Schedule, the
 	// client that starts their runs, and a test hook run inside the

@@ -33,8 +33,12 @@ type claimedTask struct {
 // settles, and only while the primary's round trip is on its way, so the
 // server works on one round trip while the other commits. They never settle
 // tasks of the same run at once (see takeFinished), so they never wait on
-// each other's run locks; a worker with one run at a time (or one big map)
-// behaves as with one pump.
+// each other's run locks. A pile of results (half the slots or more)
+// waiting when the primary sets off to claim is left to the secondary, so
+// that the claim and the settle overlap, even for one big map's tasks; a
+// few results ride the primary's claim (a chain's next step is claimed in
+// the round trip that readies it), and so does any pile when the primary
+// has nothing to claim.
 
 // pump runs until ctx ends. Once the worker is stopping it claims nothing
 // and only settles. The secondary pump (primary false) never claims.
@@ -54,12 +58,24 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		if p := w.paused.Load(); primary && p != nil { // tests
 			<-*p
 		}
-		batch := w.takeFinished(primary)
+		// A pile of results goes to the secondary pump while this pump's
+		// claim is on its way, so that the two overlap (see pileForSecondary).
+		var batch []*result
 		var f *workerFlow
 		want := 0
-		if primary && !w.stopping.Load() {
-			if f = w.pickFlow(batch, &next); f != nil {
+		handOff := primary && !w.stopping.Load() && w.pileForSecondary()
+		if handOff {
+			if f = w.pickFlow(nil, &next); f != nil {
 				want = w.reserve()
+			}
+			handOff = want > 0
+		}
+		if !handOff {
+			batch = w.takeFinished(primary)
+			if primary && !w.stopping.Load() && want == 0 {
+				if f = w.pickFlow(batch, &next); f != nil {
+					want = w.reserve()
+				}
 			}
 		}
 		var starts []*localStart
@@ -91,6 +107,15 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		}
 		signs := f.wakes.Load()
 		w.onTheWay(1)
+		if handOff {
+			w.mu.Lock()
+			w.handedOff = true
+			w.mu.Unlock()
+			signal(w.kick2)
+		}
+		if h := w.claimsHeld.Load(); primary && want > 0 && h != nil { // tests
+			<-*h
+		}
 		claimed, err := w.settle(ctx, batch, f, want, starts)
 		w.onTheWay(-1)
 		switch {
@@ -101,6 +126,11 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 			f.wakes.CompareAndSwap(signs, 0)
 		}
 		w.accept(f, claimed, want, false)
+		if !primary {
+			w.mu.Lock()
+			w.secondaryBusy = false
+			w.mu.Unlock()
+		}
 		if len(batch) > 0 {
 			w.doneSettling(batch)
 			signal(w.settled)
@@ -127,7 +157,7 @@ func (w *Worker) onTheWay(d int) {
 func (w *Worker) takeFinished(primary bool) []*result {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !primary && (w.inFlight == 0 || len(w.finished) < max(2, w.opts.Concurrency/2)) {
+	if !primary && !w.handedOff && (w.inFlight == 0 || len(w.finished) < max(2, w.opts.Concurrency/2)) {
 		return nil
 	}
 	var take, keep []*result
@@ -141,8 +171,22 @@ func (w *Worker) takeFinished(primary bool) []*result {
 	for _, r := range take {
 		w.settling[r.h.key.RunID] = true
 	}
+	if len(take) > 0 {
+		w.handedOff = false // taken, by either pump
+		w.secondaryBusy = w.secondaryBusy || !primary
+	}
 	w.finished = keep
 	return take
+}
+
+// pileForSecondary reports whether the results waiting make a pile the
+// secondary pump should settle while the primary claims: as many as make
+// the secondary settle on its own, none of them left to it already, and
+// the secondary idle.
+func (w *Worker) pileForSecondary() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.handedOff && !w.secondaryBusy && len(w.finished) >= max(2, w.opts.Concurrency/2)
 }
 
 // doneSettling clears the marks takeFinished set for batch.
