@@ -150,10 +150,12 @@ func (w *Worker) onTheWay(d int) {
 
 // takeFinished takes the results waiting to be settled, except those of
 // runs another pump is settling right now, and marks their runs as being
-// settled. The secondary pump takes results only while the primary's round
-// trip is on its way and results pile up (half a worker's slots or more):
-// a lone result is better left to the primary, which claims what its
-// settle readies in the same round trip.
+// settled. The secondary pump takes results only when the primary left it
+// a pile (w.handedOff: then all it may take, however few by now), or while
+// the primary's round trip is on its way and results pile up (half a
+// worker's slots or more): a lone result is better left to the primary,
+// which claims what its settle readies in the same round trip. Whichever
+// pump takes results clears w.handedOff.
 func (w *Worker) takeFinished(primary bool) []*result {
 	w.mu.Lock()
 	defer w.mu.Unlock()
