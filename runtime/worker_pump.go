@@ -106,11 +106,16 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 			f = batch[0].h.flow
 		}
 		signs := f.wakes.Load()
-		w.onTheWay(1)
+		// On its way and, for a hand-off, the pile left, in one step: the
+		// secondary may not take the pile as an ordinary one in between
+		// and leave the flag set with nothing to hand over.
+		w.mu.Lock()
+		w.inFlight++
 		if handOff {
-			w.mu.Lock()
-			w.handedOff = true
-			w.mu.Unlock()
+			w.handedOff = !w.secondaryBusy && len(w.finished) > 0
+		}
+		w.mu.Unlock()
+		if handOff {
 			signal(w.kick2)
 		}
 		if h := w.claimsHeld.Load(); primary && want > 0 && h != nil { // tests
