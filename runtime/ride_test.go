@@ -248,7 +248,7 @@ func TestPileGoesToTheSecondaryWhileThePrimaryClaims(t *testing.T) {
 	}
 	resume := w.PausePump()
 	defer resume()
-	time.Sleep(50 * time.Millisecond) // the pump reaches its pause
+	time.Sleep(50 * time.Millisecond) // the pump ends the round it is in (it pauses at its next)
 	close(release)
 	waitFor(t, func() bool { n, _ := w.Waiting(); return n == 8 })
 	held := w.HoldClaims()
