@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,11 +67,15 @@ func (w *Worker) OnFire(hook func(ctx context.Context, tx pgx.Tx, schedule strin
 
 // PausePump makes w's primary pump wait, before it takes anything, until
 // the returned function is first called.
-func (w *Worker) PausePump() (resume func()) {
+func (w *Worker) PausePump() (resume func()) { return hold(&w.paused) }
+
+// hold sets a test hook's channel and returns the function that clears it
+// and closes it, once.
+func hold(hook *atomic.Pointer[chan struct{}]) (release func()) {
 	ch := make(chan struct{})
-	w.paused.Store(&ch)
+	hook.Store(&ch)
 	return sync.OnceFunc(func() {
-		w.paused.Store(nil)
+		hook.Store(nil)
 		close(ch)
 	})
 }
@@ -78,14 +83,7 @@ func (w *Worker) PausePump() (resume func()) {
 // HoldClaims makes w's primary pump hold each round trip that claims, once
 // on its way (counted as such), until the returned function is first
 // called.
-func (w *Worker) HoldClaims() (release func()) {
-	ch := make(chan struct{})
-	w.claimsHeld.Store(&ch)
-	return sync.OnceFunc(func() {
-		w.claimsHeld.Store(nil)
-		close(ch)
-	})
-}
+func (w *Worker) HoldClaims() (release func()) { return hold(&w.claimsHeld) }
 
 // Waiting counts the results waiting to be settled and the local starts
 // waiting for the primary pump.
