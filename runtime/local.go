@@ -33,11 +33,12 @@ import (
 // long as the settle ahead of it took (and still after StartRun was
 // called). Should the server refuse that transaction, nothing of it was
 // written: the settle goes again at once and the starts after it on their
-// own, so each statement meets only its own errors. The pump never waits for a start for long: a start with
-// many inputs goes on its own from the start, and one that waits for a
-// lock (rideLockTimeout) goes back to its caller, which sends it on its
-// own. So does every start while the worker publishes no events (its
-// connections are its own, and the client's may publish).
+// own, so each statement meets only its own errors. The pump never waits
+// for a start for long: a start with many inputs goes on its own from the
+// start, and one that waits for a lock (rideLockTimeout) goes back to its
+// caller, which sends it on its own. So does every start while the worker
+// publishes no events (its connections are its own, and the client's may
+// publish).
 
 // The other way, a worker whose settle completed runs hands their outputs
 // to the waiters of those runs in its process (WaitRun on a client of the

@@ -63,7 +63,8 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		var batch []*result
 		var f *workerFlow
 		want := 0
-		handOff := primary && !w.stopping.Load() && w.pileForSecondary()
+		claims := primary && !w.stopping.Load()
+		handOff := claims && w.pileForSecondary()
 		if handOff {
 			if f = w.pickFlow(nil, &next); f != nil {
 				want = w.reserve()
@@ -72,7 +73,7 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		}
 		if !handOff {
 			batch = w.takeFinished(primary)
-			if primary && !w.stopping.Load() && want == 0 {
+			if claims && f == nil { // (a flow picked above has no room now either)
 				if f = w.pickFlow(batch, &next); f != nil {
 					want = w.reserve()
 				}
@@ -111,8 +112,8 @@ func (w *Worker) pump(ctx context.Context, primary bool) {
 		// and leave the flag set with nothing to hand over.
 		w.mu.Lock()
 		w.inFlight++
-		if handOff {
-			w.handedOff = !w.secondaryBusy && len(w.finished) > 0
+		if handOff = handOff && !w.secondaryBusy && len(w.finished) > 0; handOff {
+			w.handedOff = true
 		}
 		w.mu.Unlock()
 		if handOff {
@@ -164,7 +165,7 @@ func (w *Worker) onTheWay(d int) {
 func (w *Worker) takeFinished(primary bool) []*result {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !primary && !w.handedOff && (w.inFlight == 0 || len(w.finished) < max(2, w.opts.Concurrency/2)) {
+	if !primary && !w.handedOff && (w.inFlight == 0 || len(w.finished) < w.pile()) {
 		return nil
 	}
 	var take, keep []*result
@@ -193,8 +194,12 @@ func (w *Worker) takeFinished(primary bool) []*result {
 func (w *Worker) pileForSecondary() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return !w.handedOff && !w.secondaryBusy && len(w.finished) >= max(2, w.opts.Concurrency/2)
+	return !w.handedOff && !w.secondaryBusy && len(w.finished) >= w.pile()
 }
+
+// pile is how many waiting results make a pile for the secondary pump:
+// half the worker's slots, at least 2.
+func (w *Worker) pile() int { return max(2, w.opts.Concurrency/2) }
 
 // doneSettling clears the marks takeFinished set for batch.
 func (w *Worker) doneSettling(batch []*result) {
