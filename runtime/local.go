@@ -164,7 +164,7 @@ func (c *Client) startLocal(ctx context.Context, lc *localClaim, slug string, fl
 	}
 	// Alone when the worker's connections publish no events (the client's
 	// may), when the start is a long one, or when the pump has stopped.
-	if w.pool != w.local || len(docs) > maxRideInputs || !w.queueStart(ls) {
+	if w.opts.DisableEvents || len(docs) > maxRideInputs || !w.queueStart(ls) {
 		alone()
 	} else {
 		<-ls.done

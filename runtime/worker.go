@@ -43,7 +43,8 @@ const WorkChannel = notify.WorkChannel
 type Worker struct {
 	pool *pgxpool.Pool
 	// local is the pool the worker was created with, by which clients in
-	// this process find it (local.go); pool differs with DisableEvents.
+	// this process find it (local.go); while it runs, pool is its own
+	// (ownPool).
 	local *pgxpool.Pool
 	opts  WorkerOptions
 	log   *slog.Logger
@@ -202,7 +203,11 @@ var errShuttingDown = errors.New("qflow: worker shutting down")
 
 var errCancelledByEngine = errors.New("qflow: task no longer belongs to this worker (run cancelled or finished, or lease lost)")
 
-// NewWorker returns a worker on pool. opts may be nil.
+// NewWorker returns a worker on pool. opts may be nil. While Run runs, the
+// worker makes its statements on a pool of its own with pool's
+// configuration, so that the application's queries on pool and the
+// worker's round trips never wait for each other's connections; clients
+// on pool in this process still hand work to it in memory.
 func NewWorker(pool *pgxpool.Pool, opts *WorkerOptions) *Worker {
 	w := &Worker{
 		pool:      pool,
@@ -311,15 +316,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.opts.Learning = w.opts.Learning.WithDefaults()
-	if w.opts.DisableEvents {
-		p, err := eventsOffPool(ctx, w.pool)
-		if err != nil {
-			return err
-		}
-		orig := w.pool
-		w.pool = p
-		defer func() { w.pool = orig; p.Close() }()
+	own, err := ownPool(ctx, w.pool, w.opts.DisableEvents)
+	if err != nil {
+		return err
 	}
+	orig := w.pool
+	w.pool = own
+	defer func() { w.pool = orig; own.Close() }()
 	var queues []string
 	for _, f := range w.flows {
 		if err := w.defineFlow(ctx, f); err != nil {

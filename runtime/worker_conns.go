@@ -1,0 +1,36 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ownPool returns the pool a running worker makes its engine statements on
+// (round trips, heartbeats, upkeep, its LISTEN): a pool of its own with
+// pool's configuration (connection settings, hooks, size). The
+// application's queries on pool then never make the worker's round trips
+// and heartbeats wait for a connection, nor the worker's make the
+// application's wait, and the connections the worker warmed (their plans
+// and caches) serve only its statements. (With one pool shared by the
+// worker and a client polling it every 2 ms, W3 took 17% longer and W1b up
+// to 30%: docs/benchmarks.md.) With eventsOff its sessions start with
+// qflow.events = 'off' (a startup parameter, so no extra round trip):
+// qflow.publish sends nothing for transitions made on them.
+func ownPool(ctx context.Context, pool *pgxpool.Pool, eventsOff bool) (*pgxpool.Pool, error) {
+	cfg := pool.Config()
+	if eventsOff {
+		cfg.ConnConfig.RuntimeParams = maps.Clone(cfg.ConnConfig.RuntimeParams)
+		if cfg.ConnConfig.RuntimeParams == nil {
+			cfg.ConnConfig.RuntimeParams = map[string]string{}
+		}
+		cfg.ConnConfig.RuntimeParams["qflow.events"] = "off"
+	}
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("qflow: worker's pool: %w", err)
+	}
+	return p, nil
+}
