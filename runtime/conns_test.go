@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,4 +70,52 @@ func TestWorkerKeepsGoingWhileTheApplicationHoldsItsPool(t *testing.T) {
 		}
 	}()
 	run()
+}
+
+// A handler that outlives Run (it ignores its context past
+// ShutdownTimeout) and then looks at its subflow reads the worker's pool
+// after Run has returned: it gets an error from the closed pool, and no
+// data race with Run's shutdown (go test -race).
+func TestSubflowOutlivingRunFindsThePoolClosed(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	child, _ := qflow.NewFlow("late_child").Step("c", qflow.StepDef{}).Build()
+	parent, _ := qflow.NewFlow("late_parent").Step("p", qflow.StepDef{}).Build()
+	sub := qflow.Subflow(child.Slug, nil)
+	started, finished := make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	w := qflow.NewWorker(e.db.Pool, &qflow.WorkerOptions{Logger: quiet(), PollInterval: 50 * time.Millisecond,
+		ShutdownTimeout: 50 * time.Millisecond})
+	if err := w.Register(child, map[string]qflow.Handler{"c": func(context.Context, *qflow.Task) (json.RawMessage, error) {
+		return json.RawMessage(`1`), nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Register(parent, map[string]qflow.Handler{"p": func(ctx context.Context, task *qflow.Task) (json.RawMessage, error) {
+		first := false
+		once.Do(func() { first = true; close(started) })
+		if !first {
+			return sub(ctx, task)
+		}
+		time.Sleep(700 * time.Millisecond) // past ShutdownTimeout, ignoring ctx
+		out, err := sub(ctx, task)
+		finished <- err
+		return out, err
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	if _, err := e.client.StartFlow(ctx, parent, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-finished; err == nil {
+		t.Fatal("a subflow look after Run returned succeeded; want an error")
+	}
 }

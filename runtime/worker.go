@@ -43,8 +43,8 @@ const WorkChannel = notify.WorkChannel
 type Worker struct {
 	pool *pgxpool.Pool
 	// local is the pool the worker was created with, by which clients in
-	// this process find it (local.go); while it runs, pool is its own
-	// (ownPool).
+	// this process find it (local.go); from Run on, pool is its own
+	// (ownPool), closed once Run returns.
 	local *pgxpool.Pool
 	opts  WorkerOptions
 	log   *slog.Logger
@@ -316,13 +316,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.opts.Learning = w.opts.Learning.WithDefaults()
-	own, err := ownPool(ctx, w.pool, w.opts.DisableEvents)
+	own, err := ownPool(ctx, w.local, w.opts.DisableEvents)
 	if err != nil {
 		return err
 	}
-	orig := w.pool
+	// w.pool is not set back when Run returns: a handler that outlives Run
+	// (it ignored its context past ShutdownTimeout or its step's timeout)
+	// may still read it (Subflow), and must neither race with a write nor
+	// reach the application's pool (whose sessions may publish events);
+	// it finds the worker's pool closed.
 	w.pool = own
-	defer func() { w.pool = orig; own.Close() }()
+	defer own.Close()
 	var queues []string
 	for _, f := range w.flows {
 		if err := w.defineFlow(ctx, f); err != nil {
