@@ -19,10 +19,9 @@ const ownPoolMin = 8
 // open for their own sake (the application's MinConns are its own). The
 // application's queries on pool then never make the worker's round trips
 // and heartbeats wait for a connection, nor the worker's make the
-// application's wait, and the connections the worker warmed (their plans
-// and caches) serve only its statements. (With one pool shared by the
-// worker and a client polling it every 2 ms, W3 took 17% longer and W1b up
-// to 30%: docs/benchmarks.md.) With eventsOff its sessions start with
+// application's wait. (With one pool shared by the worker and a client
+// polling it every 2 ms, W3 took 17% longer and W1b up to 30%:
+// docs/benchmarks.md.) With eventsOff its sessions start with
 // qflow.events = 'off' (a startup parameter, so no extra round trip):
 // qflow.publish sends nothing for transitions made on them.
 func ownPool(ctx context.Context, pool *pgxpool.Pool, eventsOff bool) (*pgxpool.Pool, error) {
