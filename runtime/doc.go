@@ -24,7 +24,9 @@
 // # In one process
 //
 // A Client and a Worker created with the same pool in one process hand
-// work to each other in memory. StartRun (StartRuns, StartFlow; not the
+// work to each other in memory (the worker still makes its own statements
+// on connections of its own, a pool it opens with that pool's
+// configuration while Run runs; see NewWorker). StartRun (StartRuns, StartFlow; not the
 // …Tx forms, whose commit is the caller's, nor keyed starts, which may wait
 // on another transaction holding the key) claims the new runs' first tasks
 // for the worker in the starting transaction, so they need no notification

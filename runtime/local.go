@@ -37,8 +37,8 @@ import (
 // for a start for long: a start with many inputs goes on its own from the
 // start, and one that waits for a lock (rideLockTimeout) goes back to its
 // caller, which sends it on its own. So does every start while the worker
-// publishes no events (its connections are its own, and the client's may
-// publish).
+// publishes no events (its sessions have qflow.events off, and the
+// client's may publish).
 
 // The other way, a worker whose settle completed runs hands their outputs
 // to the waiters of those runs in its process (WaitRun on a client of the

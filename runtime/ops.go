@@ -263,8 +263,8 @@ func (c *Client) TaskInput(ctx context.Context, run uuid.UUID, step string, inde
 // limit is not between 1 and 1,000). A healthy database has none. The rules
 // are not CHECK constraints, which PostgreSQL would parse and plan again on
 // every statement that writes the tables (docs/reliability.md); a row
-// written by hand, or by a bug, is found here instead. It reads every row of the three
-// tables (qflow.invariant_violations, migration 0008).
+// written by hand, or by a bug, is found here instead. It reads every row
+// of the three tables (qflow.invariant_violations, migration 0008).
 func (c *Client) BrokenRows(ctx context.Context, limit int) ([]string, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
