@@ -785,6 +785,77 @@ func TestChainStoppingShortPublishesTimesInOrder(t *testing.T) {
 	checkTimes(t, evs, from, time.Now())
 }
 
+// TestFinishChainsWritesEventsAsEvDoes: finish_chains writes its events
+// out field by field rather than through qflow.ev. Every event of two runs
+// it ends (and the others of those runs) must read byte for byte as
+// qflow.ev writes the same fields.
+func TestFinishChainsWritesEventsAsEvDoes(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	l := listenEvents(t, e)
+	def, _ := chain3(t, "evbytes")
+	_, ids, w := startClaimed(t, e, def, map[string]int{"v": 0}, map[string]int{"v": 10})
+	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid, $3::uuid], ARRAY[0, 0]::smallint[],
+		ARRAY[0, 0], ARRAY['{"v": 1}', '{"v": 11}']::jsonb[], `+none+`,
+		ARRAY[$2::uuid, $2::uuid, $3::uuid, $3::uuid], ARRAY[1, 2, 1, 2]::smallint[], ARRAY[3, 1200, 0, 7],
+		ARRAY['{"v": 2}', '{"v": 3}', '{"v": 12}', '{"v": 13}']::jsonb[], ARRAY[NULL, NULL, NULL, NULL]::text[],
+		ARRAY[false, false, false, false], '{}', 0, 0, 1000)`, w, ids[0], ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	type fields struct {
+		Type      string  `json:"type"`
+		RunID     string  `json:"run_id"`
+		Flow      string  `json:"flow"`
+		Step      *string `json:"step"`
+		TaskIndex *int    `json:"task_index"`
+		Status    *string `json:"status"`
+		Attempt   *int    `json:"attempt"`
+		Duration  *int64  `json:"duration_ms"`
+		TS        string  `json:"ts"`
+	}
+	var raws []string
+	done, last := 0, ""
+	for done < 2 {
+		select {
+		case m := <-l.C():
+			if m.Event == nil || m.Payload == last {
+				continue // the messages of one notification share its payload
+			}
+			last = m.Payload
+			var els []json.RawMessage
+			if err := json.Unmarshal([]byte(m.Payload), &els); err != nil {
+				t.Fatalf("payload %s: %v", m.Payload, err)
+			}
+			for _, el := range els {
+				raws = append(raws, string(el))
+				if strings.HasPrefix(string(el), `{"type":"workflow_completed"`) {
+					done++
+				}
+			}
+		case <-ctx.Done():
+			t.Fatalf("events so far %q: want both runs completed", raws)
+		}
+	}
+	if len(raws) != 28 {
+		t.Fatalf("%d events, want the two runs' 14 each: %q", len(raws), raws)
+	}
+	for _, raw := range raws {
+		var f fields
+		if err := json.Unmarshal([]byte(raw), &f); err != nil {
+			t.Fatalf("event %s: %v", raw, err)
+		}
+		var want string
+		if err := e.db.Pool.QueryRow(ctx, `SELECT qflow.ev($1, $2::uuid, $3, $4, $5, $6, $7, $8, NULL, NULL, p_ts => $9)`,
+			f.Type, f.RunID, f.Flow, f.Step, f.TaskIndex, f.Status, f.Attempt, f.Duration, f.TS).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if raw != want {
+			t.Errorf("event\n got %s\nwant %s (qflow.ev)", raw, want)
+		}
+	}
+}
+
 // startClaimed defines def, starts one run per input and claims their first
 // tasks for a worker of its own (no Worker runs), which it returns with the
 // flow version and the runs, so a test can call qflow.settle as that worker.
