@@ -452,7 +452,9 @@ $$;
 -- booleans, uuids and fixed words. Built
 -- as text rather than jsonb (which was sorted, stripped of nulls and printed
 -- again for pg_notify): a third of the cost. A plain SQL expression, so
--- callers inline it.
+-- callers inline it. finish_chains writes the same fields out by hand: a
+-- change here is a change there too (TestFinishChainsWritesEventsAsEvDoes
+-- compares the two).
 CREATE FUNCTION qflow.ev(p_type text, p_run uuid, p_flow text, p_step text, p_task integer,
                          p_status text, p_attempt integer, p_duration_ms bigint,
                          p_error text, p_will_retry boolean, p_resume integer DEFAULT NULL,

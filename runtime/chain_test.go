@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	qflow "github.com/quantumflow/qflow/runtime"
+	"github.com/quantumflow/qflow/runtime/notify"
 )
 
 // Chains run in process (WorkerOptions.ChainWindow): a run's next single
@@ -786,37 +787,83 @@ func TestChainStoppingShortPublishesTimesInOrder(t *testing.T) {
 }
 
 // TestFinishChainsWritesEventsAsEvDoes: finish_chains writes its events
-// out field by field rather than through qflow.ev. Every event of two runs
-// it ends (and the others of those runs) must read byte for byte as
+// out field by field rather than through qflow.ev. It ends four runs in
+// two settles: a chain with a retried first task (attempt 3) and inline
+// steps that took 3 and 1,200 ms; a chain whose first task was created
+// with events off; a chain whose run has events off; and the one run of a
+// one-step flow with 40-character slugs (its completion is its leaf).
+// Each run's events must be the general path's, with the attempts and
+// durations the results gave, and every event must read byte for byte as
 // qflow.ev writes the same fields.
 func TestFinishChainsWritesEventsAsEvDoes(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t, 30*time.Second)
 	l := listenEvents(t, e)
 	def, _ := chain3(t, "evbytes")
-	_, ids, w := startClaimed(t, e, def, map[string]int{"v": 0}, map[string]int{"v": 10})
-	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
-	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, ARRAY[$2::uuid, $3::uuid], ARRAY[0, 0]::smallint[],
-		ARRAY[0, 0], ARRAY['{"v": 1}', '{"v": 11}']::jsonb[], `+none+`,
-		ARRAY[$2::uuid, $2::uuid, $3::uuid, $3::uuid], ARRAY[1, 2, 1, 2]::smallint[], ARRAY[3, 1200, 0, 7],
-		ARRAY['{"v": 2}', '{"v": 3}', '{"v": 12}', '{"v": 13}']::jsonb[], ARRAY[NULL, NULL, NULL, NULL]::text[],
-		ARRAY[false, false, false, false], '{}', 0, 0, 1000)`, w, ids[0], ids[1]); err != nil {
+	_, ids, w := startClaimed(t, e, def, map[string]int{"v": 0}, map[string]int{"v": 10}, map[string]int{"v": 20})
+	long := strings.Repeat("x", 39)
+	oneDef, err := qflow.NewFlow("o"+long).Step("s"+long, qflow.StepDef{}).Build()
+	if err != nil {
 		t.Fatal(err)
 	}
-	type fields struct {
-		Type      string  `json:"type"`
-		RunID     string  `json:"run_id"`
-		Flow      string  `json:"flow"`
-		Step      *string `json:"step"`
-		TaskIndex *int    `json:"task_index"`
-		Status    *string `json:"status"`
-		Attempt   *int    `json:"attempt"`
-		Duration  *int64  `json:"duration_ms"`
-		TS        string  `json:"ts"`
+	oneID, err := e.client.DefineFlow(ctx, oneDef)
+	if err != nil {
+		t.Fatal(err)
 	}
+	oneIDs, err := e.client.StartRuns(ctx, oneDef.Slug, []any{map[string]int{"v": 30}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, oneID, w); err != nil {
+		t.Fatal(err)
+	}
+	// Run 0's first task: its third attempt, started 1 s ago, its step 3 s
+	// ago. Run 1's first task was created with events off; run 2 has
+	// events off.
+	for q, id := range map[string]uuid.UUID{
+		`UPDATE qflow.step_tasks SET attempts = 3, started_at = clock_timestamp() - interval '1 s' WHERE run_id = $1 AND step_idx = 0`: ids[0],
+		`UPDATE qflow.step_states SET started_at = clock_timestamp() - interval '3 s' WHERE run_id = $1 AND step_idx = 0`:              ids[0],
+		`UPDATE qflow.step_tasks SET events = false WHERE run_id = $1 AND step_idx = 0`:                                                ids[1],
+		`UPDATE qflow.runs SET events = false WHERE id = $1`:                                                                           ids[2],
+		`UPDATE qflow.step_tasks SET events = false WHERE run_id = $1`:                                                                 ids[2],
+	} {
+		if _, err := e.db.Pool.Exec(ctx, q, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One settle (finish_chains runs when a settle has inline results). It
+	// takes all four runs (seen in a transaction rolled back).
+	const results = `ARRAY[$2::uuid, $3::uuid, $4::uuid, $5::uuid], ARRAY[0, 0, 0, 0]::smallint[],
+		ARRAY[0, 0, 0, 0], ARRAY['{"v": 1}', '{"v": 11}', '{"v": 21}', '{"v": 31}']::jsonb[]`
+	const inline = `ARRAY[$2::uuid, $2::uuid, $3::uuid, $3::uuid, $4::uuid, $4::uuid], ARRAY[1, 2, 1, 2, 1, 2]::smallint[],
+		ARRAY[3, 1200, 0, 7, 5, 5],
+		ARRAY['{"v": 2}', '{"v": 3}', '{"v": 12}', '{"v": 13}', '{"v": 22}', '{"v": 23}']::jsonb[],
+		ARRAY[NULL, NULL, NULL, NULL, NULL, NULL]::text[]`
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken int
+	err = tx.QueryRow(ctx, `SELECT cardinality(o_runs) FROM qflow.finish_chains($1, clock_timestamp(), `+results+`, `+inline+`)`,
+		w, ids[0], ids[1], ids[2], oneIDs[0]).Scan(&taken)
+	tx.Rollback(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if taken != 4 {
+		t.Fatalf("finish_chains takes %d runs, want 4", taken)
+	}
+	const none = `'{}', '{}', '{}', '{}', '{}', '{}'`
+	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.settle($1, `+results+`, `+none+`, `+inline+`,
+		ARRAY[false, false, false, false, false, false], '{}', 0, 0, 1000)`,
+		w, ids[0], ids[1], ids[2], oneIDs[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every event, raw, as the notifications carried them; then decoded.
 	var raws []string
-	done, last := 0, ""
-	for done < 2 {
+	ends, last := 0, ""
+	for ends < 3 { // runs 0, 1 and the one-step run end with workflow_completed
 		select {
 		case m := <-l.C():
 			if m.Event == nil || m.Payload == last {
@@ -830,15 +877,83 @@ func TestFinishChainsWritesEventsAsEvDoes(t *testing.T) {
 			for _, el := range els {
 				raws = append(raws, string(el))
 				if strings.HasPrefix(string(el), `{"type":"workflow_completed"`) {
-					done++
+					ends++
 				}
 			}
 		case <-ctx.Done():
-			t.Fatalf("events so far %q: want both runs completed", raws)
+			t.Fatalf("events so far %q: want three runs completed", raws)
 		}
 	}
-	if len(raws) != 28 {
-		t.Fatalf("%d events, want the two runs' 14 each: %q", len(raws), raws)
+	for quiet := time.After(200 * time.Millisecond); ; {
+		select {
+		case m := <-l.C():
+			if m.Payload != last {
+				t.Fatalf("an event more: %+v", m)
+			}
+			continue
+		case <-quiet:
+		}
+		break
+	}
+
+	// The sequences, with the attempts and the inline steps' durations.
+	evs := map[uuid.UUID][]string{}
+	dur := map[uuid.UUID]map[string]int64{}
+	for _, raw := range raws {
+		ev, err := notify.ParseEvent(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := describe(ev)
+		if ev.Type == notify.WorkflowCompleted && ev.Step != "" {
+			t.Errorf("workflow_completed names step %q", ev.Step)
+		}
+		evs[ev.RunID] = append(evs[ev.RunID], d)
+		if dur[ev.RunID] == nil {
+			dur[ev.RunID] = map[string]int64{}
+		}
+		dur[ev.RunID][d] = ev.DurationMS
+	}
+	ended := []string{"workflow_started", "step_started a started", "task_started a[0] #1 started",
+		"task_completed a[0] #3 completed", "step_completed a completed",
+		"step_started b started", "task_started b[0] #1 started", "task_completed b[0] #1 completed", "step_completed b completed",
+		"step_started c started", "task_started c[0] #1 started", "task_completed c[0] #1 completed", "step_completed c completed",
+		"workflow_completed completed"}
+	ended[0] += " started"
+	quietA := slices.Concat(ended[:3], ended[5:])
+	st := "s" + long
+	one := []string{"workflow_started started", "step_started " + st + " started", "task_started " + st + "[0] #1 started",
+		"task_completed " + st + "[0] #1 completed", "step_completed " + st + " completed", "workflow_completed completed"}
+	want := map[uuid.UUID][]string{ids[0]: ended, ids[1]: quietA, ids[2]: ended[:3], oneIDs[0]: one}
+	if diff := cmp.Diff(want, evs); diff != "" {
+		t.Fatalf("the runs' events (-want +got):\n%s", diff)
+	}
+	wantDur := map[string]int64{"task_completed b[0] #1 completed": 3, "step_completed b completed": 3,
+		"task_completed c[0] #1 completed": 1200, "step_completed c completed": 1200}
+	for k, v := range wantDur {
+		if got := dur[ids[0]][k]; got != v {
+			t.Errorf("run 0 %s: duration %d ms, want %d", k, got, v)
+		}
+	}
+	// The first task's attempt started 1 s before the settle, its step 3 s.
+	if got := dur[ids[0]]["task_completed a[0] #3 completed"]; got < 1000 || got >= 3000 {
+		t.Errorf("run 0's task a took %d ms, want 1000-2999 (from the attempt's start)", got)
+	}
+	if got := dur[ids[0]]["step_completed a completed"]; got < 3000 || got >= 13000 {
+		t.Errorf("run 0's step a took %d ms, want 3000-12999 (from the step's start)", got)
+	}
+
+	// Byte for byte as qflow.ev writes the same fields.
+	type fields struct {
+		Type      string  `json:"type"`
+		RunID     string  `json:"run_id"`
+		Flow      string  `json:"flow"`
+		Step      *string `json:"step"`
+		TaskIndex *int    `json:"task_index"`
+		Status    *string `json:"status"`
+		Attempt   *int    `json:"attempt"`
+		Duration  *int64  `json:"duration_ms"`
+		TS        string  `json:"ts"`
 	}
 	for _, raw := range raws {
 		var f fields
