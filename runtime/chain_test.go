@@ -788,7 +788,7 @@ func TestChainStoppingShortPublishesTimesInOrder(t *testing.T) {
 
 // TestFinishChainsWritesEventsAsEvDoes: finish_chains writes its events
 // out field by field rather than through qflow.ev. It ends four runs in
-// two settles: a chain with a retried first task (attempt 3) and inline
+// one settle: a chain with a retried first task (attempt 3) and inline
 // steps that took 3 and 1,200 ms; a chain whose first task was created
 // with events off; a chain whose run has events off; and the one run of a
 // one-step flow with 40-character slugs (its completion is its leaf).
@@ -806,28 +806,21 @@ func TestFinishChainsWritesEventsAsEvDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oneID, err := e.client.DefineFlow(ctx, oneDef)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oneIDs, err := e.client.StartRuns(ctx, oneDef.Slug, []any{map[string]int{"v": 30}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, oneID, w); err != nil {
-		t.Fatal(err)
-	}
+	_, oneIDs := startClaimedBy(t, e, oneDef, w, map[string]int{"v": 30})
 	// Run 0's first task: its third attempt, started 1 s ago, its step 3 s
 	// ago. Run 1's first task was created with events off; run 2 has
 	// events off.
-	for q, id := range map[string]uuid.UUID{
-		`UPDATE qflow.step_tasks SET attempts = 3, started_at = clock_timestamp() - interval '1 s' WHERE run_id = $1 AND step_idx = 0`: ids[0],
-		`UPDATE qflow.step_states SET started_at = clock_timestamp() - interval '3 s' WHERE run_id = $1 AND step_idx = 0`:              ids[0],
-		`UPDATE qflow.step_tasks SET events = false WHERE run_id = $1 AND step_idx = 0`:                                                ids[1],
-		`UPDATE qflow.runs SET events = false WHERE id = $1`:                                                                           ids[2],
-		`UPDATE qflow.step_tasks SET events = false WHERE run_id = $1`:                                                                 ids[2],
+	for _, u := range []struct {
+		sql string
+		run uuid.UUID
+	}{
+		{`UPDATE qflow.step_tasks SET attempts = 3, started_at = clock_timestamp() - interval '1 s' WHERE run_id = $1 AND step_idx = 0`, ids[0]},
+		{`UPDATE qflow.step_states SET started_at = clock_timestamp() - interval '3 s' WHERE run_id = $1 AND step_idx = 0`, ids[0]},
+		{`UPDATE qflow.step_tasks SET events = false WHERE run_id = $1 AND step_idx = 0`, ids[1]},
+		{`UPDATE qflow.runs SET events = false WHERE id = $1`, ids[2]},
+		{`UPDATE qflow.step_tasks SET events = false WHERE run_id = $1`, ids[2]},
 	} {
-		if _, err := e.db.Pool.Exec(ctx, q, id); err != nil {
+		if _, err := e.db.Pool.Exec(ctx, u.sql, u.run); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -914,12 +907,11 @@ func TestFinishChainsWritesEventsAsEvDoes(t *testing.T) {
 		}
 		dur[ev.RunID][d] = ev.DurationMS
 	}
-	ended := []string{"workflow_started", "step_started a started", "task_started a[0] #1 started",
+	ended := []string{"workflow_started started", "step_started a started", "task_started a[0] #1 started",
 		"task_completed a[0] #3 completed", "step_completed a completed",
 		"step_started b started", "task_started b[0] #1 started", "task_completed b[0] #1 completed", "step_completed b completed",
 		"step_started c started", "task_started c[0] #1 started", "task_completed c[0] #1 completed", "step_completed c completed",
 		"workflow_completed completed"}
-	ended[0] += " started"
 	quietA := slices.Concat(ended[:3], ended[5:])
 	st := "s" + long
 	one := []string{"workflow_started started", "step_started " + st + " started", "task_started " + st + "[0] #1 started",
@@ -976,6 +968,15 @@ func TestFinishChainsWritesEventsAsEvDoes(t *testing.T) {
 // flow version and the runs, so a test can call qflow.settle as that worker.
 func startClaimed(t *testing.T, e *env, def qflow.FlowDef, inputs ...any) (int, []uuid.UUID, uuid.UUID) {
 	t.Helper()
+	w := uuid.New()
+	flowID, ids := startClaimedBy(t, e, def, w, inputs...)
+	return flowID, ids, w
+}
+
+// startClaimedBy is startClaimed for worker w, so that one settle can hold
+// the runs of several flows.
+func startClaimedBy(t *testing.T, e *env, def qflow.FlowDef, w uuid.UUID, inputs ...any) (int, []uuid.UUID) {
+	t.Helper()
 	ctx := ctxT(t, 30*time.Second)
 	flowID, err := e.client.DefineFlow(ctx, def)
 	if err != nil {
@@ -985,9 +986,8 @@ func startClaimed(t *testing.T, e *env, def qflow.FlowDef, inputs ...any) (int, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := uuid.New()
 	if _, err := e.db.Pool.Exec(ctx, `SELECT * FROM qflow.claim($1, $2, 10, 60000)`, flowID, w); err != nil {
 		t.Fatal(err)
 	}
-	return flowID, ids, w
+	return flowID, ids
 }
